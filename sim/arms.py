@@ -1,0 +1,241 @@
+"""Simulated arms: what differs between embodiments, behind one end-effector interface.
+
+Every arm exposes the same tool-centre-point (TCP) pose, gripper opening in
+metres and seven arm joints, so tasks, experts and policies never branch on the
+arm. Adding an arm means adding one `ArmSpec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pybullet as p
+import pybullet_data
+
+# Gripper pointing straight down with yaw 0: TCP z axis along world -z.
+DOWN_QUAT = p.getQuaternionFromEuler([np.pi, 0.0, 0.0])
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """Static description of one arm model from `pybullet_data`."""
+
+    name: str
+    model: str  # path inside pybullet_data (.urdf or .sdf)
+    arm_joints: tuple[int, ...]  # the 7 joints IK drives and proprio reports
+    extra_ik_joints: tuple[int, ...]  # movable joints IK may use beyond arm_joints (e.g. a wrist yaw)
+    ik_link: int  # link whose pose IK targets
+    tcp_offset: tuple[float, float, float]  # TCP position in ik_link frame
+    tcp_yaw_offset: float  # rotation about the TCP z axis between ik_link and our TCP frame
+    home_tcp: tuple[float, float, float]
+    rest_pose: tuple[float, ...]  # joint positions IK is seeded with / pulled towards (len = all ik joints)
+    finger_links: tuple[int, ...]
+    max_width: float  # gripper opening in metres at command 1.0
+    finger_force: float
+    arm_force: float
+    joint_damping: float = 0.05
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ik_joints(self) -> tuple[int, ...]:
+        return self.arm_joints + self.extra_ik_joints
+
+
+PANDA = ArmSpec(
+    name="panda",
+    model="franka_panda/panda.urdf",
+    arm_joints=(0, 1, 2, 3, 4, 5, 6),
+    extra_ik_joints=(),
+    ik_link=11,  # panda_grasptarget, between the fingertips
+    tcp_offset=(0.0, 0.0, 0.0),
+    tcp_yaw_offset=0.0,
+    home_tcp=(0.5, 0.0, 0.25),
+    rest_pose=(0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785),
+    finger_links=(9, 10),
+    max_width=0.08,
+    finger_force=60.0,
+    arm_force=240.0,
+)
+
+KUKA = ArmSpec(
+    name="kuka",
+    model="kuka_iiwa/kuka_with_gripper2.sdf",
+    arm_joints=(0, 1, 2, 3, 4, 5, 6),
+    extra_ik_joints=(7,),  # gripper_to_arm: a free wrist yaw
+    ik_link=7,
+    tcp_offset=(0.0, 0.0, 0.245),
+    tcp_yaw_offset=0.0,
+    home_tcp=(0.5, 0.0, 0.25),
+    rest_pose=(0.0, 0.4, 0.0, -1.6, 0.0, 1.1, 0.0, 0.0),
+    finger_links=(8, 10, 11, 13),
+    max_width=0.09,
+    finger_force=60.0,
+    arm_force=300.0,
+    extra={"finger_open_angle": 0.3, "tip_force": 4.0},
+)
+
+ARMS: dict[str, ArmSpec] = {a.name: a for a in (PANDA, KUKA)}
+
+
+def get_arm_spec(name: str) -> ArmSpec:
+    if name not in ARMS:
+        raise ValueError(f"unknown arm {name!r}; known arms: {sorted(ARMS)}")
+    return ARMS[name]
+
+
+def load_arm_body(spec: ArmSpec, client: int) -> int:
+    """Load the arm with its base at the origin of the (table-top) base frame."""
+    path = f"{pybullet_data.getDataPath()}/{spec.model}"
+    if spec.model.endswith(".sdf"):
+        body = p.loadSDF(path, physicsClientId=client)[0]
+        p.resetBasePositionAndOrientation(body, [0, 0, 0], [0, 0, 0, 1], physicsClientId=client)
+        # SDF bodies come with a free base: pin it to the table.
+        p.createConstraint(body, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], [0, 0, 0], physicsClientId=client)
+    else:
+        body = p.loadURDF(path, [0, 0, 0], useFixedBase=True, physicsClientId=client)
+    return body
+
+
+def tcp_to_link_pose(spec: ArmSpec, pos, quat) -> tuple[list, list]:
+    """TCP target pose -> pose of `spec.ik_link` that realises it."""
+    off_q = p.getQuaternionFromEuler([0, 0, spec.tcp_yaw_offset])
+    inv_pos, inv_q = p.invertTransform(spec.tcp_offset, off_q)
+    return p.multiplyTransforms(pos, quat, inv_pos, inv_q)
+
+
+def link_to_tcp_pose(spec: ArmSpec, pos, quat) -> tuple[list, list]:
+    off_q = p.getQuaternionFromEuler([0, 0, spec.tcp_yaw_offset])
+    return p.multiplyTransforms(pos, quat, spec.tcp_offset, off_q)
+
+
+class IKSolver:
+    """Damped IK refined on a kinematic shadow of the arm in its own physics client.
+
+    PyBullet's IK is a single damped step from the body's current state; we
+    iterate it on a shadow copy (never touching the simulated robot) until the
+    TCP error is below `tol`, which gets ~0.1 mm instead of ~1 cm.
+    """
+
+    def __init__(self, spec: ArmSpec, max_iters: int = 40, tol: float = 2e-4) -> None:
+        self.spec = spec
+        self.max_iters = max_iters
+        self.tol = tol
+        self.client = p.connect(p.DIRECT)
+        self.body = load_arm_body(spec, self.client)
+        n = p.getNumJoints(self.body, physicsClientId=self.client)
+        self._movable = [j for j in range(n) if p.getJointInfo(self.body, j, physicsClientId=self.client)[2] != p.JOINT_FIXED]
+        info = [p.getJointInfo(self.body, j, physicsClientId=self.client) for j in self._movable]
+        self._lower = [i[8] if i[8] < i[9] else -np.pi for i in info]
+        self._upper = [i[9] if i[8] < i[9] else np.pi for i in info]
+        self._ranges = [u - lo for lo, u in zip(self._lower, self._upper)]
+        self._ik_pos = [self._movable.index(j) for j in spec.ik_joints]
+
+    def close(self) -> None:
+        if self.client >= 0 and p.isConnected(self.client):
+            p.disconnect(self.client)
+        self.client = -1
+
+    def _set(self, q: np.ndarray) -> None:
+        for j, v in zip(self.spec.ik_joints, q):
+            p.resetJointState(self.body, j, float(v), physicsClientId=self.client)
+
+    def fk(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Joint positions (len ik_joints) -> TCP position, quaternion."""
+        self._set(q)
+        s = p.getLinkState(self.body, self.spec.ik_link, computeForwardKinematics=True, physicsClientId=self.client)
+        pos, quat = link_to_tcp_pose(self.spec, s[4], s[5])
+        return np.asarray(pos), np.asarray(quat)
+
+    def solve(self, pos, quat, q_seed: np.ndarray) -> tuple[np.ndarray, float]:
+        """Return joint targets (len ik_joints) and the remaining TCP position error (m)."""
+        link_pos, link_q = tcp_to_link_pose(self.spec, pos, quat)
+        q = np.asarray(q_seed, dtype=np.float64).copy()
+        rest = list(self.spec.rest_pose) + [0.0] * (len(self._movable) - len(self.spec.rest_pose))
+        err = np.inf
+        for _ in range(self.max_iters):
+            self._set(q)
+            sol = p.calculateInverseKinematics(
+                self.body, self.spec.ik_link, link_pos, link_q,
+                lowerLimits=self._lower, upperLimits=self._upper, jointRanges=self._ranges,
+                restPoses=rest, jointDamping=[self.spec.joint_damping] * len(self._movable),
+                maxNumIterations=20, residualThreshold=1e-6, physicsClientId=self.client,
+            )
+            q = np.clip(np.asarray(sol)[self._ik_pos], np.asarray(self._lower)[self._ik_pos],
+                        np.asarray(self._upper)[self._ik_pos])
+            tcp_pos, _ = self.fk(q)
+            err = float(np.linalg.norm(tcp_pos - np.asarray(pos)))
+            if err < self.tol:
+                break
+        return q, err
+
+
+class Arm:
+    """A loaded arm in a simulation client: joint control, gripper, TCP state."""
+
+    def __init__(self, spec: ArmSpec, client: int, ik: IKSolver) -> None:
+        self.spec = spec
+        self.client = client
+        self.ik = ik
+        self.body = load_arm_body(spec, client)
+        for link in spec.finger_links:
+            p.changeDynamics(self.body, link, lateralFriction=1.5, spinningFriction=0.003,
+                             rollingFriction=0.0001, frictionAnchor=True, physicsClientId=client)
+        self.home_q, _ = ik.solve(spec.home_tcp, DOWN_QUAT, np.asarray(spec.rest_pose))
+        self.reset_joints(self.home_q, gripper=1.0)
+
+    # --- state -----------------------------------------------------------
+    def joint_positions(self) -> np.ndarray:
+        states = p.getJointStates(self.body, self.spec.ik_joints, physicsClientId=self.client)
+        return np.array([s[0] for s in states])
+
+    def tcp_pose(self) -> tuple[np.ndarray, np.ndarray]:
+        s = p.getLinkState(self.body, self.spec.ik_link, computeForwardKinematics=True, physicsClientId=self.client)
+        pos, quat = link_to_tcp_pose(self.spec, s[4], s[5])
+        return np.asarray(pos), np.asarray(quat)
+
+    def gripper_width(self) -> float:
+        if self.spec.name == "panda":
+            s = p.getJointStates(self.body, [9, 10], physicsClientId=self.client)
+            return float(s[0][0] + s[1][0])
+        # Kuka: distance between the two fingertip links, minus their thickness at closure.
+        a = np.asarray(p.getLinkState(self.body, 10, physicsClientId=self.client)[4])
+        b = np.asarray(p.getLinkState(self.body, 13, physicsClientId=self.client)[4])
+        return float(np.clip(np.linalg.norm(a - b) - 0.02, 0.0, self.spec.max_width))
+
+    # --- commands --------------------------------------------------------
+    def reset_joints(self, q: np.ndarray, gripper: float) -> None:
+        for j, v in zip(self.spec.ik_joints, q):
+            p.resetJointState(self.body, j, float(v), physicsClientId=self.client)
+        for j, v in self._finger_targets(gripper):
+            p.resetJointState(self.body, j, v, physicsClientId=self.client)
+        self.command(q, gripper)
+
+    def command(self, q: np.ndarray, gripper: float) -> None:
+        """Position targets for arm joints and fingers (held until the next command)."""
+        p.setJointMotorControlArray(
+            self.body, list(self.spec.ik_joints), p.POSITION_CONTROL, targetPositions=list(map(float, q)),
+            forces=[self.spec.arm_force] * len(q), positionGains=[0.08] * len(q), physicsClientId=self.client,
+        )
+        for j, v in self._finger_targets(gripper):
+            p.setJointMotorControl2(self.body, j, p.POSITION_CONTROL, targetPosition=v,
+                                    force=self.spec.finger_force, physicsClientId=self.client)
+        if self.spec.name == "kuka":
+            for tip in (10, 13):
+                p.setJointMotorControl2(self.body, tip, p.POSITION_CONTROL, targetPosition=0.0,
+                                        force=self.spec.extra["tip_force"], physicsClientId=self.client)
+
+    def _finger_targets(self, gripper: float) -> list[tuple[int, float]]:
+        g = float(np.clip(gripper, 0.0, 1.0))
+        if self.spec.name == "panda":
+            half = 0.5 * g * self.spec.max_width
+            return [(9, half), (10, half)]
+        angle = g * self.spec.extra["finger_open_angle"]
+        return [(8, -angle), (11, angle)]
+
+    def in_contact_with(self, body: int) -> bool:
+        """True when any finger link touches `body` (a grasp, not a brush of the wrist)."""
+        for link in self.spec.finger_links:
+            if p.getContactPoints(self.body, body, linkIndexA=link, physicsClientId=self.client):
+                return True
+        return False

@@ -1,0 +1,181 @@
+"""Scripted experts: privileged-state controllers with a quality knob.
+
+`expert` solves the tasks; `noisy` adds action noise and, per episode, a chance
+of grabbing the wrong object or letting go early, so collected data holds the
+failures offline RL needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pybullet as p
+
+from sim.env import ArmEnv, tcp_yaw
+from sim.scene import OBJECT_HALF
+from sim.tasks import body_pos
+
+QUALITIES = ("expert", "noisy")
+CARRY_Z = 0.15
+ABOVE_Z = 0.11
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    quality: str = "expert"
+    noise_std: float = 0.0  # metres per step on dx, dy, dz
+    wrong_target_prob: float = 0.0
+    early_release_prob: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.quality not in QUALITIES:
+            raise ValueError(f"unknown expert quality {self.quality!r}; known: {QUALITIES}")
+        for name in ("noise_std", "wrong_target_prob", "early_release_prob"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= (0.05 if name == "noise_std" else 1.0):
+                raise ValueError(f"{name} out of range: {v}")
+
+    @classmethod
+    def named(cls, quality: str) -> ExpertConfig:
+        if quality == "noisy":
+            return cls("noisy", noise_std=0.006, wrong_target_prob=0.2, early_release_prob=0.25)
+        return cls(quality)
+
+
+@dataclass
+class _Phase:
+    name: str
+    pos: np.ndarray
+    yaw: float | None
+    gripper: float
+    tol: float = 0.006
+    hold_steps: int = 0  # >0: advance after this many steps instead of on arrival
+    speed: float = 0.03
+
+
+class ScriptedExpert:
+    """Call `reset(env)` after `env.reset()`, then `act(env)` each step."""
+
+    needs_images = False
+
+    def __init__(self, config: ExpertConfig, rng: np.random.Generator) -> None:
+        self.config = config
+        self.rng = rng
+
+    def reset(self, env: ArmEnv) -> None:
+        inst = env.instance
+        self._obj = env.world.objects[0]
+        n_graspable = sum(1 for o in inst.objects if o.urdf is None)
+        if n_graspable > 2 and self.rng.random() < self.config.wrong_target_prob:
+            start = 2 if inst.base_index is not None else 1
+            self._obj = env.world.objects[int(self.rng.integers(start, n_graspable))]
+        self._release_at = None
+        if self.rng.random() < self.config.early_release_prob:
+            self._release_at = float(self.rng.uniform(0.2, 0.8))  # fraction of the carry/push
+        self._phase_idx = 0
+        self._phase_steps = 0
+        self._grasp_yaw = None
+        self._phases: list[_Phase] = []
+        self._locked_xy: np.ndarray | None = None
+        self._offset: np.ndarray | None = None
+
+    # --- phase plans ---------------------------------------------------------
+    def _plan(self, env: ArmEnv) -> list[_Phase]:
+        inst = env.instance
+        o = body_pos(env.client, self._obj)
+        xy = self._locked_xy if self._locked_xy is not None else o[:2]
+        yaw = self._grasp_yaw_for(env)
+        grasp_z = OBJECT_HALF - 0.002
+        pick = [
+            _Phase("above", np.array([*o[:2], ABOVE_Z]), yaw, 1.0, tol=0.008),
+            _Phase("descend", np.array([*xy, grasp_z]), yaw, 1.0, tol=0.004),
+            _Phase("close", np.array([*xy, grasp_z]), yaw, 0.0, hold_steps=4),
+            _Phase("lift", np.array([*xy, CARRY_Z]), yaw, 0.0, tol=0.01),
+        ]
+        if inst.task == "pick_lift":
+            return pick + [_Phase("hold", np.array([*xy, CARRY_Z]), yaw, 0.0, hold_steps=10)]
+        if inst.task in ("place_in", "stack"):
+            if inst.task == "place_in":
+                goal, place_z = np.asarray(inst.container.xy), 0.075
+            else:
+                goal = body_pos(env.client, env.world.objects[inst.base_index])[:2]
+                place_z = 3 * OBJECT_HALF + 0.008
+            if self._offset is not None:  # aim the held object, not the fingers, at the goal
+                goal = goal + self._offset
+            return pick + [
+                _Phase("carry", np.array([*goal, CARRY_Z]), yaw, 0.0, tol=0.006),
+                _Phase("lower", np.array([*goal, place_z]), yaw, 0.0, tol=0.004),
+                _Phase("release", np.array([*goal, place_z]), yaw, 1.0, hold_steps=3),
+                _Phase("retreat", np.array([*goal, CARRY_Z]), yaw, 1.0, hold_steps=20),
+            ]
+        # push_to: slide along the line object -> goal pad with the closed fingers.
+        goal = np.asarray(next(r for r in inst.regions if r.name == inst.goal_region).xy)
+        d = goal - o[:2]
+        d /= np.linalg.norm(d) + 1e-9
+        push_yaw = self._nearest_equiv(env, float(np.arctan2(d[1], d[0])), np.pi)
+        back = 0.065
+        start = (self._locked_xy if self._locked_xy is not None else o[:2]) - d * back
+        end = goal - d * (OBJECT_HALF + 0.012)
+        return [
+            _Phase("pre", np.array([*start, ABOVE_Z]), push_yaw, 0.0, tol=0.008),
+            _Phase("down", np.array([*start, 0.022]), push_yaw, 0.0, tol=0.005),
+            _Phase("push", np.array([*end, 0.022]), push_yaw, 0.0, tol=0.005, speed=0.015),
+            _Phase("retreat", np.array([*end, ABOVE_Z]), push_yaw, 0.0, hold_steps=20),
+        ]
+
+    def _grip_offset(self, env: ArmEnv) -> np.ndarray:
+        """TCP minus held-object position in the table plane (objects slip a little in the grasp)."""
+        tcp = env.arm.tcp_pose()[0]
+        return (tcp - body_pos(env.client, self._obj))[:2]
+
+    def _grasp_yaw_for(self, env: ArmEnv) -> float:
+        if self._grasp_yaw is None:
+            q = p.getBasePositionAndOrientation(self._obj, physicsClientId=env.client)[1]
+            obj_yaw = p.getEulerFromQuaternion(q)[2]
+            self._grasp_yaw = self._nearest_equiv(env, obj_yaw, np.pi / 2)
+        return self._grasp_yaw
+
+    @staticmethod
+    def _nearest_equiv(env: ArmEnv, yaw: float, period: float) -> float:
+        cur = tcp_yaw(env.target_pose[1])
+        return float(cur + _wrap(yaw - cur, period))
+
+    # --- control ---------------------------------------------------------------
+    def act(self, env: ArmEnv) -> np.ndarray:
+        phases = self._plan(env)
+        idx = min(self._phase_idx, len(phases) - 1)
+        ph = phases[idx]
+        tpos, tquat = env.target_pose
+        err = ph.pos - tpos
+        yaw_err = 0.0 if ph.yaw is None else _wrap(ph.yaw - tcp_yaw(tquat), 2 * np.pi)
+        arrived = np.linalg.norm(err) < ph.tol and abs(yaw_err) < 0.05
+        self._phase_steps += 1
+        if (ph.hold_steps and self._phase_steps >= ph.hold_steps) or (not ph.hold_steps and arrived):
+            if ph.name in ("above", "pre"):  # freeze the approach point for the descent
+                self._locked_xy = body_pos(env.client, self._obj)[:2]
+            if ph.name == "lift":  # the object has settled in the hand: remember where
+                self._offset = self._grip_offset(env)
+            self._phase_idx += 1
+            self._phase_steps = 0
+        gripper = ph.gripper
+        if self._release_at is not None and ph.name in ("carry", "push", "lift"):
+            progress = 1.0 - np.linalg.norm(err) / max(np.linalg.norm(ph.pos - tpos) + 1e-6, 0.05)
+            if ph.name == "lift" and env.instance.task != "pick_lift":
+                progress = 0.0
+            if progress >= self._release_at or self._phase_steps > 6:
+                return self._finish(env, np.zeros(3), 0.0, 1.0 if ph.name != "push" else 0.0, stop=True)
+        step = np.clip(err, -ph.speed, ph.speed)
+        return self._finish(env, step, float(np.clip(yaw_err, -0.3, 0.3)), gripper)
+
+    def _finish(self, env: ArmEnv, dpos: np.ndarray, dyaw: float, gripper: float, stop: bool = False) -> np.ndarray:
+        if self.config.noise_std > 0:
+            dpos = dpos + self.rng.normal(0.0, self.config.noise_std, 3)
+            dyaw = dyaw + float(self.rng.normal(0.0, 0.03))
+        a = np.array([*dpos, 0.0, 0.0, dyaw, gripper], dtype=np.float32)
+        return env.spec_actions.validate(a)
+
+
+def _wrap(x: float, period: float) -> float:
+    """x wrapped to [-period/2, period/2)."""
+    return float((x + period / 2) % period - period / 2)
