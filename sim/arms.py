@@ -25,6 +25,7 @@ class ArmSpec:
     model: str  # path inside pybullet_data (.urdf or .sdf)
     arm_joints: tuple[int, ...]  # the 7 joints IK drives and proprio reports
     extra_ik_joints: tuple[int, ...]  # movable joints IK may use beyond arm_joints (e.g. a wrist yaw)
+    base_xyz: tuple[float, float, float]  # mounting point in the table frame
     ik_link: int  # link whose pose IK targets
     tcp_offset: tuple[float, float, float]  # TCP position in ik_link frame
     tcp_yaw_offset: float  # rotation about the TCP z axis between ik_link and our TCP frame
@@ -47,6 +48,7 @@ PANDA = ArmSpec(
     model="franka_panda/panda.urdf",
     arm_joints=(0, 1, 2, 3, 4, 5, 6),
     extra_ik_joints=(),
+    base_xyz=(0.0, 0.0, 0.0),
     ik_link=11,  # panda_grasptarget, between the fingertips
     tcp_offset=(0.0, 0.0, 0.0),
     tcp_yaw_offset=0.0,
@@ -54,7 +56,7 @@ PANDA = ArmSpec(
     rest_pose=(0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785),
     finger_links=(9, 10),
     max_width=0.08,
-    finger_force=60.0,
+    finger_force=100.0,
     arm_force=240.0,
 )
 
@@ -63,8 +65,9 @@ KUKA = ArmSpec(
     model="kuka_iiwa/kuka_with_gripper2.sdf",
     arm_joints=(0, 1, 2, 3, 4, 5, 6),
     extra_ik_joints=(7,),  # gripper_to_arm: a free wrist yaw
+    base_xyz=(-0.2, 0.0, 0.0),  # a longer arm: mounted further back so it can reach the table
     ik_link=7,
-    tcp_offset=(0.0, 0.0, 0.245),
+    tcp_offset=(0.0, 0.022, 0.213),  # between the finger pads, 2 cm above their tips
     tcp_yaw_offset=0.0,
     home_tcp=(0.5, 0.0, 0.25),
     rest_pose=(0.0, 0.4, 0.0, -1.6, 0.0, 1.1, 0.0, 0.0),
@@ -85,15 +88,16 @@ def get_arm_spec(name: str) -> ArmSpec:
 
 
 def load_arm_body(spec: ArmSpec, client: int) -> int:
-    """Load the arm with its base at the origin of the (table-top) base frame."""
+    """Load the arm at its mounting point; poses everywhere are in the table ("base") frame."""
     path = f"{pybullet_data.getDataPath()}/{spec.model}"
     if spec.model.endswith(".sdf"):
         body = p.loadSDF(path, physicsClientId=client)[0]
-        p.resetBasePositionAndOrientation(body, [0, 0, 0], [0, 0, 0, 1], physicsClientId=client)
+        p.resetBasePositionAndOrientation(body, spec.base_xyz, [0, 0, 0, 1], physicsClientId=client)
         # SDF bodies come with a free base: pin it to the table.
-        p.createConstraint(body, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], [0, 0, 0], physicsClientId=client)
+        p.createConstraint(body, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], spec.base_xyz,
+                           physicsClientId=client)
     else:
-        body = p.loadURDF(path, [0, 0, 0], useFixedBase=True, physicsClientId=client)
+        body = p.loadURDF(path, spec.base_xyz, useFixedBase=True, physicsClientId=client)
     return body
 
 
@@ -179,7 +183,7 @@ class Arm:
         self.ik = ik
         self.body = load_arm_body(spec, client)
         for link in spec.finger_links:
-            p.changeDynamics(self.body, link, lateralFriction=1.5, spinningFriction=0.003,
+            p.changeDynamics(self.body, link, lateralFriction=2.0, spinningFriction=0.01,
                              rollingFriction=0.0001, frictionAnchor=True, physicsClientId=client)
         self.home_q, _ = ik.solve(spec.home_tcp, DOWN_QUAT, np.asarray(spec.rest_pose))
         self.reset_joints(self.home_q, gripper=1.0)

