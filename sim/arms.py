@@ -13,6 +13,8 @@ import numpy as np
 import pybullet as p
 import pybullet_data
 
+from sim.quiet import c_stdout_silenced
+
 # Gripper pointing straight down with yaw 0: TCP z axis along world -z.
 DOWN_QUAT = p.getQuaternionFromEuler([np.pi, 0.0, 0.0])
 
@@ -91,7 +93,8 @@ def load_arm_body(spec: ArmSpec, client: int) -> int:
     """Load the arm at its mounting point; poses everywhere are in the table ("base") frame."""
     path = f"{pybullet_data.getDataPath()}/{spec.model}"
     if spec.model.endswith(".sdf"):
-        body = p.loadSDF(path, physicsClientId=client)[0]
+        with c_stdout_silenced():
+            body = p.loadSDF(path, physicsClientId=client)[0]
         p.resetBasePositionAndOrientation(body, spec.base_xyz, [0, 0, 0, 1], physicsClientId=client)
         # SDF bodies come with a free base: pin it to the table.
         p.createConstraint(body, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], [0, 0, 0], spec.base_xyz,
@@ -128,7 +131,8 @@ class IKSolver:
         self.client = p.connect(p.DIRECT)
         self.body = load_arm_body(spec, self.client)
         n = p.getNumJoints(self.body, physicsClientId=self.client)
-        self._movable = [j for j in range(n) if p.getJointInfo(self.body, j, physicsClientId=self.client)[2] != p.JOINT_FIXED]
+        joint_types = [p.getJointInfo(self.body, j, physicsClientId=self.client)[2] for j in range(n)]
+        self._movable = [j for j in range(n) if joint_types[j] != p.JOINT_FIXED]
         info = [p.getJointInfo(self.body, j, physicsClientId=self.client) for j in self._movable]
         self._lower = [i[8] if i[8] < i[9] else -np.pi for i in info]
         self._upper = [i[9] if i[8] < i[9] else np.pi for i in info]

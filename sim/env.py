@@ -74,7 +74,7 @@ class ArmEnv(gym.Env):
         self.variation = get_variation(self.config.variation)
         self.arm_spec = get_arm_spec(self.config.effective_arm)
         self.spec_actions = self.config.action_spec
-        self.substeps = int(round(PHYSICS_HZ / self.spec_actions.control_hz))
+        self.substeps = round(PHYSICS_HZ / self.spec_actions.control_hz)
         h, w = self.config.image_size
         self.action_space = gym.spaces.Box(self.spec_actions.low_array(), self.spec_actions.high_array(),
                                            dtype=np.float32)

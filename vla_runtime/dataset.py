@@ -339,7 +339,7 @@ def read_dataset_header(root: PathLike) -> dict:
             f"{path} has format_version {header.get('format_version')!r}, this reader supports {FORMAT_VERSION}"
         )
     if not isinstance(header.get("collection"), dict):
-        raise ValueError(f"{path} field 'collection' must be a dict, got {header.get('collection')!r}")  # noqa: TRY004 - a malformed file
+        raise ValueError(f"{path} field 'collection' must be a dict, got {header.get('collection')!r}")
     return header
 
 

@@ -1,0 +1,137 @@
+"""The `vla` command. Subcommands import their heavy modules lazily so `vla --help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'128' or '96x128' (HxW) -> (H, W)."""
+    try:
+        parts = [int(x) for x in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image size must be N or HxW, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"image size must be N or HxW, got {text!r}")
+    return parts[0], parts[1]
+
+
+def _positive(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def cmd_sim_tasks(args: argparse.Namespace) -> int:
+    from sim.arms import ARMS
+    from sim.tasks import TASKS
+    from sim.variations import VARIATIONS
+
+    if args.json:
+        print(json.dumps({"tasks": list(TASKS), "variations": list(VARIATIONS), "arms": list(ARMS)}))
+        return 0
+    print("tasks:")
+    for t in TASKS:
+        print(f"  {t}")
+    print("variations:")
+    for v in VARIATIONS.values():
+        print(f"  {v.name:<12} {v.description}")
+    print("arms:", ", ".join(ARMS))
+    return 0
+
+
+def cmd_sim_collect(args: argparse.Namespace) -> int:
+    from sim.collect import CollectConfig, collect
+    from sim.tasks import TASKS
+
+    tasks = TASKS if args.task == "all" else tuple(args.task.split(","))
+    cfg = CollectConfig(out=Path(args.out), tasks=tasks, variation=args.variation, quality=args.quality,
+                        arm=args.arm, episodes=args.episodes, seed=args.seed, image_size=args.image_size,
+                        wrist_camera=args.wrist, depth=args.depth, max_steps=args.max_steps)
+    result = collect(cfg, workers=args.workers, progress=not args.no_progress)
+    if not args.json:
+        for task, rate in result["success_rate"].items():
+            print(f"{task:<10} success {rate:.0%}", file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_sim_replay(args: argparse.Namespace) -> int:
+    from sim.replay import replay_to_gif
+
+    out = replay_to_gif(args.dir, args.episode, args.gif, fps=args.fps)
+    print(out)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sim.demo import run_demo
+
+    report = run_demo(Path(args.out), episodes_per_task=args.episodes_per_task, workers=args.workers,
+                      seed=args.seed, arm=args.arm)
+    print((Path(args.out) / "report.md").read_text())
+    print(f"GIFs: {', '.join(report['gifs'].values())}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vla", description="VLA policy + test-time steering toolkit")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("sim", help="the PyBullet simulator").add_subparsers(dest="sim_command", required=True)
+    p = sim.add_parser("tasks", help="list tasks, variations and arms")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_sim_tasks)
+
+    p = sim.add_parser("collect", help="collect scripted-expert episodes into a dataset folder (resumable)")
+    p.add_argument("--task", default="all", help="task name, comma list, or 'all'")
+    p.add_argument("--variation", default="id")
+    p.add_argument("--quality", default="expert", choices=["expert", "noisy"])
+    p.add_argument("--arm", default="panda")
+    p.add_argument("--episodes", type=_positive, default=100, help="total episodes in the folder (round-robin tasks)")
+    p.add_argument("--workers", type=_positive, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.add_argument("--image-size", type=_size, default=(128, 128), help="N or HxW")
+    p.add_argument("--wrist", action="store_true", help="also record the wrist camera")
+    p.add_argument("--depth", action="store_true", help="also record static-camera depth (metres)")
+    p.add_argument("--max-steps", type=_positive, default=80)
+    p.add_argument("--json", action="store_true", help="only the JSON summary on stdout")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_sim_collect)
+
+    p = sim.add_parser("replay", help="render a stored episode as a GIF")
+    p.add_argument("dir")
+    p.add_argument("--episode", type=int, default=0, help="episode position in the dataset (0-based)")
+    p.add_argument("--gif", required=True)
+    p.add_argument("--fps", type=float, default=10.0)
+    p.set_defaults(func=cmd_sim_replay)
+
+    p = sub.add_parser("demo", help="run every task and write a report + GIFs")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--episodes-per-task", type=_positive, default=3)
+    p.add_argument("--workers", type=_positive, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arm", default="panda")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, FileExistsError, IndexError) as exc:
+        print(f"vla: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
