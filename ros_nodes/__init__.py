@@ -1,0 +1,1 @@
+"""ROS 2 nodes (rclpy + message conversion only; no model logic). Filled in by the ROS 2 issue."""

@@ -1,0 +1,1 @@
+"""Proposal samplers, scorers (verifier, value, safety), selectors and the steered policy."""
