@@ -7,7 +7,7 @@ arm. Adding an arm means adding one `ArmSpec`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pybullet as p
@@ -17,6 +17,24 @@ from sim.quiet import c_stdout_silenced
 
 # Gripper pointing straight down with yaw 0: TCP z axis along world -z.
 DOWN_QUAT = p.getQuaternionFromEuler([np.pi, 0.0, 0.0])
+
+
+@dataclass(frozen=True)
+class GripperSpec:
+    """Finger joints driven linearly between closed (command 0) and open (command 1) targets."""
+
+    joints: tuple[int, ...]
+    closed: tuple[float, ...]
+    opened: tuple[float, ...]
+    force: float
+    width_links: tuple[int, int]  # opening = distance between these link frames - pad_offset
+    pad_offset: float = 0.0
+    passive_joints: tuple[int, ...] = ()  # held at 0 with a weak motor (compliant fingertips)
+    passive_force: float = 0.0
+
+    def targets(self, command: float) -> list[tuple[int, float]]:
+        g = float(np.clip(command, 0.0, 1.0))
+        return [(j, c + g * (o - c)) for j, c, o in zip(self.joints, self.closed, self.opened)]
 
 
 @dataclass(frozen=True)
@@ -33,12 +51,11 @@ class ArmSpec:
     tcp_yaw_offset: float  # rotation about the TCP z axis between ik_link and our TCP frame
     home_tcp: tuple[float, float, float]
     rest_pose: tuple[float, ...]  # joint positions IK is seeded with / pulled towards (len = all ik joints)
-    finger_links: tuple[int, ...]
+    finger_links: tuple[int, ...]  # links whose contact with an object counts as holding it
+    gripper: GripperSpec
     max_width: float  # gripper opening in metres at command 1.0
-    finger_force: float
     arm_force: float
     joint_damping: float = 0.05
-    extra: dict = field(default_factory=dict)
 
     @property
     def ik_joints(self) -> tuple[int, ...]:
@@ -57,8 +74,8 @@ PANDA = ArmSpec(
     home_tcp=(0.5, 0.0, 0.25),
     rest_pose=(0.0, -0.3, 0.0, -2.2, 0.0, 2.0, 0.785),
     finger_links=(9, 10),
+    gripper=GripperSpec(joints=(9, 10), closed=(0.0, 0.0), opened=(0.04, 0.04), force=100.0, width_links=(9, 10)),
     max_width=0.08,
-    finger_force=100.0,
     arm_force=240.0,
 )
 
@@ -74,10 +91,10 @@ KUKA = ArmSpec(
     home_tcp=(0.5, 0.0, 0.25),
     rest_pose=(0.0, 0.4, 0.0, -1.6, 0.0, 1.1, 0.0, 0.0),
     finger_links=(8, 10, 11, 13),
+    gripper=GripperSpec(joints=(8, 11), closed=(0.0, 0.0), opened=(-0.3, 0.3), force=60.0, width_links=(10, 13),
+                        pad_offset=0.02, passive_joints=(10, 13), passive_force=4.0),
     max_width=0.09,
-    finger_force=60.0,
     arm_force=300.0,
-    extra={"finger_open_angle": 0.3, "tip_force": 4.0},
 )
 
 ARMS: dict[str, ArmSpec] = {a.name: a for a in (PANDA, KUKA)}
@@ -203,19 +220,15 @@ class Arm:
         return np.asarray(pos), np.asarray(quat)
 
     def gripper_width(self) -> float:
-        if self.spec.name == "panda":
-            s = p.getJointStates(self.body, [9, 10], physicsClientId=self.client)
-            return float(s[0][0] + s[1][0])
-        # Kuka: distance between the two fingertip links, minus their thickness at closure.
-        a = np.asarray(p.getLinkState(self.body, 10, physicsClientId=self.client)[4])
-        b = np.asarray(p.getLinkState(self.body, 13, physicsClientId=self.client)[4])
-        return float(np.clip(np.linalg.norm(a - b) - 0.02, 0.0, self.spec.max_width))
+        g = self.spec.gripper
+        a, b = (np.asarray(p.getLinkState(self.body, link, physicsClientId=self.client)[4]) for link in g.width_links)
+        return float(np.clip(np.linalg.norm(a - b) - g.pad_offset, 0.0, self.spec.max_width))
 
     # --- commands --------------------------------------------------------
     def reset_joints(self, q: np.ndarray, gripper: float) -> None:
         for j, v in zip(self.spec.ik_joints, q):
             p.resetJointState(self.body, j, float(v), physicsClientId=self.client)
-        for j, v in self._finger_targets(gripper):
+        for j, v in self.spec.gripper.targets(gripper):
             p.resetJointState(self.body, j, v, physicsClientId=self.client)
         self.command(q, gripper)
 
@@ -225,21 +238,13 @@ class Arm:
             self.body, list(self.spec.ik_joints), p.POSITION_CONTROL, targetPositions=list(map(float, q)),
             forces=[self.spec.arm_force] * len(q), positionGains=[0.08] * len(q), physicsClientId=self.client,
         )
-        for j, v in self._finger_targets(gripper):
-            p.setJointMotorControl2(self.body, j, p.POSITION_CONTROL, targetPosition=v,
-                                    force=self.spec.finger_force, physicsClientId=self.client)
-        if self.spec.name == "kuka":
-            for tip in (10, 13):
-                p.setJointMotorControl2(self.body, tip, p.POSITION_CONTROL, targetPosition=0.0,
-                                        force=self.spec.extra["tip_force"], physicsClientId=self.client)
-
-    def _finger_targets(self, gripper: float) -> list[tuple[int, float]]:
-        g = float(np.clip(gripper, 0.0, 1.0))
-        if self.spec.name == "panda":
-            half = 0.5 * g * self.spec.max_width
-            return [(9, half), (10, half)]
-        angle = g * self.spec.extra["finger_open_angle"]
-        return [(8, -angle), (11, angle)]
+        g = self.spec.gripper
+        for j, v in g.targets(gripper):
+            p.setJointMotorControl2(self.body, j, p.POSITION_CONTROL, targetPosition=v, force=g.force,
+                                    physicsClientId=self.client)
+        for j in g.passive_joints:
+            p.setJointMotorControl2(self.body, j, p.POSITION_CONTROL, targetPosition=0.0, force=g.passive_force,
+                                    physicsClientId=self.client)
 
     def in_contact_with(self, body: int) -> bool:
         """True when any finger link touches `body` (a grasp, not a brush of the wrist)."""
