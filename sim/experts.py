@@ -72,9 +72,11 @@ class ScriptedExpert:
         if n_graspable > 2 and self.rng.random() < self.config.wrong_target_prob:
             start = 2 if inst.base_index is not None else 1
             self._obj = env.world.objects[int(self.rng.integers(start, n_graspable))]
-        self._release_at = None
+        # Early release: let go (push: stop) a few steps into the transport phase.
+        self._release_phase = {"pick_lift": "lift", "push_to": "push"}.get(inst.task, "carry")
+        self._release_step = None
         if self.rng.random() < self.config.early_release_prob:
-            self._release_at = float(self.rng.uniform(0.2, 0.8))  # fraction of the carry/push
+            self._release_step = int(self.rng.integers(2, 6))
         self._phase_idx = 0
         self._phase_steps = 0
         self._grasp_yaw = None
@@ -162,17 +164,13 @@ class ScriptedExpert:
                 self._offset = self._grip_offset(env)
             self._phase_idx += 1
             self._phase_steps = 0
-        gripper = ph.gripper
-        if self._release_at is not None and ph.name in ("carry", "push", "lift"):
-            progress = 1.0 - np.linalg.norm(err) / max(np.linalg.norm(ph.pos - tpos) + 1e-6, 0.05)
-            if ph.name == "lift" and env.instance.task != "pick_lift":
-                progress = 0.0
-            if progress >= self._release_at or self._phase_steps > 6:
-                return self._finish(env, np.zeros(3), 0.0, 1.0 if ph.name != "push" else 0.0, stop=True)
+        releasing = self._release_step is not None and self._phase_steps >= self._release_step
+        if ph.name == self._release_phase and releasing:
+            return self._finish(env, np.zeros(3), 0.0, 0.0 if ph.name == "push" else 1.0)
         step = np.clip(err, -ph.speed, ph.speed)
-        return self._finish(env, step, float(np.clip(yaw_err, -0.3, 0.3)), gripper)
+        return self._finish(env, step, float(np.clip(yaw_err, -0.3, 0.3)), ph.gripper)
 
-    def _finish(self, env: ArmEnv, dpos: np.ndarray, dyaw: float, gripper: float, stop: bool = False) -> np.ndarray:
+    def _finish(self, env: ArmEnv, dpos: np.ndarray, dyaw: float, gripper: float) -> np.ndarray:
         if self.config.noise_std > 0:
             dpos = dpos + self.rng.normal(0.0, self.config.noise_std, 3)
             dyaw = dyaw + float(self.rng.normal(0.0, 0.03))
