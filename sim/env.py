@@ -26,6 +26,7 @@ PHYSICS_HZ = 240
 WORKSPACE_LOW = np.array([0.25, -0.35, 0.005])
 WORKSPACE_HIGH = np.array([0.75, 0.35, 0.35])
 MAX_TILT = 0.6  # rad between the TCP axis and straight down
+PROPRIO_LIMIT = 10.0  # |metres| and |radians| of every proprio entry stay far below this
 STATIC_CAMERA = CameraPose(eye=(0.9, 0.0, 0.5), target=(0.45, 0.0, 0.0), fov_deg=50.0)
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.'-"
 CONTAINER_RGB = {"tray": (0.45, 0.45, 0.5), "bowl": (0.92, 0.92, 0.88)}
@@ -80,11 +81,11 @@ class ArmEnv(gym.Env):
                                            dtype=np.float32)
         spaces: dict[str, gym.Space] = {
             "rgb": gym.spaces.Box(0, 255, (h, w, 3), np.uint8),
-            "proprio": gym.spaces.Box(-np.inf, np.inf, (len(PROPRIO_NAMES),), np.float32),
+            "proprio": gym.spaces.Box(-PROPRIO_LIMIT, PROPRIO_LIMIT, (len(PROPRIO_NAMES),), np.float32),
             "instruction": gym.spaces.Text(max_length=256, min_length=1, charset=INSTRUCTION_CHARSET),
         }
         if self.config.depth:
-            spaces["depth"] = gym.spaces.Box(0.0, np.inf, (h, w), np.float32)
+            spaces["depth"] = gym.spaces.Box(0.0, STATIC_CAMERA.far, (h, w), np.float32)
         if self.config.wrist_camera:
             spaces["wrist_rgb"] = gym.spaces.Box(0, 255, (h, w, 3), np.uint8)
         self.observation_space = gym.spaces.Dict(spaces)
@@ -257,3 +258,8 @@ def tcp_yaw(quat) -> float:
 def _tilt(quat) -> float:
     rot = np.asarray(p.getMatrixFromQuaternion(quat)).reshape(3, 3)
     return float(np.arccos(np.clip(-rot[2, 2], -1.0, 1.0)))
+
+
+# `gymnasium.make("vla_steering/Arm-v0", config=EnvConfig(...))` for tools that expect registered ids.
+if "vla_steering/Arm-v0" not in gym.registry:
+    gym.register(id="vla_steering/Arm-v0", entry_point="sim.env:ArmEnv")
