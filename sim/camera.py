@@ -54,8 +54,10 @@ def camera_info(pose: CameraPose, width: int, height: int) -> CameraInfo:
     y = np.cross(z, x)
     t = np.eye(4)
     t[:3, 0], t[:3, 1], t[:3, 2], t[:3, 3] = x, y, z, eye
-    # PyBullet's projection uses the vertical fov and square pixels.
-    return CameraInfo(width=width, height=height, fx=fy, fy=fy, cx=width / 2.0, cy=height / 2.0, pose_base_cam=t)
+    # PyBullet's projection uses the vertical fov and square pixels. Its rasteriser puts the optical
+    # axis half a pixel right of and above the image centre (measured; test_principal_point_...).
+    return CameraInfo(width=width, height=height, fx=fy, fy=fy, cx=width / 2.0 + 0.5, cy=height / 2.0 - 0.5,
+                      pose_base_cam=t)
 
 
 def render(client: int, pose: CameraPose, width: int, height: int, lighting: Lighting,

@@ -12,12 +12,13 @@ from vla_runtime.dataset import EpisodeDataset
 from vla_runtime.io import atomic_write_bytes
 
 
-def episode_frames(ds: EpisodeDataset, k: int, scale: int = 2) -> list[Image.Image]:
+def episode_frames(ds: EpisodeDataset, k: int, min_width: int = 320) -> list[Image.Image]:
     if not 0 <= k < len(ds):
         raise IndexError(f"episode {k} out of range: the dataset has {len(ds)} episodes")
     ep = ds.load_episode(k)
     cams = sorted(ep.images)
     strip = np.concatenate([ep.images[c] for c in cams], axis=2)  # (T+1, H, W*cams, 3)
+    scale = max(1, -(-min_width // strip.shape[2]))  # wide enough for the caption at any image size
     meta = ep.meta
     frames = []
     for t, img in enumerate(strip):

@@ -27,6 +27,7 @@ from sim.variations import Variation
 TASKS: tuple[str, ...] = ("pick_lift", "place_in", "push_to", "stack")
 OBJ_RADIUS = 0.035  # clearance radius used when placing objects
 LIFT_HEIGHT = 0.08  # pick_lift succeeds once the object's centre is this high while held
+DISTRACTOR_X, DISTRACTOR_Y = (0.3, 0.72), (-0.34, 0.34)  # where unseen distractors may land
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,11 @@ def sample_task(task: str, rng: np.random.Generator, var: Variation) -> TaskInst
         objects.append(_obj(nm, sample_xy(rng, box_x, box_y, taken, OBJ_RADIUS), rng))
         taken.append((*objects[-1].xy, OBJ_RADIUS))
     if var.unseen_distractors:
+        # The task layout may already fill the placement box (container, push corridor): the
+        # unseen objects may use the whole reachable table around it.
         for path in rng.choice(UNSEEN_URDFS, size=2, replace=False):
-            xy = sample_xy(rng, box_x, box_y, taken, 0.05)
-            taken.append((*xy, 0.05))
+            xy = sample_xy(rng, DISTRACTOR_X, DISTRACTOR_Y, taken, 0.045, tries=2000)
+            taken.append((*xy, 0.045))
             rgb = tuple(float(c) for c in rng.uniform(0.2, 0.9, size=3))
             objects.append(ObjectSpec(name="unseen object", shape="mesh", rgb=rgb, xy=xy,
                                       yaw=float(rng.uniform(-np.pi, np.pi)), urdf=str(path)))

@@ -138,8 +138,8 @@ class ActionSpec:
         n = len(self.names)
         if len(self.low) != n or len(self.high) != n:
             raise ValueError(f"names/low/high lengths differ: {n}, {len(self.low)}, {len(self.high)}")
-        if any(lo >= hi for lo, hi in zip(self.low, self.high)):
-            raise ValueError(f"every low must be < high, got low={self.low} high={self.high}")
+        if not all(math.isfinite(lo) and math.isfinite(hi) and lo < hi for lo, hi in zip(self.low, self.high)):
+            raise ValueError(f"bounds must be finite with low < high, got low={self.low} high={self.high}")
         if not 0 <= self.gripper_index < n:
             raise ValueError(f"gripper_index {self.gripper_index} outside 0..{n - 1}")
         if self.chunk_length < 1:
