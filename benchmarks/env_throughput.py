@@ -1,6 +1,6 @@
 """Collection throughput with rendering: env steps/s for 1 and 2 worker processes, and their ratio.
 
-    python benchmarks/env_throughput.py [--episodes 16] [--image-size 128]
+    python benchmarks/env_throughput.py [--episodes 32] [--image-size 128]
 
 Runs `sim.collect` (render + expert + atomic episode writes) twice on the same
 seeded episodes in one process run, so the ratio is measured under the same
@@ -21,7 +21,7 @@ from vla_runtime.dataset import EpisodeDataset
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--episodes", type=int, default=16)
+    ap.add_argument("--episodes", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=500)
     args = ap.parse_args()

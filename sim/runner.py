@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -115,13 +116,11 @@ def _write(root, job, env, summary, frames, actions, rewards, successes) -> None
 
 
 def _worker_init() -> None:
+    """One thread per worker: the workers already fill the cores."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # only when the agent brought it; importing it here costs seconds
+    if torch is not None:
         torch.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 def _run_star(args) -> EpisodeSummary:
