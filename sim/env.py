@@ -180,7 +180,7 @@ class ArmEnv(gym.Env):
         objects = [build_object(c, o) for o in inst.objects]
         self.world = WorldHandles(client=c, objects=objects, table=table, container=container)
         self.arm = Arm(self.arm_spec, c, self.ik)
-        self._target_pos, self._target_quat = (np.asarray(v) for v in self.arm.tcp_pose())
+        self._target_pos = self.arm.tcp_pose()[0]
         self._target_quat = np.asarray(DOWN_QUAT)
         self._gripper_cmd = 1.0
         for _ in range(self.substeps):  # let objects settle on the table

@@ -80,7 +80,6 @@ class ScriptedExpert:
         self._phase_idx = 0
         self._phase_steps = 0
         self._grasp_yaw = None
-        self._phases: list[_Phase] = []
         self._locked_xy: np.ndarray | None = None
         self._offset: np.ndarray | None = None
 
