@@ -80,6 +80,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    from vla_runtime.policy.config import PolicyConfig
+    from vla_runtime.policy.train import TrainConfig, train_policy
+
+    command = "vla train policy " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "policy"] else ""
+    pcfg = PolicyConfig(image_size=args.image_size)
+    tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                       ema_decay=args.ema, threads=args.threads, val_every=args.val_every, ckpt_every=args.ckpt_every)
+
+    def card(trainer, last: dict) -> str:
+        from vla_runtime.policy.card import policy_card
+
+        return policy_card(trainer, last, command=command, data=args.data)
+
+    result = train_policy(args.data, args.out, pcfg, tcfg, resume=args.resume, progress=not args.no_progress,
+                          model_card_fn=card)
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from sim.tasks import TASKS
+    from vla_runtime.evaluate import EvalConfig, evaluate, format_table, write_json
+    from vla_runtime.execution import ExecutorConfig
+
+    tasks = TASKS if args.task == "all" else tuple(args.task.split(","))
+    rows = []
+    for variation in args.variation.split(","):
+        cfg = EvalConfig(policy=args.policy, tasks=tasks, variation=variation, episodes=args.episodes,
+                         workers=args.workers, seed=args.seed, arm=args.arm, gifs=args.gifs, gif_dir=args.gif_dir,
+                         record=args.record if args.record is None else f"{args.record}/{variation}")
+        executor = ExecutorConfig(replan_every=args.replan, ensemble=args.ensemble, ensemble_alpha=args.alpha)
+        part = evaluate(cfg, executor=executor, progress=not args.no_progress)
+        print(format_table(part), flush=True)
+        rows += part
+    if args.json:
+        write_json(args.json, rows)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla", description="VLA policy + test-time steering toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +152,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gif", required=True)
     p.add_argument("--fps", type=float, default=10.0)
     p.set_defaults(func=cmd_sim_replay)
+
+    train = sub.add_parser("train", help="train models").add_subparsers(dest="train_command", required=True)
+    p = train.add_parser("policy", help="behaviour-clone the diffusion VLA policy on dataset folders")
+    p.add_argument("--data", nargs="+", required=True, help="dataset folder(s) from `vla sim collect`")
+    p.add_argument("--out", required=True, help="checkpoint folder (training state goes beside it)")
+    p.add_argument("--steps", type=_positive, default=20_000)
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights (0 = off)")
+    p.add_argument("--image-size", type=_size, default=(64, 64))
+    p.add_argument("--threads", type=_positive, default=2)
+    p.add_argument("--val-every", type=_positive, default=500)
+    p.add_argument("--ckpt-every", type=_positive, default=1000)
+    p.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_policy)
+
+    p = sub.add_parser("eval", help="closed-loop success of a policy (or `expert`) in the simulator")
+    p.add_argument("--policy", required=True, help="checkpoint folder, or `expert`")
+    p.add_argument("--task", default="all")
+    p.add_argument("--variation", default="id", help="one or a comma list of variations")
+    p.add_argument("--episodes", type=_positive, default=50, help="per task")
+    p.add_argument("--workers", type=_positive, default=2)
+    p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--arm", default="panda")
+    p.add_argument("--replan", type=_positive, default=4, help="replan every k steps")
+    p.add_argument("--ensemble", action="store_true", help="CogACT adaptive action ensemble")
+    p.add_argument("--alpha", type=float, default=0.1, help="ensemble temperature")
+    p.add_argument("--json", help="write {'results': [...]} here")
+    p.add_argument("--gifs", type=int, default=0, help="GIFs of the first N episodes per task")
+    p.add_argument("--gif-dir", default="runs/eval_gifs")
+    p.add_argument("--record", help="save evaluated episodes (dataset format) under DIR/<variation>")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="run every task and write a report + GIFs")
     p.add_argument("--out", default="runs/demo")

@@ -493,7 +493,7 @@ class EpisodeDataset:
                 raise KeyError(f"camera '{cam}' has no depth in episode {k} ({entry.path.name})")
         zf = self._zip(entry.path)
         actions = _read_npy(zf, "actions.npy", entry.path)
-        chunk = _action_chunk(actions, t, h, entry.gripper_index)
+        chunk = action_chunk(actions, t, h, entry.gripper_index)
         return {
             "images": {cam: _read_npy(zf, f"images/{cam}/{t:06d}.npy", entry.path) for cam in cams},
             "depth": {cam: _read_npy(zf, f"depth/{cam}/{t:06d}.npy", entry.path) for cam in cams} if with_depth else {},
@@ -545,7 +545,7 @@ def _matches(value: Any, wanted: Any) -> bool:
     return value == wanted
 
 
-def _action_chunk(actions: np.ndarray, t: int, h: int, gripper_index: int) -> tuple[np.ndarray, np.ndarray]:
+def action_chunk(actions: np.ndarray, t: int, h: int, gripper_index: int) -> tuple[np.ndarray, np.ndarray]:
     """actions[t:t+h], padded past the end with zero motion and the last gripper command."""
     real = actions[t : t + h]
     chunk = np.zeros((h, actions.shape[1]), dtype=np.float32)

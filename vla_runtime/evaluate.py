@@ -1,0 +1,120 @@
+"""`vla eval`: seeded closed-loop episodes of a policy (or the scripted expert) in the simulator.
+
+Episode k of every task uses seed `seed + k`, so two methods evaluated with
+the same arguments see the same scenes (paired comparison).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from vla_runtime.io import atomic_write_text
+from vla_runtime.stats import wilson_interval
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    policy: str  # checkpoint folder, or "expert"
+    tasks: tuple[str, ...]
+    variation: str = "id"
+    episodes: int = 50
+    workers: int = 2
+    seed: int = 10_000  # far from the training collection seeds (0..)
+    arm: str = "panda"
+    method: str = "base"
+    gifs: int = 0  # GIFs of the first `gifs` episodes per task
+    gif_dir: str | None = None
+    record: str | None = None  # save evaluated episodes in the dataset format
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.workers < 1 or self.gifs < 0:
+            raise ValueError(f"episodes and workers must be >= 1 and gifs >= 0, got episodes={self.episodes} "
+                             f"workers={self.workers} gifs={self.gifs}")
+        if self.policy != "expert" and not Path(self.policy).is_dir():
+            raise FileNotFoundError(f"policy checkpoint folder {self.policy} does not exist")
+
+
+def evaluate(cfg: EvalConfig, executor=None, progress: bool = True) -> list[dict]:
+    from sim.env import EnvConfig
+    from sim.experts import ExpertFactory
+    from sim.runner import EpisodeJob, run_episodes
+    from vla_runtime.agents import PolicyAgentFactory
+
+    if cfg.policy == "expert":
+        factory, size, method = ExpertFactory("expert"), (64, 64), "expert"
+    else:
+        factory = PolicyAgentFactory(cfg.policy, executor) if executor else PolicyAgentFactory(cfg.policy)
+        size, method = factory.image_size(), cfg.method
+    jobs = [EpisodeJob(index=i * cfg.episodes + k, seed=cfg.seed + k,
+                       env=EnvConfig(task=t, variation=cfg.variation, arm=cfg.arm, image_size=size, depth=False),
+                       meta={"quality": method})
+            for i, t in enumerate(cfg.tasks) for k in range(cfg.episodes)]
+    record = cfg.record
+    tmp = None
+    if record is None and cfg.gifs > 0:
+        tmp = tempfile.TemporaryDirectory()
+        record = tmp.name
+    if record is not None:
+        from vla_runtime.dataset import write_dataset_header
+
+        write_dataset_header(record, {"eval_policy": cfg.policy, "variation": cfg.variation, "seed": cfg.seed,
+                                      "tasks": list(cfg.tasks), "episodes_per_task": cfg.episodes, "method": method})
+    results = run_episodes(jobs, factory, workers=cfg.workers, record_root=record)
+    if progress:
+        from tqdm import tqdm
+
+        results = tqdm(results, total=len(jobs), desc=f"eval {method} {cfg.variation}", unit="ep")
+    wins: dict[str, list[bool]] = defaultdict(list)
+    for s in results:
+        wins[s.task].append(s.success)
+    rows = []
+    for task in cfg.tasks:
+        v = wins[task]
+        lo, hi = wilson_interval(sum(v), len(v))
+        rows.append({"task": task, "variation": cfg.variation, "method": method, "episodes": len(v),
+                     "successes": sum(v), "success_rate": sum(v) / len(v), "ci95": [round(lo, 4), round(hi, 4)],
+                     "arm": cfg.arm, "seed": cfg.seed})
+    if cfg.gifs > 0:
+        _write_gifs(record, cfg)
+    if tmp is not None:
+        tmp.cleanup()
+    return rows
+
+
+def _write_gifs(record: str, cfg: EvalConfig) -> None:
+    from sim.replay import replay_to_gif
+    from vla_runtime.dataset import EpisodeDataset
+
+    ds = EpisodeDataset(record)
+    out = Path(cfg.gif_dir or "runs/eval_gifs")
+    for task in cfg.tasks:
+        for k in ds.filter(task=task)[: cfg.gifs]:
+            m = ds.meta(k)
+            tag = "ok" if m["success"] else "fail"
+            replay_to_gif(record, k, out / f"{task}_{cfg.variation}_seed{m['seed']}_{tag}.gif")
+
+
+def summary_row(rows: list[dict]) -> dict:
+    """Average over tasks, with the interval of the pooled episodes."""
+    n = sum(r["episodes"] for r in rows)
+    k = sum(r["successes"] for r in rows)
+    lo, hi = wilson_interval(k, n)
+    return {"task": "average", "variation": rows[0]["variation"], "method": rows[0]["method"], "episodes": n,
+            "successes": k, "success_rate": k / n, "ci95": [round(lo, 4), round(hi, 4)]}
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'task':<10} {'variation':<12} {'method':<10} {'success':>8} {'95% CI':>14} {'episodes':>8}"]
+    for r in [*rows, summary_row(rows)]:
+        lo, hi = r["ci95"]
+        lines.append(f"{r['task']:<10} {r['variation']:<12} {r['method']:<10} {r['success_rate']:>8.0%} "
+                     f"{f'[{lo:.0%}, {hi:.0%}]':>14} {r['episodes']:>8}")
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, rows: list[dict]) -> None:
+    atomic_write_text(path, json.dumps({"results": rows}, indent=2))

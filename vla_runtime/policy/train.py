@@ -1,0 +1,272 @@
+"""`vla train policy`: behaviour cloning of the diffusion head on collected episodes.
+
+Everything the run needs fits in RAM at training resolution, so a step is pure
+compute. Checkpoints (model folder + training state) are written atomically
+every `ckpt_every` steps; `--resume` continues bit-for-bit from the last one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from safetensors.torch import load_file
+
+from vla_runtime.dataset import EpisodeDataset, action_chunk
+from vla_runtime.io import atomic_write_bytes, atomic_write_text
+from vla_runtime.policy.config import PolicyConfig
+from vla_runtime.policy.model import VLAPolicy, shared_language_encoder
+from vla_runtime.policy.normalize import Normalizer
+from vla_runtime.policy.vision import augment
+
+STATE_DIR = "training_state"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 20_000
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    warmup: int = 500
+    ema_decay: float = 0.999  # 0 disables EMA
+    val_fraction: float = 0.05
+    val_every: int = 500
+    ckpt_every: int = 1000
+    seed: int = 0
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "val_every", "ckpt_every", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number, got {self.lr}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 < self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+
+
+@dataclass
+class StepTable:
+    """All training steps of a dataset, in RAM, at the policy's resolution."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8
+    proprio: np.ndarray  # (N, P) float32
+    actions: np.ndarray  # (N, Hc, A) float32 chunks
+    instr: np.ndarray  # (N,) int index into `instructions`
+    episode: np.ndarray  # (N,) int
+    instructions: list[str]
+
+
+def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = True) -> StepTable:
+    ds = EpisodeDataset(data)
+    images, proprio, actions, instr, episode = [], [], [], [], []
+    instructions: dict[str, int] = {}
+    it = range(len(ds))
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="load episodes", unit="ep")
+    for k in it:
+        ep = ds.load_episode(k)
+        if config.camera not in ep.images:
+            raise ValueError(f"{ds.episode_path(k)} has no camera {config.camera!r} (has {sorted(ep.images)})")
+        frames = ep.images[config.camera][:-1]  # observation before each action
+        if frames.shape[1:3] != tuple(config.image_size):
+            frames = _resize(frames, config.image_size)
+        gi = ep.meta["action_spec"]["gripper_index"]
+        t_len = ep.length
+        images.append(frames)
+        proprio.append(ep.proprio[:-1])
+        actions.append(np.stack([action_chunk(ep.actions, t, config.horizon, gi)[0] for t in range(t_len)]))
+        idx = instructions.setdefault(ep.meta["instruction"], len(instructions))
+        instr.append(np.full(t_len, idx))
+        episode.append(np.full(t_len, k))
+    return StepTable(np.concatenate(images), np.concatenate(proprio).astype(np.float32),
+                     np.concatenate(actions).astype(np.float32), np.concatenate(instr), np.concatenate(episode),
+                     list(instructions))
+
+
+def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+class Trainer:
+    def __init__(self, table: StepTable, out: Path, policy_config: PolicyConfig, cfg: TrainConfig) -> None:
+        self.out, self.cfg = Path(out), cfg
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(cfg.threads)
+        rng = np.random.default_rng(cfg.seed)
+        episodes = np.unique(table.episode)
+        n_val = max(1, int(round(len(episodes) * cfg.val_fraction)))
+        val_eps = set(rng.choice(episodes, size=n_val, replace=False).tolist())
+        is_val = np.isin(table.episode, list(val_eps))
+        self.train_idx, self.val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)[:512]
+        self.table = table
+        flat_actions = table.actions[self.train_idx].reshape(-1, table.actions.shape[-1])
+        normalizer = Normalizer.fit(flat_actions, table.proprio[self.train_idx])
+        self.model = VLAPolicy(policy_config, normalizer)
+        self.ema = copy.deepcopy(self.model).eval() if cfg.ema_decay > 0 else None
+        self.lang = shared_language_encoder(policy_config.language_model).encode(table.instructions)  # (U, D)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.step = 0
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.meta = {"train_steps_total": int(len(self.train_idx)), "val_steps": int(len(self.val_idx)),
+                     "episodes": int(len(episodes)), "val_episodes": sorted(int(e) for e in val_eps)}
+
+    # --- batches --------------------------------------------------------------------
+    def _batch(self, idx: np.ndarray, train: bool) -> tuple[torch.Tensor, ...]:
+        t = self.table
+        images = torch.from_numpy(t.images[idx]).permute(0, 3, 1, 2).float() / 255.0
+        if train:
+            pc = self.model.config
+            images = augment(images, pc.random_shift, pc.color_jitter, self.gen)
+        return (images, self.lang[torch.from_numpy(t.instr[idx])], torch.from_numpy(t.proprio[idx]),
+                torch.from_numpy(t.actions[idx]))
+
+    def lr_at(self, step: int) -> float:
+        if step < self.cfg.warmup:
+            return self.cfg.lr * (step + 1) / self.cfg.warmup
+        frac = (step - self.cfg.warmup) / max(1, self.cfg.steps - self.cfg.warmup)
+        return self.cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+
+    def train_step(self) -> float:
+        self.model.train()
+        pick = torch.randint(0, len(self.train_idx), (self.cfg.batch_size,), generator=self.gen).numpy()
+        batch = self._batch(self.train_idx[pick], train=True)
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at(self.step)
+        loss = self.model.loss(*batch, generator=self.gen)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        if self.ema is not None:
+            with torch.no_grad():
+                for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
+                    pe.lerp_(pm, 1 - self.cfg.ema_decay)
+        self.step += 1
+        return loss.item()
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Fixed-noise diffusion loss and sampled-action error (robot units) on held-out episodes."""
+        out = {}
+        for name, model in (("", self.model), ("ema_", self.ema)):
+            if model is None:
+                continue
+            model.eval()  # no condition dropout, so the loss is comparable across evaluations
+            gen = torch.Generator().manual_seed(1234)
+            images, lang, proprio, actions = self._batch(self.val_idx, train=False)
+            loss = model.loss(images, lang, proprio, actions, generator=gen)
+            cond = model.condition(images, lang, proprio)
+            noise = torch.randn(actions.shape, generator=gen)
+            pred = model.normalizer.unnormalize_actions(model.denoise(cond, noise))
+            out[f"{name}val_loss"] = float(loss)
+            out[f"{name}val_action_mae"] = float((pred - actions).abs().mean())
+        return out
+
+    # --- checkpoints ------------------------------------------------------------------
+    def save(self, model_card: str = "") -> None:
+        weights = (self.ema or self.model).state_dict()
+        self.model.save_pretrained(self.out, model_card=model_card, state_dict=weights)
+        state = {f"model.{k}": v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.ema is not None:
+            state.update({f"ema.{k}": v.detach().clone() for k, v in self.ema.state_dict().items()})
+        opt_state = self.opt.state_dict()
+        for i, s in opt_state["state"].items():
+            for k, v in s.items():
+                state[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().clone().reshape(-1) if k == "step" else v
+        state["rng"] = self.gen.get_state()
+        from safetensors.torch import save
+
+        sdir = self.state_dir(self.out)
+        sdir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(sdir / "state.safetensors", save(state))
+        atomic_write_text(sdir / "trainer.json", json.dumps({"step": self.step, "train_config": asdict(self.cfg),
+                                                            **self.meta}, indent=2))
+
+    @staticmethod
+    def state_dir(out: Path) -> Path:
+        return out.parent / f"{out.name}.{STATE_DIR}"
+
+    def load_state(self) -> None:
+        sdir = self.state_dir(self.out)
+        meta_path, state_path = sdir / "trainer.json", sdir / "state.safetensors"
+        if not meta_path.is_file() or not state_path.is_file():
+            raise FileNotFoundError(f"--resume: no training state in {sdir}")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("episodes") != self.meta["episodes"] or meta.get("val_episodes") != self.meta["val_episodes"]:
+            raise ValueError(f"--resume: the data changed since {sdir} was written "
+                             f"({meta.get('episodes')} -> {self.meta['episodes']} episodes)")
+        if meta["train_config"] != asdict(self.cfg):
+            diff = {k: (meta["train_config"].get(k), v) for k, v in asdict(self.cfg).items()
+                    if meta["train_config"].get(k) != v and k != "steps"}
+            if diff:
+                raise ValueError(f"--resume with different training parameters (stored, given): {diff}")
+        state = load_file(str(state_path))
+        self.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        if self.ema is not None:
+            self.ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
+        opt_state = self.opt.state_dict()
+        for key, v in state.items():
+            if key.startswith("opt."):
+                _, i, k = key.split(".", 2)
+                opt_state["state"].setdefault(int(i), {})[k] = v.reshape(()) if k == "step" else v
+        self.opt.load_state_dict(opt_state)
+        self.gen.set_state(state["rng"])
+        self.step = int(meta["step"])
+
+
+def train_policy(data: list[str | Path], out: str | Path, policy_config: PolicyConfig, cfg: TrainConfig,
+                 resume: bool = False, progress: bool = True, model_card_fn=None) -> dict:
+    out = Path(out)
+    t0 = time.perf_counter()
+    table = load_steps(data, policy_config, progress=progress)
+    trainer = Trainer(table, out, policy_config, cfg)
+    if resume:
+        trainer.load_state()
+    metrics_path = Trainer.state_dir(out) / "metrics.jsonl"
+    metrics_path.parent.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        metrics_path.write_text("")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train policy", unit="step")
+    last = {}
+    losses: list[float] = []
+    with metrics_path.open("a") as mf:
+        while trainer.step < cfg.steps:
+            losses.append(trainer.train_step())
+            if bar is not None:
+                bar.update(1)
+            if trainer.step % cfg.val_every == 0 or trainer.step == cfg.steps:
+                last = {"step": trainer.step, "loss": float(np.mean(losses)), "lr": trainer.lr_at(trainer.step),
+                        **trainer.validate(), "elapsed_s": round(time.perf_counter() - t0, 1)}
+                losses = []
+                mf.write(json.dumps(last) + "\n")
+                mf.flush()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{last['loss']:.4f}", val=f"{last.get('val_action_mae', 0):.4f}")
+            if trainer.step % cfg.ckpt_every == 0 or trainer.step == cfg.steps:
+                card = model_card_fn(trainer, last) if model_card_fn else ""
+                trainer.save(model_card=card)
+    if bar is not None:
+        bar.close()
+    return {"out": str(out), "steps": trainer.step, "seconds": round(time.perf_counter() - t0, 1), **last,
+            **{k: v for k, v in trainer.meta.items() if k != "val_episodes"}}
