@@ -71,12 +71,12 @@ def cmd_sim_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from sim.demo import run_demo
+    from vla_runtime.demo import run_demo
 
-    report = run_demo(Path(args.out), episodes_per_task=args.episodes_per_task, workers=args.workers,
-                      seed=args.seed, arm=args.arm)
+    report = run_demo(Path(args.out), policy=args.policy, episodes_per_task=args.episodes_per_task,
+                      workers=args.workers, seed=args.seed)
     print((Path(args.out) / "report.md").read_text())
-    print(f"GIFs: {', '.join(report['gifs'].values())}")
+    print(f"GIFs: {', '.join(report['gifs'])}")
     return 0
 
 
@@ -190,10 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run every task and write a report + GIFs")
     p.add_argument("--out", default="runs/demo")
+    p.add_argument("--policy", default="models/policy", help="checkpoint folder, or `expert`")
     p.add_argument("--episodes-per-task", type=_positive, default=3)
     p.add_argument("--workers", type=_positive, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--arm", default="panda")
+    p.add_argument("--seed", type=int, default=10_000)
     p.set_defaults(func=cmd_demo)
     return parser
 

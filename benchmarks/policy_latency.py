@@ -1,0 +1,62 @@
+"""Policy latency on this CPU with torch: `encode` once, `sample` for n = 1, 4, 16, 64.
+
+    python benchmarks/policy_latency.py [--policy models/policy] [--threads 2] [--repeats 30]
+
+`sample(n)` is one batched DDIM run from one conditioning token, so its cost
+should grow far slower than n. Prints a table and, last, one JSON line
+`{"policy", "threads", "encode_ms": {"median", "p90"}, "sample_ms": {"1": {...}, ...},
+"ratio_n16_n1": r}`; target ratio <= 2.5. All figures come from one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from vla_runtime.policy.model import VLAPolicy
+from vla_runtime.types import Observation
+
+
+def timed(fn, repeats: int, warmup: int = 3) -> dict:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t) * 1000)
+    return {"median": round(float(np.median(ts)), 3), "p90": round(float(np.percentile(ts, 90)), 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--policy", default="models/policy")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=30)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    policy = VLAPolicy.from_pretrained(args.policy)
+    h, w = policy.config.image_size
+    rng = np.random.default_rng(0)
+    obs = Observation(images={policy.config.camera: rng.integers(0, 255, (h, w, 3), dtype=np.uint8)},
+                      instruction="pick up the red cube", proprio=np.zeros(policy.config.proprio_dim, np.float32))
+    ctx = policy.encode(obs)  # also warms the instruction-embedding cache, as in a running episode
+    result = {"policy": args.policy, "threads": args.threads, "encode_ms": timed(lambda: policy.encode(obs),
+                                                                                   args.repeats)}
+    gen = torch.Generator()
+    result["sample_ms"] = {str(n): timed(lambda n=n: policy.sample(ctx, n, gen.manual_seed(0)), args.repeats)
+                           for n in (1, 4, 16, 64)}
+    result["ratio_n16_n1"] = round(result["sample_ms"]["16"]["median"] / result["sample_ms"]["1"]["median"], 3)
+    print(f"encode: median {result['encode_ms']['median']:.2f} ms, p90 {result['encode_ms']['p90']:.2f} ms")
+    for n, r in result["sample_ms"].items():
+        print(f"sample n={n:>2}: median {r['median']:.2f} ms, p90 {r['p90']:.2f} ms")
+    print(f"sample(n=16)/sample(n=1) = {result['ratio_n16_n1']:.2f} (target <= 2.5)")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
