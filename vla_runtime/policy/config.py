@@ -92,8 +92,32 @@ class PolicyConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown config keys: {unknown}")
-        d["action_spec"] = ActionSpec.from_dict(d["action_spec"])
-        for key in ("image_size", "vision_channels"):
-            if key in d:
-                d[key] = tuple(d[key])
+        for f in dataclasses.fields(cls):
+            if f.name in d and f.name != "action_spec":
+                default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                if not _same_kind(d[f.name], default):
+                    raise ValueError(f"config key {f.name!r} has value {d[f.name]!r}; expected a value like "
+                                     f"{default!r}")
+                if isinstance(default, tuple):
+                    d[f.name] = tuple(d[f.name])
+        if "action_spec" in d:
+            try:
+                d["action_spec"] = ActionSpec.from_dict(d["action_spec"])
+            except (KeyError, TypeError) as exc:
+                raise ValueError(f"config key 'action_spec' is malformed: {exc!r}") from exc
         return cls(**d)
+
+
+def _same_kind(value: object, default: object) -> bool:
+    """JSON value type check against the field's default (bool is not an int here)."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, tuple):
+        return isinstance(value, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+    return True

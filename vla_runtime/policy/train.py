@@ -212,11 +212,12 @@ class Trainer:
         if meta.get("episodes") != self.meta["episodes"] or meta.get("val_episodes") != self.meta["val_episodes"]:
             raise ValueError(f"--resume: the data changed since {sdir} was written "
                              f"({meta.get('episodes')} -> {self.meta['episodes']} episodes)")
-        if meta["train_config"] != asdict(self.cfg):
-            diff = {k: (meta["train_config"].get(k), v) for k, v in asdict(self.cfg).items()
-                    if meta["train_config"].get(k) != v and k != "steps"}
-            if diff:
-                raise ValueError(f"--resume with different training parameters (stored, given): {diff}")
+        # The cosine schedule is defined by `steps`, so resuming only continues an interrupted run
+        # with the same parameters; extending a finished run would replay a different schedule.
+        diff = {k: (meta["train_config"].get(k), v) for k, v in asdict(self.cfg).items()
+                if meta["train_config"].get(k) != v}
+        if diff:
+            raise ValueError(f"--resume with different training parameters (stored, given): {diff}")
         state = load_file(str(state_path))
         self.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
         if self.ema is not None:
