@@ -62,7 +62,7 @@ def camera_info(pose: CameraPose, width: int, height: int) -> CameraInfo:
 
 def render(client: int, pose: CameraPose, width: int, height: int, lighting: Lighting,
            with_depth: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """-> rgb (H, W, 3) uint8, depth (H, W) float32 metres along the optical axis (or None)."""
+    """-> rgb (H, W, 3) uint8, depth (H, W) float32 metres along the optical axis, 0 = no return (or None)."""
     view = p.computeViewMatrix(pose.eye, pose.target, pose.up, physicsClientId=client)
     proj = p.computeProjectionMatrixFOV(pose.fov_deg, width / height, pose.near, pose.far, physicsClientId=client)
     _, _, rgba, zbuf, _ = p.getCameraImage(
@@ -76,6 +76,7 @@ def render(client: int, pose: CameraPose, width: int, height: int, lighting: Lig
         return rgb, None
     zb = np.asarray(zbuf, dtype=np.float64).reshape(height, width)
     depth = pose.far * pose.near / (pose.far - (pose.far - pose.near) * zb)
+    depth[zb >= 1.0 - 1e-6] = 0.0  # no surface within range: 0 = no return, as depth sensors report
     return rgb, depth.astype(np.float32)
 
 

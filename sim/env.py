@@ -27,7 +27,8 @@ WORKSPACE_LOW = np.array([0.25, -0.35, 0.005])
 WORKSPACE_HIGH = np.array([0.75, 0.35, 0.35])
 MAX_TILT = 0.6  # rad between the TCP axis and straight down
 PROPRIO_LIMIT = 10.0  # |metres| and |radians| of every proprio entry stay far below this
-STATIC_CAMERA = CameraPose(eye=(0.9, 0.0, 0.5), target=(0.45, 0.0, 0.0), fov_deg=50.0)
+# Oblique, from the front-left: the hand hides the objects far less than from straight in front.
+STATIC_CAMERA = CameraPose(eye=(0.85, 0.45, 0.6), target=(0.5, 0.0, 0.02), fov_deg=40.0)
 INSTRUCTION_CHARSET = string.ascii_letters + string.digits + " ,.'-"
 CONTAINER_RGB = {"tray": (0.45, 0.45, 0.5), "bowl": (0.92, 0.92, 0.88)}
 REGION_RGB = {"left": (0.95, 0.95, 0.95), "right": (0.95, 0.95, 0.95)}

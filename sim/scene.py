@@ -65,7 +65,7 @@ def sample_xy(rng: np.random.Generator, box_x: tuple[float, float], box_y: tuple
 
 
 def build_table(client: int, rgb: tuple[float, float, float]) -> int:
-    half = [0.6, 0.6, 0.025]
+    half = [0.9, 0.9, 0.025]  # large enough that the static camera sees only table behind the scene
     col = p.createCollisionShape(p.GEOM_BOX, halfExtents=half, physicsClientId=client)
     vis = p.createVisualShape(p.GEOM_BOX, halfExtents=half, rgbaColor=[*rgb, 1], physicsClientId=client)
     body = p.createMultiBody(0, col, vis, basePosition=[0.35, 0, -half[2]], physicsClientId=client)

@@ -482,7 +482,6 @@ def test_depth_backprojects_onto_the_target_object_and_the_table(seed: int) -> N
         # bottom rows of the static camera see only the table top (z = 0)
         table = pts[-6:].reshape(-1, 3)
         assert np.all(np.abs(table[:, 2]) < 0.005), np.abs(table[:, 2]).max()
-        assert np.all(table[:, 0] > 0.66)  # in front of every object
         # nothing the camera sees lies below the table
         assert np.nanmin(pts[..., 2]) > -0.005
     finally:
@@ -498,7 +497,7 @@ def test_principal_point_matches_the_rendered_image() -> None:
         pose = CameraPose(eye=(0.9, 0.07, 0.5), target=target, fov_deg=50.0)
         w, h = 80, 60
         rgb, depth = render(client, pose, w, h, Lighting(), True)
-        mask = (rgb[..., 0] > 50) & (depth < pose.far * 0.99)
+        mask = (rgb[..., 0] > 50) & (depth > 0)  # depth 0 = no surface hit
         assert mask.sum() > 100
         v, u = np.nonzero(mask)
         cam = camera_info(pose, w, h)
