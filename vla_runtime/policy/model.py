@@ -87,7 +87,7 @@ class VLAPolicy(nn.Module):
             x = F.interpolate(x, size=self.config.image_size, mode="bilinear", antialias=True, align_corners=False)
         return x
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def encode(self, obs: Observation) -> Context:
         cam = self.config.camera
         if cam not in obs.images:
@@ -100,7 +100,7 @@ class VLAPolicy(nn.Module):
         return Context(cond=cond, observation=obs)
 
     # --- sampling ----------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, ctx: Context, n: int, generator: torch.Generator | None = None,
                noise: torch.Tensor | None = None) -> np.ndarray:
         """n action chunks (n, H, A) float32 in robot units from ONE conditioning token.
