@@ -16,7 +16,7 @@ class ExecutorConfig:
     replan_every: int = 4  # k: ask for a new chunk every k steps (<= chunk length)
     ensemble: bool = False  # CogACT adaptive action ensemble over overlapping chunks
     ensemble_alpha: float = 0.1  # temperature of the cosine-similarity weights
-    max_translation: float = 0.03  # metres per step (norm of dx, dy, dz)
+    max_translation: float = 0.055  # metres per step (norm of dx, dy, dz); > sqrt(3) * 0.03 so in-bound moves pass
     max_rotation: float = 0.3  # radians per step, per axis
 
     def __post_init__(self) -> None:
