@@ -85,7 +85,8 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     from vla_runtime.policy.train import TrainConfig, train_policy
 
     command = "vla train policy " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "policy"] else ""
-    pcfg = PolicyConfig(image_size=args.image_size)
+    pcfg = PolicyConfig(image_size=args.image_size, aux_weight=args.aux_weight,
+                        aux_object_weight=args.aux_object_weight)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        ema_decay=args.ema, threads=args.threads, val_every=args.val_every, ckpt_every=args.ckpt_every)
 
@@ -163,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights (0 = off)")
     p.add_argument("--image-size", type=_size, default=(64, 64))
+    p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the direct chunk-regression loss")
+    p.add_argument("--aux-object-weight", type=float, default=1.0,
+                   help="weight of the target/goal xy auxiliary loss (privileged labels, training only)")
     p.add_argument("--threads", type=_positive, default=2)
     p.add_argument("--val-every", type=_positive, default=500)
     p.add_argument("--ckpt-every", type=_positive, default=1000)

@@ -307,6 +307,9 @@ def test_normalizer_rejects_bad_values() -> None:
         ({"guidance_scale": -1.0}, "got -1.0"),
         ({"beta_schedule": "cosine"}, "'cosine'"),
         ({"keypoints": 0}, "keypoints"),
+        ({"aux_weight": -1.0}, "aux_weight .*got -1.0"),
+        ({"aux_object_weight": float("nan")}, "aux_object_weight .*got nan"),
+        ({"aux_object_steps": -2}, "got -2"),
     ],
 )
 def test_policy_config_validation_echoes_the_bad_value(kw: dict, match: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from vla_runtime.types import ActionSpec
@@ -36,6 +37,17 @@ class PolicyConfig:
     beta_schedule: str = "squaredcos_cap_v2"
     cond_dropout: float = 0.1  # classifier-free guidance training
     guidance_scale: float = 1.0  # 1.0 = no guidance (one forward per step)
+    # Weight of an auxiliary loss: an MLP on the conditioning token regresses the normalised chunk
+    # directly. The epsilon loss alone sends the encoders a weak signal (most of the noise is
+    # predictable from the noisy input), so the vision encoder learned to localise objects far too
+    # slowly; the direct target trains the encoders. 0 = off (no extra parameters).
+    aux_weight: float = 1.0
+    # Weight of a second training-only auxiliary loss: regress the target object's and the goal's
+    # table xy (privileged labels from the episode's scene record) from the conditioning token, on
+    # the first `aux_object_steps` steps of an episode, before anything has moved. It teaches the
+    # encoders grounding + localisation directly; nothing privileged is used at inference.
+    aux_object_weight: float = 1.0
+    aux_object_steps: int = 8
     # augmentation (training only)
     random_shift: int = 4  # pixels of random-shift augmentation
     color_jitter: float = 0.15
@@ -61,6 +73,12 @@ class PolicyConfig:
             raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if not self.guidance_scale >= 0.0:
             raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        for name in ("aux_weight", "aux_object_weight"):
+            v = getattr(self, name)
+            if not (v >= 0.0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+        if self.aux_object_steps < 0:
+            raise ValueError(f"aux_object_steps must be >= 0, got {self.aux_object_steps}")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
             raise ValueError(f"unknown beta_schedule {self.beta_schedule!r}")
         if self.random_shift < 0 or self.color_jitter < 0:

@@ -29,6 +29,8 @@ from vla_runtime.policy.vision import VisionEncoder
 from vla_runtime.types import Observation
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "normalization.json")
+OBJECT_TARGET_DIM = 4  # target object xy + goal xy (table frame, metres), see `train.object_targets`
+_OBJECT_CENTRE, _OBJECT_SCALE = (0.5, 0.0), 0.15  # table xy -> roughly unit range
 _LANGUAGE: dict[str, LanguageEncoder] = {}
 
 
@@ -64,6 +66,11 @@ class VLAPolicy(nn.Module):
                                     out_dim=d)
         self.fuse = nn.Sequential(nn.Linear(3 * d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
         self.null_cond = nn.Parameter(torch.zeros(1, d))  # the "no condition" token for CFG
+        # Training-only auxiliary head (see PolicyConfig.aux_weight); never used for sampling.
+        self.aux_head = (nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, config.horizon * config.action_dim))
+                         if config.aux_weight > 0 else None)
+        self.aux_object_head = (nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, OBJECT_TARGET_DIM))
+                                if config.aux_object_weight > 0 else None)
         self.head = DiTHead(config.action_dim, config.horizon, d, config.dit_layers, config.dit_heads,
                             config.dit_mlp_ratio, config.dropout)
         sched = {"num_train_timesteps": config.train_timesteps, "beta_schedule": config.beta_schedule,
@@ -139,18 +146,37 @@ class VLAPolicy(nn.Module):
 
     # --- training ----------------------------------------------------------------
     def loss(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor, actions: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        """Epsilon-prediction DDPM loss. actions (B, H, A) in robot units."""
+             generator: torch.Generator | None = None, object_xy: torch.Tensor | None = None,
+             object_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Epsilon-prediction DDPM loss + the weighted auxiliary losses (see `PolicyConfig`).
+
+        actions (B, H, A) robot units; object_xy (B, 4) metres and object_mask (B,) bool: which rows
+        carry valid object labels (None: no object loss).
+        """
         b = actions.shape[0]
         cond = self.condition(images, lang, proprio)
+        target = self.normalizer.normalize_actions(actions)
+        aux = cond.new_zeros(())
+        if self.aux_head is not None:
+            aux = aux + self.config.aux_weight * F.mse_loss(self.aux_head(cond).view_as(target), target)
+        if self.aux_object_head is not None and object_xy is not None and object_mask is not None \
+                and bool(object_mask.any()):
+            err = (self.object_xy(cond[object_mask]) - object_xy[object_mask]) / _OBJECT_SCALE
+            aux = aux + self.config.aux_object_weight * (err**2).mean()
         if self.training and self.config.cond_dropout > 0:
             drop = torch.rand(b, 1, generator=generator) < self.config.cond_dropout
             cond = torch.where(drop, self.null_cond.expand(b, -1), cond)
-        target = self.normalizer.normalize_actions(actions)
         noise = torch.randn(target.shape, generator=generator)
         t = torch.randint(0, self.config.train_timesteps, (b,), generator=generator)
         noisy = self.train_scheduler.add_noise(target, noise, t)
-        return F.mse_loss(self.head(noisy, t, cond), noise)
+        return F.mse_loss(self.head(noisy, t, cond), noise) + aux
+
+    def object_xy(self, cond: torch.Tensor) -> torch.Tensor:
+        """cond (B, d_model) -> (B, 4) the auxiliary head's target-object + goal xy in metres (a probe)."""
+        if self.aux_object_head is None:
+            raise ValueError("this policy has no object head (aux_object_weight=0)")
+        centre = torch.tensor(_OBJECT_CENTRE * 2, dtype=cond.dtype)
+        return self.aux_object_head(cond) * _OBJECT_SCALE + centre
 
     # --- checkpoints -------------------------------------------------------------
     def save_pretrained(self, out_dir: str | Path, model_card: str = "", state_dict: dict | None = None) -> Path:

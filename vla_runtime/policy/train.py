@@ -67,11 +67,35 @@ class StepTable:
     instr: np.ndarray  # (N,) int index into `instructions`
     episode: np.ndarray  # (N,) int
     instructions: list[str]
+    object_xy: np.ndarray  # (N, 4) float32 target object xy + goal xy at the episode start (privileged)
+    object_mask: np.ndarray  # (N,) bool: step early enough that nothing has moved yet
+
+
+def object_targets(scene: dict) -> np.ndarray | None:
+    """(4,) target-object xy + goal xy from an episode's scene record, or None when it lacks them.
+
+    The goal is what the task moves the object to: the container, the base object, the named pad;
+    for `pick_lift` the object itself (it is lifted in place).
+    """
+    try:
+        obj = scene["objects"][0]["xy"]
+        if scene.get("container"):
+            goal = scene["container"]["xy"]
+        elif scene.get("base_index") is not None:
+            goal = scene["objects"][scene["base_index"]]["xy"]
+        elif scene.get("goal_region"):
+            goal = next(r["xy"] for r in scene["regions"] if r["name"] == scene["goal_region"])
+        else:
+            goal = obj
+        out = np.array([*obj, *goal], dtype=np.float32)
+    except (KeyError, IndexError, TypeError, StopIteration):
+        return None
+    return out if out.shape == (4,) and np.isfinite(out).all() else None
 
 
 def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = True) -> StepTable:
     ds = EpisodeDataset(data)
-    images, proprio, actions, instr, episode = [], [], [], [], []
+    images, proprio, actions, instr, episode, obj_xy, obj_mask = [], [], [], [], [], [], []
     instructions: dict[str, int] = {}
     it = range(len(ds))
     if progress:
@@ -93,9 +117,12 @@ def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = Tr
         idx = instructions.setdefault(ep.meta["instruction"], len(instructions))
         instr.append(np.full(t_len, idx))
         episode.append(np.full(t_len, k))
+        targets = object_targets(ep.meta.get("scene", {}))
+        obj_xy.append(np.tile(targets if targets is not None else np.zeros(4, np.float32), (t_len, 1)))
+        obj_mask.append((np.arange(t_len) < config.aux_object_steps) & (targets is not None))
     return StepTable(np.concatenate(images), np.concatenate(proprio).astype(np.float32),
                      np.concatenate(actions).astype(np.float32), np.concatenate(instr), np.concatenate(episode),
-                     list(instructions))
+                     list(instructions), np.concatenate(obj_xy).astype(np.float32), np.concatenate(obj_mask))
 
 
 def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -135,7 +162,8 @@ class Trainer:
             pc = self.model.config
             images = augment(images, pc.random_shift, pc.color_jitter, self.gen)
         return (images, self.lang[torch.from_numpy(t.instr[idx])], torch.from_numpy(t.proprio[idx]),
-                torch.from_numpy(t.actions[idx]))
+                torch.from_numpy(t.actions[idx]), torch.from_numpy(t.object_xy[idx]),
+                torch.from_numpy(t.object_mask[idx]))
 
     def lr_at(self, step: int) -> float:
         if step < self.cfg.warmup:
@@ -149,7 +177,9 @@ class Trainer:
         batch = self._batch(self.train_idx[pick], train=True)
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
-        loss = self.model.loss(*batch, generator=self.gen)
+        images, lang, proprio, actions, object_xy, object_mask = batch
+        loss = self.model.loss(images, lang, proprio, actions, generator=self.gen, object_xy=object_xy,
+                               object_mask=object_mask)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -170,9 +200,12 @@ class Trainer:
                 continue
             model.eval()  # no condition dropout, so the loss is comparable across evaluations
             gen = torch.Generator().manual_seed(1234)
-            images, lang, proprio, actions = self._batch(self.val_idx, train=False)
-            loss = model.loss(images, lang, proprio, actions, generator=gen)
+            images, lang, proprio, actions, object_xy, object_mask = self._batch(self.val_idx, train=False)
+            loss = model.loss(images, lang, proprio, actions, generator=gen)  # diffusion (+ chunk aux) only
             cond = model.condition(images, lang, proprio)
+            if model.aux_object_head is not None and bool(object_mask.any()):
+                xy = model.object_xy(cond[object_mask])
+                out[f"{name}val_object_err_mm"] = float((xy - object_xy[object_mask]).abs().mean() * 1000)
             noise = torch.randn(actions.shape, generator=gen)
             pred = model.normalizer.unnormalize_actions(model.denoise(cond, noise))
             out[f"{name}val_loss"] = float(loss)

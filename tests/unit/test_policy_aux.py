@@ -1,0 +1,124 @@
+"""The training-only auxiliary losses: chunk regression and target/goal localisation from scene labels."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vla_runtime.dataset import Episode, write_dataset_header, write_episode
+from vla_runtime.policy.config import PolicyConfig
+from vla_runtime.policy.model import VLAPolicy
+from vla_runtime.policy.normalize import Normalizer
+from vla_runtime.policy.train import load_steps, object_targets
+from vla_runtime.types import PROPRIO_NAMES, CameraInfo
+
+pytestmark = pytest.mark.unit
+
+TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
+                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4, aux_object_steps=3)
+SPEC = TINY.action_spec
+H, A, P = TINY.horizon, TINY.action_dim, TINY.proprio_dim
+OBJ = [{"name": "red cube", "xy": [0.45, -0.1]}, {"name": "blue cube", "xy": [0.6, 0.2]}]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def _norm() -> Normalizer:
+    rng = np.random.default_rng(0)
+    return Normalizer.fit(rng.uniform(SPEC.low_array(), SPEC.high_array(), (64, A)).astype(np.float32),
+                          rng.normal(size=(64, P)).astype(np.float32))
+
+
+def _batch(n: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    f = lambda *s: torch.from_numpy(rng.uniform(0, 1, s).astype(np.float32))  # noqa: E731
+    actions = torch.from_numpy(rng.uniform(SPEC.low_array(), SPEC.high_array(), (n, H, A)).astype(np.float32))
+    object_xy = torch.from_numpy(rng.uniform([0.3, -0.3] * 2, [0.7, 0.3] * 2, (n, 4)).astype(np.float32))
+    return f(n, 3, 16, 16), f(n, TINY.language_dim), f(n, P), actions, object_xy
+
+
+@pytest.mark.parametrize(
+    ("scene", "expected"),
+    [
+        ({"objects": OBJ, "container": {"xy": [0.6, 0.05]}}, [0.45, -0.1, 0.6, 0.05]),  # place_in
+        ({"objects": OBJ, "base_index": 1}, [0.45, -0.1, 0.6, 0.2]),  # stack
+        ({"objects": OBJ, "regions": [{"name": "left", "xy": [0.5, 0.2]}, {"name": "right", "xy": [0.5, -0.2]}],
+          "goal_region": "right"}, [0.45, -0.1, 0.5, -0.2]),  # push_to
+        ({"objects": OBJ, "base_index": None, "container": None, "goal_region": None}, [0.45, -0.1, 0.45, -0.1]),
+    ],
+)
+def test_object_targets_pick_the_goal_of_each_task(scene: dict, expected: list[float]) -> None:
+    np.testing.assert_allclose(object_targets(scene), expected, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("scene", [{}, {"objects": []}, {"objects": OBJ, "goal_region": "nowhere", "regions": []},
+                                   {"objects": [{"xy": [float("nan"), 0.0]}]}])
+def test_object_targets_is_none_for_unusable_scenes(scene: dict) -> None:
+    assert object_targets(scene) is None
+
+
+def test_object_loss_counts_only_masked_rows_and_weight_zero_drops_the_head() -> None:
+    torch.manual_seed(0)
+    model = VLAPolicy(TINY, _norm()).eval()
+    images, lang, proprio, actions, object_xy = _batch()
+    with torch.no_grad():
+        base = float(model.loss(images, lang, proprio, actions, generator=torch.Generator().manual_seed(1)))
+        none = float(model.loss(images, lang, proprio, actions, generator=torch.Generator().manual_seed(1),
+                                object_xy=object_xy, object_mask=torch.zeros(16, dtype=torch.bool)))
+        full = float(model.loss(images, lang, proprio, actions, generator=torch.Generator().manual_seed(1),
+                                object_xy=object_xy, object_mask=torch.ones(16, dtype=torch.bool)))
+    assert none == base and full > base  # the labels add a term only where the mask says so
+    off = VLAPolicy(dataclasses.replace(TINY, aux_weight=0.0, aux_object_weight=0.0), _norm())
+    assert not [k for k in off.state_dict() if k.startswith(("aux_head", "aux_object_head"))]
+    with pytest.raises(ValueError, match="no object head"):
+        off.object_xy(torch.zeros(1, TINY.d_model))
+
+
+def test_object_head_learns_the_labels_it_is_given() -> None:
+    """A real gradient path: the object error drops when the tiny model overfits one batch."""
+    torch.manual_seed(0)
+    model = VLAPolicy(TINY, _norm())
+    images, lang, proprio, actions, object_xy = _batch()
+    mask = torch.ones(16, dtype=torch.bool)
+
+    def err() -> float:
+        with torch.no_grad():
+            return float((model.object_xy(model.condition(images, lang, proprio)) - object_xy).abs().mean())
+
+    start = err()
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(150):
+        loss = model.loss(images, lang, proprio, actions, generator=g, object_xy=object_xy, object_mask=mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert err() < 0.3 * start, (start, err())
+
+
+def test_load_steps_labels_only_early_steps_of_episodes_with_a_scene(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    write_dataset_header(tmp_path, {"tasks": ["stack"]})
+    cam = CameraInfo(width=16, height=16, fx=20.0, fy=20.0, cx=8.0, cy=8.0, pose_base_cam=np.eye(4))
+    for i, scene in enumerate([{"objects": OBJ, "base_index": 1}, None]):
+        t = 5
+        meta = {"task": "stack", "variation": "id", "quality": "expert", "seed": i, "instruction": "stack it",
+                "arm": "panda", "success": True, "cameras": {"static": cam.to_dict()}, "action_spec": SPEC.to_dict()}
+        if scene is not None:
+            meta["scene"] = scene
+        write_episode(tmp_path, i, Episode(
+            images={"static": rng.integers(0, 256, (t + 1, 16, 16, 3), dtype=np.uint8)}, depth={},
+            proprio=rng.normal(size=(t + 1, len(PROPRIO_NAMES))).astype(np.float32),
+            actions=rng.uniform(SPEC.low_array(), SPEC.high_array(), (t, A)).astype(np.float32),
+            rewards=np.zeros(t, np.float32), successes=np.zeros(t, bool), meta=meta))
+    table = load_steps([tmp_path], TINY, progress=False)
+    assert table.object_mask.tolist() == [True] * 3 + [False] * 2 + [False] * 5  # aux_object_steps=3
+    np.testing.assert_allclose(table.object_xy[:5], np.tile([0.45, -0.1, 0.6, 0.2], (5, 1)), atol=1e-7)
