@@ -122,3 +122,16 @@ def test_load_steps_labels_only_early_steps_of_episodes_with_a_scene(tmp_path: P
     table = load_steps([tmp_path], TINY, progress=False)
     assert table.object_mask.tolist() == [True] * 3 + [False] * 2 + [False] * 5  # aux_object_steps=3
     np.testing.assert_allclose(table.object_xy[:5], np.tile([0.45, -0.1, 0.6, 0.2], (5, 1)), atol=1e-7)
+
+
+@pytest.mark.parametrize(("strides", "side"), [((1, 1, 1), 8), ((1, 2, 1), 4), ((2, 2, 1), 2)])
+def test_vision_strides_set_the_keypoint_map_size(strides: tuple[int, ...], side: int) -> None:
+    from vla_runtime.policy.vision import VisionEncoder
+
+    enc = VisionEncoder((8, 8, 8), 4, 4, cond_dim=32, out_dim=32, strides=strides)
+    seen = []
+    enc.keypoints.register_forward_hook(lambda mod, inp, out: seen.append(tuple(inp[0].shape)))
+    out = enc(torch.zeros(2, 3, 16, 16), torch.zeros(2, 32))
+    assert seen == [(2, 8, side, side)] and out.shape == (2, 32)
+    with pytest.raises(ValueError, match="one stride per block"):
+        VisionEncoder((8, 8), 4, 4, cond_dim=32, out_dim=32, strides=(1, 1, 1))

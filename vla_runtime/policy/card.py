@@ -18,11 +18,14 @@ embeddings and proprioception, fused into one conditioning token; a DiT head
 H={cfg.horizon} with diffusers DDPM training ({cfg.train_timesteps} steps) and DDIM sampling
 ({cfg.inference_steps} steps). {n_params / 1e6:.2f} M trainable parameters. Saved weights:
 {"EMA (decay " + str(t.ema_decay) + ")" if t.ema_decay > 0 else "raw"}.
+Training-only auxiliary losses on the conditioning token (heads unused at inference):
+direct chunk regression (weight {cfg.aux_weight}) and target/goal table xy from the
+episodes' scene labels on the first {cfg.aux_object_steps} steps (weight {cfg.aux_object_weight}).
 
 ## Training
 
 - Command: `{command or "(programmatic)"}`
-- Data: {", ".join(data)}: {trainer.meta["episodes"]} episodes, {trainer.meta["train_steps_total"]} training
+- Data: {", ".join(data)} ({_collection(data)}): {trainer.meta["episodes"]} episodes, {trainer.meta["train_steps_total"]} training
   steps ({len(trainer.meta["val_episodes"])} episodes held out for validation)
 - Seed {t.seed}, batch {t.batch_size}, lr {t.lr} (warm-up {t.warmup}, cosine), weight decay {t.weight_decay},
   {t.threads} CPU threads
@@ -33,3 +36,16 @@ H={cfg.horizon} with diffusers DDPM training ({cfg.train_timesteps} steps) and D
 See the evaluation table in the repository README (`vla eval`), which is the command
 that prints it.
 """
+
+
+def _collection(data: list[str]) -> str:
+    """The `vla sim collect` parameters recorded in each dataset header."""
+    from pathlib import Path
+
+    parts = []
+    for d in data:
+        try:
+            parts.append(json.dumps(json.loads((Path(d) / "dataset.json").read_text()).get("collection", {})))
+        except (OSError, ValueError):
+            parts.append("collection parameters unavailable")
+    return "; ".join(parts)

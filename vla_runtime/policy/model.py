@@ -63,7 +63,7 @@ class VLAPolicy(nn.Module):
         self.lang_proj = nn.Sequential(nn.Linear(config.language_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.proprio_mlp = nn.Sequential(nn.Linear(config.proprio_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.vision = VisionEncoder(config.vision_channels, config.vision_groups, config.keypoints, cond_dim=d,
-                                    out_dim=d)
+                                    out_dim=d, strides=config.vision_strides)
         self.fuse = nn.Sequential(nn.Linear(3 * d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
         self.null_cond = nn.Parameter(torch.zeros(1, d))  # the "no condition" token for CFG
         # Training-only auxiliary head (see PolicyConfig.aux_weight); never used for sampling.

@@ -47,13 +47,17 @@ class SpatialSoftmax(nn.Module):
 
 
 class VisionEncoder(nn.Module):
-    def __init__(self, channels: tuple[int, ...], groups: int, keypoints: int, cond_dim: int, out_dim: int) -> None:
+    def __init__(self, channels: tuple[int, ...], groups: int, keypoints: int, cond_dim: int, out_dim: int,
+                 strides: tuple[int, ...] | None = None) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 5, stride=2, padding=2), nn.GroupNorm(groups, channels[0]),
                                   nn.SiLU())
+        strides = strides or (1,) * len(channels)
+        if len(strides) != len(channels):
+            raise ValueError(f"need one stride per block: channels {channels}, strides {strides}")
         blocks, c = [], channels[0]
-        for i, c_out in enumerate(channels):
-            blocks.append(FiLMBlock(c, c_out, stride=2 if i == 1 else 1, groups=groups, cond_dim=cond_dim))
+        for c_out, stride in zip(channels, strides):
+            blocks.append(FiLMBlock(c, c_out, stride=stride, groups=groups, cond_dim=cond_dim))
             c = c_out
         self.blocks = nn.ModuleList(blocks)
         self.keypoints = SpatialSoftmax(c, keypoints)
