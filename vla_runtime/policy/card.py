@@ -25,8 +25,9 @@ episodes' scene labels on the first {cfg.aux_object_steps} steps (weight {cfg.au
 ## Training
 
 - Command: `{command or "(programmatic)"}`
-- Data: {", ".join(data)} ({_collection(data)}): {trainer.meta["episodes"]} episodes, {trainer.meta["train_steps_total"]} training
-  steps ({len(trainer.meta["val_episodes"])} episodes held out for validation)
+- Data: {", ".join(data)} ({_collection(data)}):
+  {trainer.meta["episodes"]} episodes, {trainer.meta["train_steps_total"]} training steps
+  ({len(trainer.meta["val_episodes"])} episodes held out for validation)
 - Seed {t.seed}, batch {t.batch_size}, lr {t.lr} (warm-up {t.warmup}, cosine), weight decay {t.weight_decay},
   {t.threads} CPU threads
 - Progress at the last validation: `{json.dumps(last)}`
