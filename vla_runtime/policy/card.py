@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 def policy_card(trainer, last: dict, command: str, data: list[str]) -> str:
@@ -41,8 +42,6 @@ that prints it.
 
 def _collection(data: list[str]) -> str:
     """The `vla sim collect` parameters recorded in each dataset header."""
-    from pathlib import Path
-
     parts = []
     for d in data:
         try:

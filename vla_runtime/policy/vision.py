@@ -48,11 +48,10 @@ class SpatialSoftmax(nn.Module):
 
 class VisionEncoder(nn.Module):
     def __init__(self, channels: tuple[int, ...], groups: int, keypoints: int, cond_dim: int, out_dim: int,
-                 strides: tuple[int, ...] | None = None) -> None:
+                 strides: tuple[int, ...]) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, channels[0], 5, stride=2, padding=2), nn.GroupNorm(groups, channels[0]),
                                   nn.SiLU())
-        strides = strides or (1,) * len(channels)
         if len(strides) != len(channels):
             raise ValueError(f"need one stride per block: channels {channels}, strides {strides}")
         blocks, c = [], channels[0]
