@@ -2,7 +2,10 @@
 
 `expert` solves the tasks; `noisy` adds action noise and, per episode, a chance
 of grabbing the wrong object or letting go early, so collected data holds the
-failures offline RL needs.
+failures offline RL needs. `dart` (Laskey et al., DART) executes short bursts of
+perturbed motion but records the expert's clean, corrective action as the label
+(`ScriptedExpert.label`), so behaviour cloning sees off-nominal states and how to
+recover from them: the states a learned policy drifts into.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from sim.env import ArmEnv, tcp_yaw
 from sim.scene import OBJECT_HALF
 from sim.tasks import body_pos
 
-QUALITIES = ("expert", "noisy")
+QUALITIES = ("expert", "noisy", "dart")
 CARRY_Z = 0.15
 ABOVE_Z = 0.11
 
@@ -27,14 +30,19 @@ class ExpertConfig:
     noise_std: float = 0.0  # metres per step on dx, dy, dz
     wrong_target_prob: float = 0.0
     early_release_prob: float = 0.0
+    perturb_prob: float = 0.0  # DART: chance per moving step to start a perturbation burst
+    perturb_std: float = 0.0  # DART: metres per step of a burst's constant xy offset (z: half)
+    perturb_max_steps: int = 4  # DART: a burst lasts 1..this many steps, so offsets accumulate to cm
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
             raise ValueError(f"unknown expert quality {self.quality!r}; known: {QUALITIES}")
-        for name in ("noise_std", "wrong_target_prob", "early_release_prob"):
+        for name in ("noise_std", "wrong_target_prob", "early_release_prob", "perturb_prob", "perturb_std"):
             v = getattr(self, name)
-            if not 0.0 <= v <= (0.05 if name == "noise_std" else 1.0):
+            if not 0.0 <= v <= (0.05 if name in ("noise_std", "perturb_std") else 1.0):
                 raise ValueError(f"{name} out of range: {v}")
+        if self.perturb_max_steps < 1:
+            raise ValueError(f"perturb_max_steps must be >= 1, got {self.perturb_max_steps}")
 
     @classmethod
     def named(cls, quality: str) -> ExpertConfig:
@@ -42,6 +50,8 @@ class ExpertConfig:
             raise ValueError(f"unknown expert quality {quality!r}; known: {QUALITIES}")
         if quality == "noisy":
             return cls("noisy", noise_std=0.006, wrong_target_prob=0.2, early_release_prob=0.25)
+        if quality == "dart":
+            return cls("dart", perturb_prob=0.15, perturb_std=0.015)
         return cls(quality)
 
 
@@ -57,13 +67,18 @@ class _Phase:
 
 
 class ScriptedExpert:
-    """Call `reset(env)` after `env.reset()`, then `act(env)` each step."""
+    """Call `reset(env)` after `env.reset()`, then `act(env)` each step.
+
+    `act` returns the action to execute; `label` is the action to record for it (they differ
+    only while a DART perturbation runs).
+    """
 
     needs_images = False
 
     def __init__(self, config: ExpertConfig, rng: np.random.Generator) -> None:
         self.config = config
         self.rng = rng
+        self.label: np.ndarray | None = None
 
     def reset(self, env: ArmEnv) -> None:
         inst = env.instance
@@ -82,6 +97,9 @@ class ScriptedExpert:
         self._grasp_yaw = None
         self._locked_xy: np.ndarray | None = None
         self._offset: np.ndarray | None = None
+        self._burst_left = 0
+        self._burst = np.zeros(3)
+        self.label = None
 
     # --- phase plans ---------------------------------------------------------
     def _plan(self, env: ArmEnv) -> list[_Phase]:
@@ -165,9 +183,27 @@ class ScriptedExpert:
             self._phase_steps = 0
         releasing = self._release_step is not None and self._phase_steps >= self._release_step
         if ph.name == self._release_phase and releasing:
-            return self._finish(env, np.zeros(3), 0.0, 0.0 if ph.name == "push" else 1.0)
-        step = np.clip(err, -ph.speed, ph.speed)
-        return self._finish(env, step, float(np.clip(yaw_err, -0.3, 0.3)), ph.gripper)
+            action = self._finish(env, np.zeros(3), 0.0, 0.0 if ph.name == "push" else 1.0)
+        else:
+            step = np.clip(err, -ph.speed, ph.speed)
+            action = self._finish(env, step, float(np.clip(yaw_err, -0.3, 0.3)), ph.gripper)
+        self.label = action
+        return self._perturb(env, action) if not ph.hold_steps else action
+
+    def _perturb(self, env: ArmEnv, action: np.ndarray) -> np.ndarray:
+        """DART: a burst of a few steps pushed the same way, so the arm drifts centimetres off course."""
+        cfg = self.config
+        if cfg.perturb_prob <= 0:
+            return action
+        if self._burst_left == 0 and self.rng.random() < cfg.perturb_prob:
+            self._burst = self.rng.normal(0.0, cfg.perturb_std, 3) * np.array([1.0, 1.0, 0.5])
+            self._burst_left = int(self.rng.integers(1, cfg.perturb_max_steps + 1))
+        if self._burst_left == 0:
+            return action
+        self._burst_left -= 1
+        out = action.copy()
+        out[:3] += self._burst
+        return env.spec_actions.validate(out)
 
     def _finish(self, env: ArmEnv, dpos: np.ndarray, dyaw: float, gripper: float) -> np.ndarray:
         if self.config.noise_std > 0:

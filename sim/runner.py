@@ -23,6 +23,9 @@ from sim.env import ArmEnv, EnvConfig
 
 
 class Agent(Protocol):
+    """`act` gives the action to execute. An agent may also set `label` (the action to record in
+    its place, e.g. DART's clean expert action under a perturbation); None records the action."""
+
     needs_images: bool
 
     def reset(self, env: ArmEnv) -> None: ...
@@ -73,14 +76,19 @@ def run_episode(job: EpisodeJob, factory: AgentFactory, record_root: str | None 
     env.reset(seed=job.seed)
     agent.reset(env)
     frames = [env.last_observation] if record_root else None
-    actions, rewards, successes = [], [], []
+    actions, rewards, successes, relabelled = [], [], [], []
     info = {"success": False}
     while True:
         action = agent.act(env)
         _, reward, terminated, truncated, info = env.step(action)
         if frames is not None:
             frames.append(env.last_observation)
-            actions.append(env.spec_actions.validate(action))
+            label = getattr(agent, "label", None)
+            executed = env.spec_actions.validate(action)
+            recorded = executed if label is None else env.spec_actions.validate(label)
+            if not np.array_equal(recorded, executed):
+                relabelled.append(len(actions))
+            actions.append(recorded)
             rewards.append(reward)
             successes.append(info["success"])
         if terminated or truncated:
@@ -89,11 +97,11 @@ def run_episode(job: EpisodeJob, factory: AgentFactory, record_root: str | None 
                              seed=job.seed, success=bool(info["success"]), steps=env.steps,
                              seconds=time.perf_counter() - t0, instruction=env.instance.instruction)
     if record_root is not None:
-        _write(record_root, job, env, summary, frames, actions, rewards, successes)
+        _write(record_root, job, env, summary, frames, actions, rewards, successes, relabelled)
     return summary
 
 
-def _write(root, job, env, summary, frames, actions, rewards, successes) -> None:
+def _write(root, job, env, summary, frames, actions, rewards, successes, relabelled) -> None:
     from vla_runtime.dataset import Episode, write_episode
 
     cams = frames[0].images.keys()
@@ -109,6 +117,9 @@ def _write(root, job, env, summary, frames, actions, rewards, successes) -> None
             "instruction": summary.instruction, "success": summary.success, "quality": job.meta.get("quality", ""),
             "cameras": {c: info.to_dict() for c, info in frames[-1].cameras.items()},
             "action_spec": env.spec_actions.to_dict(), "scene": env.instance.to_dict(),
+            # Steps whose recorded action is not the executed one (DART): the states after them were
+            # reached by a different action, so a chunk label is only consistent up to such a step.
+            "relabelled_steps": relabelled,
             **{k: v for k, v in job.meta.items() if k != "quality"},
         },
     )

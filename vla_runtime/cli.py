@@ -86,8 +86,11 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 
     command = "vla train policy " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "policy"] else ""
     pcfg = PolicyConfig(image_size=args.image_size, aux_weight=args.aux_weight,
-                        aux_object_weight=args.aux_object_weight)
+                        aux_object_weight=args.aux_object_weight, aux_object_input=args.aux_object_input,
+                        aux_object_steps=args.aux_object_steps,
+                        **({"proprio_inputs": tuple(args.proprio_inputs.split(","))} if args.proprio_inputs else {}))
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                       grounding_steps=args.grounding_steps,
                        ema_decay=args.ema, threads=args.threads, val_every=args.val_every, ckpt_every=args.ckpt_every)
 
     def card(trainer, last: dict) -> str:
@@ -96,7 +99,7 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         return policy_card(trainer, last, command=command, data=args.data)
 
     result = train_policy(args.data, args.out, pcfg, tcfg, resume=args.resume, progress=not args.no_progress,
-                          model_card_fn=card)
+                          model_card_fn=card, init=args.init)
     print(json.dumps(result))
     return 0
 
@@ -133,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sim.add_parser("collect", help="collect scripted-expert episodes into a dataset folder (resumable)")
     p.add_argument("--task", default="all", help="task name, comma list, or 'all'")
     p.add_argument("--variation", default="id")
-    p.add_argument("--quality", default="expert", choices=["expert", "noisy"])
+    p.add_argument("--quality", default="expert", choices=["expert", "noisy", "dart"])
     p.add_argument("--arm", default="panda")
     p.add_argument("--episodes", type=_positive, default=100, help="total episodes in the folder (round-robin tasks)")
     p.add_argument("--workers", type=_positive, default=2)
@@ -167,10 +170,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the direct chunk-regression loss")
     p.add_argument("--aux-object-weight", type=float, default=1.0,
                    help="weight of the target/goal xy auxiliary loss (privileged labels, training only)")
+    p.add_argument("--aux-object-input", default="vision", choices=["cond", "vision"],
+                   help="features the object head reads (vision: grounding cannot lean on proprio)")
+    p.add_argument("--aux-object-steps", type=int, default=2,
+                   help="label the object xy on the first N frames of an episode (before the arm moves there)")
+    p.add_argument("--grounding-steps", type=int, default=0,
+                   help="first train only the object-localisation loss for this many steps")
+    p.add_argument("--proprio-inputs", default=None, metavar="NAMES",
+                   help="comma-separated proprio entries the policy sees (default: all)")
     p.add_argument("--threads", type=_positive, default=2)
     p.add_argument("--val-every", type=_positive, default=500)
     p.add_argument("--ckpt-every", type=_positive, default=1000)
     p.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
+    p.add_argument("--init", default=None, metavar="DIR",
+                   help="fine-tune this policy checkpoint (its config and normalisation; fresh optimizer)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_policy)
 

@@ -310,3 +310,43 @@ def test_sim_tasks_json_lists_tasks_variations_and_arms(capsys) -> None:
     assert main(["sim", "tasks"]) == 0
     text = capsys.readouterr().out
     assert all(t in text for t in TASKS) and all(v in text for v in VARIATIONS)
+
+
+# --------------------------------------------------------------------------- DART collection
+
+
+def test_dart_episodes_record_the_clean_label_and_which_steps_were_relabelled(tmp_path: Path) -> None:
+    from sim.runner import run_episode
+
+    made = []
+
+    def factory(seed: int):
+        agent = ExpertFactory("dart")(seed)
+        made.append(agent)
+        original = agent.act
+
+        def act(env):  # keep what was executed next to what will be recorded
+            a = original(env)
+            agent.pairs.append((a.copy(), agent.label.copy()))
+            return a
+
+        agent.pairs = []
+        agent.act = act
+        return agent
+
+    write_dataset_header(tmp_path, {"tasks": list(TASKS), "quality": "dart"})
+    successes = perturbed = 0
+    for k, task in enumerate(TASKS * 2):
+        job = EpisodeJob(index=k, seed=400 + k, env=EnvConfig(task=task, image_size=(32, 32)), meta={"quality": "dart"})
+        successes += run_episode(job, factory, record_root=str(tmp_path)).success
+        pairs = made[-1].pairs
+        differs = [i for i, (a, lab) in enumerate(pairs) if not np.array_equal(a, lab)]
+        perturbed += bool(differs)
+        for a, lab in pairs:  # perturbations move the arm only: rotation and gripper are the expert's
+            np.testing.assert_array_equal(a[3:], lab[3:])
+            assert np.abs(a[:3] - lab[:3]).max() <= 0.06 + 1e-6
+        ep = EpisodeDataset(tmp_path).load_episode(k)
+        assert ep.meta["relabelled_steps"] == differs
+        np.testing.assert_array_equal(ep.actions, np.stack([lab for _, lab in pairs]))
+    assert perturbed >= 6  # short pick_lift episodes may escape every burst (p=0.15 per moving step)
+    assert successes >= 6  # the expert still recovers from its perturbations

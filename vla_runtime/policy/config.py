@@ -6,7 +6,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from vla_runtime.types import ActionSpec
+from vla_runtime.types import PROPRIO_NAMES, ActionSpec
 
 CONFIG_TYPE = "vla_steering.policy"
 CONFIG_VERSION = 1
@@ -17,6 +17,10 @@ class PolicyConfig:
     image_size: tuple[int, int] = (64, 64)  # (H, W) the encoder sees
     camera: str = "static"
     proprio_dim: int = 12
+    # The proprio entries the policy sees (the rest are zeroed after normalisation). The arm's
+    # position in the expert data is a function of the object's position and time, so a policy fed
+    # ee/joint positions can copy its own progress instead of looking (the "copycat" shortcut).
+    proprio_inputs: tuple[str, ...] = PROPRIO_NAMES
     action_spec: ActionSpec = field(default_factory=ActionSpec)
     # vision
     vision_channels: tuple[int, ...] = (16, 32, 64)
@@ -52,6 +56,11 @@ class PolicyConfig:
     # encoders grounding + localisation directly; nothing privileged is used at inference.
     aux_object_weight: float = 1.0
     aux_object_steps: int = 8
+    # What the object head reads: "cond" (the fused condition) or "vision" (the vision features
+    # alone). Through "cond" the head can read the target off the arm's own progress (proprio) after
+    # a few steps, so the encoder only learns to find the object on the first frames; "vision"
+    # makes it find the named object in every labelled frame.
+    aux_object_input: str = "cond"
     # augmentation (training only)
     random_shift: int = 4  # pixels of random-shift augmentation
     color_jitter: float = 0.15
@@ -70,6 +79,10 @@ class PolicyConfig:
                              f"got {self.vision_channels}")
         if self.d_model % self.dit_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by dit_heads={self.dit_heads}")
+        unknown = [n for n in self.proprio_inputs if n not in PROPRIO_NAMES[: self.proprio_dim]]
+        if unknown or len(set(self.proprio_inputs)) != len(self.proprio_inputs):
+            raise ValueError(f"proprio_inputs must be distinct names from {PROPRIO_NAMES[: self.proprio_dim]}, "
+                             f"got {self.proprio_inputs}")
         for name in ("proprio_dim", "keypoints", "language_dim", "d_model", "dit_layers", "train_timesteps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -84,6 +97,8 @@ class PolicyConfig:
             v = getattr(self, name)
             if not (v >= 0.0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+        if self.aux_object_input not in ("cond", "vision"):
+            raise ValueError(f"aux_object_input must be 'cond' or 'vision', got {self.aux_object_input!r}")
         if self.aux_object_steps < 0:
             raise ValueError(f"aux_object_steps must be >= 0, got {self.aux_object_steps}")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
@@ -91,6 +106,11 @@ class PolicyConfig:
         if self.random_shift < 0 or self.color_jitter < 0:
             raise ValueError(f"augmentation strengths must be >= 0, got shift={self.random_shift} "
                              f"jitter={self.color_jitter}")
+
+    @property
+    def proprio_keep(self) -> tuple[bool, ...]:
+        """Per proprio entry: does the policy see it."""
+        return tuple(n in self.proprio_inputs for n in PROPRIO_NAMES[: self.proprio_dim])
 
     @property
     def horizon(self) -> int:
@@ -143,6 +163,8 @@ def _same_kind(value: object, default: object) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, str):
         return isinstance(value, str)
+    if isinstance(default, tuple) and default and isinstance(default[0], str):
+        return isinstance(value, (list, tuple)) and all(isinstance(x, str) for x in value)
     if isinstance(default, tuple):
         return isinstance(value, (list, tuple)) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
     return True

@@ -66,6 +66,8 @@ class VLAPolicy(nn.Module):
                                     out_dim=d, strides=config.vision_strides)
         self.fuse = nn.Sequential(nn.Linear(3 * d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
         self.null_cond = nn.Parameter(torch.zeros(1, d))  # the "no condition" token for CFG
+        self.register_buffer("proprio_keep", torch.tensor(config.proprio_keep, dtype=torch.float32),
+                             persistent=False)
         # Training-only auxiliary head (see PolicyConfig.aux_weight); never used for sampling.
         self.aux_head = (nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, config.horizon * config.action_dim))
                          if config.aux_weight > 0 else None)
@@ -82,10 +84,15 @@ class VLAPolicy(nn.Module):
     # --- conditioning ------------------------------------------------------------
     def condition(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
         """images (B, 3, H, W) in [0, 1], lang (B, language_dim), proprio (B, P) raw -> cond (B, d_model)."""
+        return self.features(images, lang, proprio)[1]
+
+    def features(self, images: torch.Tensor, lang: torch.Tensor,
+                 proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (vision features (B, d_model), cond (B, d_model)); the object head reads one of them."""
         lang_tok = self.lang_proj(lang)
         vis = self.vision(images * 2 - 1, lang_tok)
-        prop = self.proprio_mlp(self.normalizer.normalize_proprio(proprio))
-        return self.fuse(torch.cat([vis, lang_tok, prop], dim=-1))
+        prop = self.proprio_mlp(self.normalizer.normalize_proprio(proprio) * self.proprio_keep)
+        return vis, self.fuse(torch.cat([vis, lang_tok, prop], dim=-1))
 
     def images_to_tensor(self, images: np.ndarray) -> torch.Tensor:
         """(B, H, W, 3) uint8 -> (B, 3, h, w) float [0, 1] at the configured size."""
@@ -147,36 +154,53 @@ class VLAPolicy(nn.Module):
     # --- training ----------------------------------------------------------------
     def loss(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor, actions: torch.Tensor,
              generator: torch.Generator | None = None, object_xy: torch.Tensor | None = None,
-             object_mask: torch.Tensor | None = None) -> torch.Tensor:
+             object_mask: torch.Tensor | None = None, chunk_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Epsilon-prediction DDPM loss + the weighted auxiliary losses (see `PolicyConfig`).
 
-        actions (B, H, A) robot units; object_xy (B, 4) metres and object_mask (B,) bool: which rows
-        carry valid object labels (None: no object loss).
+        actions (B, H, A) robot units; chunk_mask (B, H) bool: chunk positions with valid labels
+        (None: all); object_xy (B, 4) metres and object_mask (B,) bool: which rows carry valid
+        object labels (None: no object loss).
         """
         b = actions.shape[0]
-        cond = self.condition(images, lang, proprio)
+        vis, cond = self.features(images, lang, proprio)
         target = self.normalizer.normalize_actions(actions)
+        weight = (torch.ones(target.shape[:2]) if chunk_mask is None else chunk_mask.to(target.dtype)).unsqueeze(-1)
+        denom = (weight.sum() * target.shape[-1]).clamp_min(1.0)
         aux = cond.new_zeros(())
         if self.aux_head is not None:
-            aux = aux + self.config.aux_weight * F.mse_loss(self.aux_head(cond).view_as(target), target)
+            sq = (self.aux_head(cond).view_as(target) - target) ** 2
+            aux = aux + self.config.aux_weight * (sq * weight).sum() / denom
         if self.aux_object_head is not None and object_xy is not None and object_mask is not None \
                 and bool(object_mask.any()):
-            err = (self.object_xy(cond[object_mask]) - object_xy[object_mask]) / _OBJECT_SCALE
-            aux = aux + self.config.aux_object_weight * (err**2).mean()
+            aux = aux + self.config.aux_object_weight * self._object_error(vis, cond, object_xy, object_mask)
         if self.training and self.config.cond_dropout > 0:
             drop = torch.rand(b, 1, generator=generator) < self.config.cond_dropout
             cond = torch.where(drop, self.null_cond.expand(b, -1), cond)
         noise = torch.randn(target.shape, generator=generator)
         t = torch.randint(0, self.config.train_timesteps, (b,), generator=generator)
         noisy = self.train_scheduler.add_noise(target, noise, t)
-        return F.mse_loss(self.head(noisy, t, cond), noise) + aux
+        return ((self.head(noisy, t, cond) - noise) ** 2 * weight).sum() / denom + aux
 
-    def object_xy(self, cond: torch.Tensor) -> torch.Tensor:
-        """cond (B, d_model) -> (B, 4) the auxiliary head's target-object + goal xy in metres (a probe)."""
+    def object_loss(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
+                    object_xy: torch.Tensor) -> torch.Tensor:
+        """The object-localisation loss alone (unweighted), for grounding pre-training; object_xy (B, 4)."""
         if self.aux_object_head is None:
             raise ValueError("this policy has no object head (aux_object_weight=0)")
-        centre = torch.tensor(_OBJECT_CENTRE * 2, dtype=cond.dtype)
-        return self.aux_object_head(cond) * _OBJECT_SCALE + centre
+        vis, cond = self.features(images, lang, proprio)
+        return self._object_error(vis, cond, object_xy, torch.ones(len(object_xy), dtype=torch.bool))
+
+    def _object_error(self, vis: torch.Tensor, cond: torch.Tensor, object_xy: torch.Tensor,
+                      mask: torch.Tensor) -> torch.Tensor:
+        feats = vis if self.config.aux_object_input == "vision" else cond
+        return (((self.object_xy(feats[mask]) - object_xy[mask]) / _OBJECT_SCALE) ** 2).mean()
+
+    def object_xy(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, d_model) features named by `aux_object_input` (see `features`) -> (B, 4) the auxiliary
+        head's target-object + goal xy in metres (a probe)."""
+        if self.aux_object_head is None:
+            raise ValueError("this policy has no object head (aux_object_weight=0)")
+        centre = torch.tensor(_OBJECT_CENTRE * 2, dtype=feats.dtype)
+        return self.aux_object_head(feats) * _OBJECT_SCALE + centre
 
     # --- checkpoints -------------------------------------------------------------
     def save_pretrained(self, out_dir: str | Path, model_card: str = "", state_dict: dict | None = None) -> Path:

@@ -42,6 +42,10 @@ class TrainConfig:
     ckpt_every: int = 1000
     seed: int = 0
     threads: int = 2
+    # The first `grounding_steps` steps train only the object-localisation loss, on object-labelled
+    # steps: the encoder learns to find the named object before the action losses (which can be
+    # lowered without looking, by copying the arm's own progress) shape it.
+    grounding_steps: int = 0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "val_every", "ckpt_every", "threads"):
@@ -55,6 +59,8 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if not 0 <= self.grounding_steps < self.steps:
+            raise ValueError(f"grounding_steps must be in [0, steps={self.steps}), got {self.grounding_steps}")
 
 
 @dataclass
@@ -64,6 +70,7 @@ class StepTable:
     images: np.ndarray  # (N, H, W, 3) uint8
     proprio: np.ndarray  # (N, P) float32
     actions: np.ndarray  # (N, Hc, A) float32 chunks
+    chunk_mask: np.ndarray  # (N, Hc) bool: chunk positions the loss may use (see `consistent_chunk_mask`)
     instr: np.ndarray  # (N,) int index into `instructions`
     episode: np.ndarray  # (N,) int
     instructions: list[str]
@@ -93,9 +100,29 @@ def object_targets(scene: dict) -> np.ndarray | None:
     return out if out.shape == (4,) and np.isfinite(out).all() else None
 
 
+def consistent_chunk_mask(t_len: int, horizon: int, relabelled: list[int]) -> np.ndarray:
+    """(T, H) bool: position k of the chunk at step t is a valid label unless a relabelled step lies in
+    [t, t+k-1].
+
+    After a relabelled (DART-perturbed) step the arm went somewhere the recorded action did not
+    send it, so the later labels answer a different state: as an open-loop continuation of the
+    chunk they would teach the policy to chase perturbations. Positions past the episode end stay
+    valid (they teach holding still).
+    """
+    bad = np.zeros(t_len + horizon, dtype=bool)
+    for j in relabelled:
+        if not 0 <= j < t_len:
+            raise ValueError(f"relabelled step {j} outside the episode's {t_len} steps")
+        bad[j] = True
+    mask = np.ones((t_len, horizon), dtype=bool)
+    for k in range(1, horizon):  # position k is invalid if step t+k-1 was relabelled or position k-1 was
+        mask[:, k] = mask[:, k - 1] & ~bad[k - 1 : k - 1 + t_len]
+    return mask
+
+
 def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = True) -> StepTable:
     ds = EpisodeDataset(data)
-    images, proprio, actions, instr, episode, obj_xy, obj_mask = [], [], [], [], [], [], []
+    images, proprio, actions, chunk_mask, instr, episode, obj_xy, obj_mask = [], [], [], [], [], [], [], []
     instructions: dict[str, int] = {}
     it = range(len(ds))
     if progress:
@@ -114,6 +141,7 @@ def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = Tr
         images.append(frames)
         proprio.append(ep.proprio[:-1])
         actions.append(np.stack([action_chunk(ep.actions, t, config.horizon, gi)[0] for t in range(t_len)]))
+        chunk_mask.append(consistent_chunk_mask(t_len, config.horizon, ep.meta.get("relabelled_steps", [])))
         idx = instructions.setdefault(ep.meta["instruction"], len(instructions))
         instr.append(np.full(t_len, idx))
         episode.append(np.full(t_len, k))
@@ -121,7 +149,8 @@ def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = Tr
         obj_xy.append(np.tile(targets if targets is not None else np.zeros(4, np.float32), (t_len, 1)))
         obj_mask.append((np.arange(t_len) < config.aux_object_steps) & (targets is not None))
     return StepTable(np.concatenate(images), np.concatenate(proprio).astype(np.float32),
-                     np.concatenate(actions).astype(np.float32), np.concatenate(instr), np.concatenate(episode),
+                     np.concatenate(actions).astype(np.float32), np.concatenate(chunk_mask),
+                     np.concatenate(instr), np.concatenate(episode),
                      list(instructions), np.concatenate(obj_xy).astype(np.float32), np.concatenate(obj_mask))
 
 
@@ -132,7 +161,11 @@ def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 class Trainer:
-    def __init__(self, table: StepTable, out: Path, policy_config: PolicyConfig, cfg: TrainConfig) -> None:
+    """`init`: a trained policy to fine-tune (its config, weights and normalisation statistics are kept;
+    the optimizer and learning-rate schedule start fresh)."""
+
+    def __init__(self, table: StepTable, out: Path, policy_config: PolicyConfig, cfg: TrainConfig,
+                 init: VLAPolicy | None = None) -> None:
         self.out, self.cfg = Path(out), cfg
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
@@ -143,9 +176,15 @@ class Trainer:
         is_val = np.isin(table.episode, list(val_eps))
         self.train_idx, self.val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)[:512]
         self.table = table
-        flat_actions = table.actions[self.train_idx].reshape(-1, table.actions.shape[-1])
-        normalizer = Normalizer.fit(flat_actions, table.proprio[self.train_idx])
-        self.model = VLAPolicy(policy_config, normalizer)
+        self.ground_idx = self.train_idx[table.object_mask[self.train_idx]]
+        if cfg.grounding_steps and (len(self.ground_idx) == 0 or policy_config.aux_object_weight == 0):
+            raise ValueError("grounding_steps needs object labels (episode scene records) and aux_object_weight > 0")
+        if init is not None:
+            self.model = copy.deepcopy(init).train()
+        else:
+            flat_actions = table.actions[self.train_idx].reshape(-1, table.actions.shape[-1])
+            normalizer = Normalizer.fit(flat_actions, table.proprio[self.train_idx])
+            self.model = VLAPolicy(policy_config, normalizer)
         self.ema = copy.deepcopy(self.model).eval() if cfg.ema_decay > 0 else None
         self.lang = shared_language_encoder(policy_config.language_model).encode(table.instructions)  # (U, D)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -162,8 +201,8 @@ class Trainer:
             pc = self.model.config
             images = augment(images, pc.random_shift, pc.color_jitter, self.gen)
         return (images, self.lang[torch.from_numpy(t.instr[idx])], torch.from_numpy(t.proprio[idx]),
-                torch.from_numpy(t.actions[idx]), torch.from_numpy(t.object_xy[idx]),
-                torch.from_numpy(t.object_mask[idx]))
+                torch.from_numpy(t.actions[idx]), torch.from_numpy(t.chunk_mask[idx]),
+                torch.from_numpy(t.object_xy[idx]), torch.from_numpy(t.object_mask[idx]))
 
     def lr_at(self, step: int) -> float:
         if step < self.cfg.warmup:
@@ -173,13 +212,18 @@ class Trainer:
 
     def train_step(self) -> float:
         self.model.train()
-        pick = torch.randint(0, len(self.train_idx), (self.cfg.batch_size,), generator=self.gen).numpy()
-        batch = self._batch(self.train_idx[pick], train=True)
+        grounding = self.step < self.cfg.grounding_steps
+        pool = self.ground_idx if grounding else self.train_idx
+        pick = torch.randint(0, len(pool), (self.cfg.batch_size,), generator=self.gen).numpy()
+        batch = self._batch(pool[pick], train=True)
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
-        images, lang, proprio, actions, object_xy, object_mask = batch
-        loss = self.model.loss(images, lang, proprio, actions, generator=self.gen, object_xy=object_xy,
-                               object_mask=object_mask)
+        images, lang, proprio, actions, chunk_mask, object_xy, object_mask = batch
+        if grounding:
+            loss = self.model.object_loss(images, lang, proprio, object_xy)
+        else:
+            loss = self.model.loss(images, lang, proprio, actions, generator=self.gen, object_xy=object_xy,
+                                   object_mask=object_mask, chunk_mask=chunk_mask)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -200,16 +244,17 @@ class Trainer:
                 continue
             model.eval()  # no condition dropout, so the loss is comparable across evaluations
             gen = torch.Generator().manual_seed(1234)
-            images, lang, proprio, actions, object_xy, object_mask = self._batch(self.val_idx, train=False)
-            loss = model.loss(images, lang, proprio, actions, generator=gen)  # diffusion (+ chunk aux) only
-            cond = model.condition(images, lang, proprio)
+            images, lang, proprio, actions, chunk_mask, object_xy, object_mask = self._batch(self.val_idx, train=False)
+            loss = model.loss(images, lang, proprio, actions, generator=gen, chunk_mask=chunk_mask)  # no object aux
+            vis, cond = model.features(images, lang, proprio)
             if model.aux_object_head is not None and bool(object_mask.any()):
-                xy = model.object_xy(cond[object_mask])
+                xy = model.object_xy((vis if model.config.aux_object_input == "vision" else cond)[object_mask])
                 out[f"{name}val_object_err_mm"] = float((xy - object_xy[object_mask]).abs().mean() * 1000)
             noise = torch.randn(actions.shape, generator=gen)
             pred = model.normalizer.unnormalize_actions(model.denoise(cond, noise))
             out[f"{name}val_loss"] = float(loss)
-            out[f"{name}val_action_mae"] = float((pred - actions).abs().mean())
+            err = (pred - actions).abs().mean(-1)  # (B, H)
+            out[f"{name}val_action_mae"] = float(err[chunk_mask].mean())
         return out
 
     # --- checkpoints ------------------------------------------------------------------
@@ -266,11 +311,16 @@ class Trainer:
 
 
 def train_policy(data: list[str | Path], out: str | Path, policy_config: PolicyConfig, cfg: TrainConfig,
-                 resume: bool = False, progress: bool = True, model_card_fn=None) -> dict:
+                 resume: bool = False, progress: bool = True, model_card_fn=None,
+                 init: str | Path | None = None) -> dict:
+    """Train (or, with `init`, fine-tune a checkpoint: its own config replaces `policy_config`)."""
     out = Path(out)
     t0 = time.perf_counter()
+    init_policy = VLAPolicy.from_pretrained(init) if init is not None else None
+    if init_policy is not None:
+        policy_config = init_policy.config
     table = load_steps(data, policy_config, progress=progress)
-    trainer = Trainer(table, out, policy_config, cfg)
+    trainer = Trainer(table, out, policy_config, cfg, init=init_policy)
     if resume:
         trainer.load_state()
     metrics_path = Trainer.state_dir(out) / "metrics.jsonl"

@@ -1,0 +1,204 @@
+"""Training options: DART chunk masks, fine-tuning from a checkpoint, grounding pre-training, the
+object head's input, and which proprio entries the policy sees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vla_runtime.dataset import Episode, EpisodeDataset, write_dataset_header, write_episode
+from vla_runtime.policy.config import PolicyConfig
+from vla_runtime.policy.model import VLAPolicy
+from vla_runtime.policy.normalize import Normalizer
+from vla_runtime.policy.train import TrainConfig, Trainer, consistent_chunk_mask, load_steps, train_policy
+from vla_runtime.types import PROPRIO_NAMES, CameraInfo
+
+pytestmark = pytest.mark.unit
+
+TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
+                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4)
+SPEC = TINY.action_spec
+A, P = TINY.action_dim, TINY.proprio_dim
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def test_chunk_mask_stops_after_a_relabelled_step() -> None:
+    # T=5, H=3, step 1 relabelled: chunks starting at 0 and 1 keep their first label past step 1 only
+    # if they start after it; the position right after a relabelled step is the first invalid one.
+    got = consistent_chunk_mask(5, 3, [1])
+    want = np.array([
+        [1, 1, 0],  # t=0: labels 0, 1 valid (state at 1 reached by the clean action 0), 2 follows step 1
+        [1, 0, 0],  # t=1: label 1 valid, later ones follow the perturbed step 1
+        [1, 1, 1],
+        [1, 1, 1],  # past the end (padding) stays valid
+        [1, 1, 1],
+    ], dtype=bool)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(consistent_chunk_mask(3, 2, []), np.ones((3, 2), bool))
+    with pytest.raises(ValueError, match="relabelled step 7"):
+        consistent_chunk_mask(5, 3, [7])
+
+
+def _norm() -> Normalizer:
+    rng = np.random.default_rng(0)
+    return Normalizer.fit(rng.uniform(SPEC.low_array(), SPEC.high_array(), (64, A)).astype(np.float32),
+                          rng.normal(size=(64, P)).astype(np.float32))
+
+
+def test_loss_ignores_the_labels_the_chunk_mask_excludes() -> None:
+    torch.manual_seed(0)
+    model = VLAPolicy(TINY, _norm()).eval()
+    rng = np.random.default_rng(0)
+    n, h = 8, TINY.horizon
+    images = torch.rand(n, 3, 16, 16)
+    lang, proprio = torch.rand(n, TINY.language_dim), torch.rand(n, P)
+    actions = torch.from_numpy(rng.uniform(SPEC.low_array(), SPEC.high_array(), (n, h, A)).astype(np.float32))
+    mask = torch.ones(n, h, dtype=torch.bool)
+    mask[:, 2:] = False
+    changed = actions.clone()
+    changed[:, 2:] = 0.0
+
+    def loss(acts: torch.Tensor, m: torch.Tensor | None) -> float:
+        # The noisy input of a masked position still enters attention, so only the model's view of
+        # the unmasked targets may be compared: same noise, same timesteps, different masked labels.
+        with torch.no_grad():
+            return float(model.loss(images, lang, proprio, acts, generator=torch.Generator().manual_seed(3),
+                                    chunk_mask=m))
+
+    full = loss(actions, None)
+    assert loss(actions, torch.ones(n, h, dtype=torch.bool)) == pytest.approx(full, rel=1e-6)
+    masked = loss(actions, mask)
+    assert masked != pytest.approx(full, rel=1e-3)  # the mask changes which positions count
+    # the aux regression head sees only the unmasked labels: changing masked labels moves only the
+    # diffusion input, so with the head alone (no diffusion) the loss would be identical
+    head_only = VLAPolicy(TINY, _norm()).eval()
+    head_only.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        cond = head_only.condition(images, lang, proprio)
+        target = head_only.normalizer.normalize_actions(actions)
+        target2 = head_only.normalizer.normalize_actions(changed)
+        pred = head_only.aux_head(cond).view_as(target)
+        w = mask.float().unsqueeze(-1)
+        assert float(((pred - target) ** 2 * w).sum()) == pytest.approx(float(((pred - target2) ** 2 * w).sum()))
+
+
+def _write_dataset(root: Path, episodes: int = 4, t: int = 6, relabelled: list[int] | None = None) -> None:
+    rng = np.random.default_rng(1)
+    write_dataset_header(root, {"tasks": ["pick_lift"]})
+    cam = CameraInfo(width=16, height=16, fx=20.0, fy=20.0, cx=8.0, cy=8.0, pose_base_cam=np.eye(4))
+    for i in range(episodes):
+        meta = {"task": "pick_lift", "variation": "id", "quality": "dart", "seed": i, "instruction": f"lift {i % 2}",
+                "arm": "panda", "success": True, "cameras": {"static": cam.to_dict()}, "action_spec": SPEC.to_dict()}
+        if relabelled is not None:
+            meta["relabelled_steps"] = relabelled
+        write_episode(root, i, Episode(
+            images={"static": rng.integers(0, 256, (t + 1, 16, 16, 3), dtype=np.uint8)}, depth={},
+            proprio=rng.normal(size=(t + 1, len(PROPRIO_NAMES))).astype(np.float32),
+            actions=rng.uniform(SPEC.low_array(), SPEC.high_array(), (t, A)).astype(np.float32),
+            rewards=np.zeros(t, np.float32), successes=np.zeros(t, bool), meta=meta))
+
+
+def test_load_steps_reads_relabelled_steps_from_the_episode_meta(tmp_path: Path) -> None:
+    _write_dataset(tmp_path, episodes=2, t=6, relabelled=[2])
+    table = load_steps([tmp_path], TINY, progress=False)
+    np.testing.assert_array_equal(table.chunk_mask[:6], consistent_chunk_mask(6, TINY.horizon, [2]))
+    assert table.chunk_mask.shape == (12, TINY.horizon) and not table.chunk_mask.all()
+
+
+def test_fine_tuning_starts_from_the_checkpoint_and_keeps_its_normalisation(tmp_path: Path) -> None:
+    _write_dataset(tmp_path / "data", episodes=4, t=6)
+    cfg = TrainConfig(steps=2, batch_size=4, val_every=1, ckpt_every=2, warmup=0, ema_decay=0.0, threads=1)
+    base = tmp_path / "base"
+    train_policy([tmp_path / "data"], base, TINY, cfg, progress=False)
+    init = VLAPolicy.from_pretrained(base)
+    table = load_steps([tmp_path / "data"], init.config, progress=False)
+    trainer = Trainer(table, tmp_path / "ft", init.config, cfg, init=init)
+    for (k, v), (k2, v2) in zip(trainer.model.state_dict().items(), init.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    assert trainer.model.normalizer.to_dict() == init.normalizer.to_dict()
+    trainer.train_step()
+    moved = any(not torch.equal(v, init.state_dict()[k]) for k, v in trainer.model.state_dict().items())
+    assert moved  # the copy trains; the loaded checkpoint object is untouched
+    assert all(torch.equal(v, VLAPolicy.from_pretrained(base).state_dict()[k]) for k, v in init.state_dict().items())
+
+
+def test_hidden_proprio_entries_cannot_change_the_condition() -> None:
+    import dataclasses
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, proprio_inputs=("ee_yaw", "gripper_width"))
+    model = VLAPolicy(cfg, _norm()).eval()
+    images, lang = torch.rand(2, 3, 16, 16), torch.rand(2, cfg.language_dim)
+    proprio = torch.rand(2, P)
+    moved = proprio.clone()
+    moved[:, [0, 1, 2, 5, 11]] += 1.0  # ee xyz and joints: hidden
+    with torch.no_grad():
+        assert torch.equal(model.condition(images, lang, proprio), model.condition(images, lang, moved))
+        seen = proprio.clone()
+        seen[:, 4] += 1.0  # gripper width: seen
+        assert not torch.allclose(model.condition(images, lang, proprio), model.condition(images, lang, seen))
+    with pytest.raises(ValueError, match="'ee_roll'"):
+        dataclasses.replace(TINY, proprio_inputs=("ee_roll",))
+    with pytest.raises(ValueError, match="distinct"):
+        dataclasses.replace(TINY, proprio_inputs=("ee_z", "ee_z"))
+    assert PolicyConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(("source", "reaches_proprio"), [("cond", True), ("vision", False)])
+def test_object_head_reads_the_features_its_config_names(source: str, reaches_proprio: bool) -> None:
+    """With "vision" the object loss cannot be satisfied through proprio (the arm's own progress)."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, aux_object_input=source, aux_weight=0.0)
+    model = VLAPolicy(cfg, _norm())
+    n = 4
+    images, lang, proprio = torch.rand(n, 3, 16, 16), torch.rand(n, cfg.language_dim), torch.rand(n, P)
+    actions = torch.zeros(n, cfg.horizon, A)
+    xy = torch.tensor([[0.45, -0.1, 0.6, 0.2]] * n)
+    mask = torch.ones(n, dtype=torch.bool)
+    g = torch.Generator().manual_seed(0)
+    with_obj = model.loss(images, lang, proprio, actions, generator=g, object_xy=xy, object_mask=mask)
+    g = torch.Generator().manual_seed(0)
+    without = model.loss(images, lang, proprio, actions, generator=g)
+    (with_obj - without).backward()  # the object term alone
+    grad = model.proprio_mlp[0].weight.grad
+    assert (grad is not None and grad.abs().sum() > 0) == reaches_proprio
+    assert model.vision.out[0].weight.grad.abs().sum() > 0  # vision always learns from it
+    with pytest.raises(ValueError, match="'pixels'"):
+        dataclasses.replace(TINY, aux_object_input="pixels")
+
+
+def test_grounding_steps_train_only_the_object_loss_on_labelled_frames(tmp_path: Path) -> None:
+    import dataclasses
+
+    _write_dataset(tmp_path / "data", episodes=4, t=6)
+    for k in range(4):  # give every episode a scene record so its first frames carry object labels
+        ep = EpisodeDataset(tmp_path / "data").load_episode(k)
+        ep.meta["scene"] = {"objects": [{"xy": [0.4 + 0.05 * k, 0.1]}], "base_index": None}
+        write_episode(tmp_path / "data", k, ep, overwrite=True)
+    cfg = dataclasses.replace(TINY, aux_object_steps=2, aux_object_input="vision")
+    table = load_steps([tmp_path / "data"], cfg, progress=False)
+    tcfg = TrainConfig(steps=3, grounding_steps=2, batch_size=4, warmup=0, ema_decay=0.0, threads=1,
+                       val_fraction=0.25)
+    trainer = Trainer(table, tmp_path / "out", cfg, tcfg)
+    assert table.object_mask[trainer.ground_idx].all() and len(trainer.ground_idx) > 0
+    head0 = {k: v.clone() for k, v in trainer.model.head.state_dict().items()}
+    vision0 = trainer.model.vision.out[0].weight.clone()
+    trainer.train_step()
+    trainer.train_step()
+    assert all(torch.equal(v, head0[k]) for k, v in trainer.model.head.state_dict().items())  # DiT untouched
+    assert not torch.equal(trainer.model.vision.out[0].weight, vision0)
+    trainer.train_step()  # the joint phase trains the DiT
+    assert any(not torch.equal(v, head0[k]) for k, v in trainer.model.head.state_dict().items())
+    with pytest.raises(ValueError, match="grounding_steps must be in"):
+        TrainConfig(steps=3, grounding_steps=3)
+    with pytest.raises(ValueError, match="needs object labels"):
+        Trainer(table, tmp_path / "out2", dataclasses.replace(cfg, aux_object_weight=0.0), tcfg)
