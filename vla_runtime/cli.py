@@ -85,10 +85,11 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     from vla_runtime.policy.train import TrainConfig, train_policy
 
     command = "vla train policy " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "policy"] else ""
+    given = {"aux_object_input": args.aux_object_input, "aux_object_steps": args.aux_object_steps,
+             "proprio_inputs": tuple(args.proprio_inputs.split(",")) if args.proprio_inputs else None}
+    given = {k: v for k, v in given.items() if v is not None}  # the rest: PolicyConfig defaults
     pcfg = PolicyConfig(image_size=args.image_size, aux_weight=args.aux_weight,
-                        aux_object_weight=args.aux_object_weight, aux_object_input=args.aux_object_input,
-                        aux_object_steps=args.aux_object_steps,
-                        **({"proprio_inputs": tuple(args.proprio_inputs.split(","))} if args.proprio_inputs else {}))
+                        aux_object_weight=args.aux_object_weight, **given)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        grounding_steps=args.grounding_steps,
                        ema_decay=args.ema, threads=args.threads, val_every=args.val_every, ckpt_every=args.ckpt_every)
@@ -170,10 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the direct chunk-regression loss")
     p.add_argument("--aux-object-weight", type=float, default=1.0,
                    help="weight of the target/goal xy auxiliary loss (privileged labels, training only)")
-    p.add_argument("--aux-object-input", default="vision", choices=["cond", "vision"],
-                   help="features the object head reads (vision: grounding cannot lean on proprio)")
-    p.add_argument("--aux-object-steps", type=int, default=2,
-                   help="label the object xy on the first N frames of an episode (before the arm moves there)")
+    p.add_argument("--aux-object-input", default=None, choices=["cond", "vision"],
+                   help="features the object head reads (default vision: grounding cannot lean on proprio)")
+    p.add_argument("--aux-object-steps", type=int, default=None,
+                   help="label the object xy on the first N frames of an episode (default 2: before the arm moves)")
     p.add_argument("--grounding-steps", type=int, default=0,
                    help="first train only the object-localisation loss for this many steps")
     p.add_argument("--proprio-inputs", default=None, metavar="NAMES",

@@ -55,12 +55,13 @@ class PolicyConfig:
     # the first `aux_object_steps` steps of an episode, before anything has moved. It teaches the
     # encoders grounding + localisation directly; nothing privileged is used at inference.
     aux_object_weight: float = 1.0
-    aux_object_steps: int = 8
-    # What the object head reads: "cond" (the fused condition) or "vision" (the vision features
-    # alone). Through "cond" the head can read the target off the arm's own progress (proprio) after
-    # a few steps, so the encoder only learns to find the object on the first frames; "vision"
-    # makes it find the named object in every labelled frame.
-    aux_object_input: str = "cond"
+    # Label only the first frames: once the arm moves, its own position (proprio, pixels) gives the
+    # target away, and the encoder learns that shortcut instead of finding the named object
+    # (benchmarks/object_probe_by_step.py).
+    aux_object_steps: int = 2
+    # What the object head reads: "vision" (the vision features alone) or "cond" (the fused
+    # condition, which includes proprio: the shortcut above).
+    aux_object_input: str = "vision"
     # augmentation (training only)
     random_shift: int = 4  # pixels of random-shift augmentation
     color_jitter: float = 0.15
