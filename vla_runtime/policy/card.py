@@ -19,9 +19,11 @@ embeddings and proprioception, fused into one conditioning token; a DiT head
 H={cfg.horizon} with diffusers DDPM training ({cfg.train_timesteps} steps) and DDIM sampling
 ({cfg.inference_steps} steps). {n_params / 1e6:.2f} M trainable parameters. Saved weights:
 {"EMA (decay " + str(t.ema_decay) + ")" if t.ema_decay > 0 else "raw"}.
-Training-only auxiliary losses on the conditioning token (heads unused at inference):
-direct chunk regression (weight {cfg.aux_weight}) and target/goal table xy from the
-episodes' scene labels on the first {cfg.aux_object_steps} steps (weight {cfg.aux_object_weight}).
+Training-only auxiliary losses (heads unused at inference): direct chunk regression from the
+conditioning token (weight {cfg.aux_weight}) and target/goal table xy from the episodes' scene
+labels on the first {cfg.aux_object_steps} frames, read from the {cfg.aux_object_input} features
+(weight {cfg.aux_object_weight}{f"; the first {t.grounding_steps} steps train it alone" if t.grounding_steps else ""}).
+Proprio entries seen: {", ".join(cfg.proprio_inputs)}.
 
 ## Training
 
@@ -29,8 +31,8 @@ episodes' scene labels on the first {cfg.aux_object_steps} steps (weight {cfg.au
 - Data: {", ".join(data)} ({_collection(data)}):
   {trainer.meta["episodes"]} episodes, {trainer.meta["train_steps_total"]} training steps
   ({len(trainer.meta["val_episodes"])} episodes held out for validation)
-- Seed {t.seed}, batch {t.batch_size}, lr {t.lr} (warm-up {t.warmup}, cosine), weight decay {t.weight_decay},
-  {t.threads} CPU threads
+- Seed {t.seed}, batch {t.batch_size}, {t.steps} steps, lr {t.lr} (warm-up {t.warmup}, cosine),
+  weight decay {t.weight_decay}, {t.threads} CPU threads
 - Progress at the last validation: `{json.dumps(last)}`
 
 ## Evaluation
