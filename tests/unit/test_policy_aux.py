@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from vla_runtime.dataset import Episode, write_dataset_header, write_episode
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.policy.train import load_steps, object_targets
-from vla_runtime.types import PROPRIO_NAMES, CameraInfo
 
 pytestmark = pytest.mark.unit
 
@@ -105,21 +103,10 @@ def test_object_head_learns_the_labels_it_is_given() -> None:
     assert err() < 0.3 * start, (start, err())
 
 
-def test_load_steps_labels_only_early_steps_of_episodes_with_a_scene(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    write_dataset_header(tmp_path, {"tasks": ["stack"]})
-    cam = CameraInfo(width=16, height=16, fx=20.0, fy=20.0, cx=8.0, cy=8.0, pose_base_cam=np.eye(4))
-    for i, scene in enumerate([{"objects": OBJ, "base_index": 1}, None]):
-        t = 5
-        meta = {"task": "stack", "variation": "id", "quality": "expert", "seed": i, "instruction": "stack it",
-                "arm": "panda", "success": True, "cameras": {"static": cam.to_dict()}, "action_spec": SPEC.to_dict()}
-        if scene is not None:
-            meta["scene"] = scene
-        write_episode(tmp_path, i, Episode(
-            images={"static": rng.integers(0, 256, (t + 1, 16, 16, 3), dtype=np.uint8)}, depth={},
-            proprio=rng.normal(size=(t + 1, len(PROPRIO_NAMES))).astype(np.float32),
-            actions=rng.uniform(SPEC.low_array(), SPEC.high_array(), (t, A)).astype(np.float32),
-            rewards=np.zeros(t, np.float32), successes=np.zeros(t, bool), meta=meta))
+def test_load_steps_labels_only_early_steps_of_episodes_with_a_scene(tmp_path: Path, write_tiny_episodes) -> None:
+    base = {"task": "stack", "quality": "expert", "instruction": "stack it"}
+    write_tiny_episodes(tmp_path, [{**base, "seed": 0, "scene": {"objects": OBJ, "base_index": 1}},
+                                   {**base, "seed": 1}], t=5)
     table = load_steps([tmp_path], TINY, progress=False)
     assert table.object_mask.tolist() == [True] * 3 + [False] * 2 + [False] * 5  # aux_object_steps=3
     np.testing.assert_allclose(table.object_xy[:5], np.tile([0.45, -0.1, 0.6, 0.2], (5, 1)), atol=1e-7)

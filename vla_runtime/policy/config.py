@@ -51,9 +51,9 @@ class PolicyConfig:
     # below, 13/16 (benchmarks/results/policy.md). 0 = off (no extra parameters).
     aux_weight: float = 1.0
     # Weight of a second training-only auxiliary loss: regress the target object's and the goal's
-    # table xy (privileged labels from the episode's scene record) from the conditioning token, on
-    # the first `aux_object_steps` steps of an episode, before anything has moved. It teaches the
-    # encoders grounding + localisation directly; nothing privileged is used at inference.
+    # table xy (privileged labels from the episode's scene record) on the first `aux_object_steps`
+    # frames of an episode. It teaches the encoders grounding + localisation directly; nothing
+    # privileged is used at inference.
     aux_object_weight: float = 1.0
     # Label only the first frames: once the arm moves, its own position (proprio, pixels) gives the
     # target away, and the encoder learns that shortcut instead of finding the named object
