@@ -39,7 +39,9 @@ def main() -> None:
     with torch.no_grad():
         images = torch.from_numpy(table.images[idx]).permute(0, 3, 1, 2).float() / 255.0
         lang_b, proprio_b = lang[torch.from_numpy(table.instr[idx])], torch.from_numpy(table.proprio[idx])
-        vis, cond = model.features(images, lang_b, proprio_b)
+        wrist = (None if table.wrist_images is None
+                 else torch.from_numpy(table.wrist_images[idx]).permute(0, 3, 1, 2).float() / 255.0)
+        vis, cond = model.features(images, lang_b, proprio_b, wrist=wrist)
         xy = model.object_xy(vis if model.config.aux_object_input == "vision" else cond).numpy()
     err_mm = np.linalg.norm(xy[:, :2] - table.object_xy[idx, :2], axis=1) * 1000  # (M,)
     episode = table.episode[idx]

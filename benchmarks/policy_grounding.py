@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--probe-step", type=int, default=9)
     args = ap.parse_args()
     factory = PolicyAgentFactory(args.policy)
-    env = ArmEnv(EnvConfig(task="pick_lift", variation="id", image_size=tuple(factory.image_size())))
+    env = ArmEnv(EnvConfig(task="pick_lift", variation="id", **factory.env_options()))
     nearest, reach, grasp, wins = 0, [], [], 0
     for seed in range(args.seed, args.seed + args.episodes):
         agent = factory(seed)

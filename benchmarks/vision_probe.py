@@ -6,7 +6,9 @@ Each variant trains the language-FiLM CNN (`VisionEncoder`) + a linear head to r
 object's table xy (privileged scene label) from the first two frames of every training episode,
 with the policy's augmentation, and reports the mean xy error (mm) on a held-out dataset's first
 frames against the predict-the-mean baseline. This is how the 32x32 keypoint maps were chosen.
-Variants: `s16` (block strides 1,2,1: 16x16 maps at 64x64) and `s32` (1,1,1: 32x32 maps).
+Variants: `s16` (block strides 1,2,1: 16x16 maps at 64x64), `s32` (1,1,1: 32x32 maps at 64x64) and
+`r128` (128x128 input, strides 2,1,1: 32x32 maps at about the cost of `s32`; needs data collected at
+>= 128). Frames are resized to each variant's input size; the shift scales with it.
 Last stdout line: JSON `{"baseline_mm": b, "variants": {name: {"steps": {step: mm}, "seconds": s}}}`.
 """
 
@@ -22,9 +24,10 @@ import torch.nn.functional as F  # noqa: N812
 
 from vla_runtime.dataset import EpisodeDataset
 from vla_runtime.policy.model import shared_language_encoder
+from vla_runtime.policy.train import resize_frames
 from vla_runtime.policy.vision import VisionEncoder, augment
 
-STRIDES = {"s16": (1, 2, 1), "s32": (1, 1, 1)}
+VARIANTS = {"s16": (64, (1, 2, 1)), "s32": (64, (1, 1, 1)), "r128": (128, (2, 1, 1))}  # input side, strides
 
 
 def first_frames(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -42,11 +45,14 @@ def first_frames(path: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 def probe(variant: str, train, test, steps: int, shift: int, seed: int) -> dict:
     torch.manual_seed(seed)
+    side, strides = VARIANTS[variant]
     ims, xy, lang = train
     tims, txy, tlang = test
+    ims, tims = resize_frames(ims, (side, side)), resize_frames(tims, (side, side))
+    shift = round(shift * side / 64)
     mu, sd = xy.mean(0), xy.std(0)
     lang_proj = torch.nn.Sequential(torch.nn.Linear(lang.shape[1], 128), torch.nn.SiLU(), torch.nn.Linear(128, 128))
-    vis = VisionEncoder((16, 32, 64), 8, 32, cond_dim=128, out_dim=128, strides=STRIDES[variant])
+    vis = VisionEncoder((16, 32, 64), 8, 32, cond_dim=128, out_dim=128, strides=strides)
     head = torch.nn.Linear(128, 2)
     opt = torch.optim.AdamW([*lang_proj.parameters(), *vis.parameters(), *head.parameters()], lr=3e-4)
     x_all = torch.from_numpy(ims).permute(0, 3, 1, 2).float() / 255  # (N, 3, H, W)
@@ -80,7 +86,7 @@ def main() -> None:
     ap.add_argument("--test", required=True, help="a held-out dataset (other seeds) from `vla sim collect`")
     ap.add_argument("--variants", default="s16,s32")
     ap.add_argument("--steps", type=int, default=1000)
-    ap.add_argument("--shift", type=int, default=1, help="random-shift pixels")
+    ap.add_argument("--shift", type=int, default=1, help="random-shift pixels at 64x64 (scaled per variant)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -93,8 +99,8 @@ def main() -> None:
     print(f"predict-the-mean baseline: {baseline} mm")
     result = {"baseline_mm": baseline, "variants": {}}
     for v in args.variants.split(","):
-        if v not in STRIDES:
-            raise SystemExit(f"unknown variant {v!r}; known: {sorted(STRIDES)}")
+        if v not in VARIANTS:
+            raise SystemExit(f"unknown variant {v!r}; known: {sorted(VARIANTS)}")
         result["variants"][v] = probe(v, train, test, args.steps, args.shift, args.seed)
     print(json.dumps(result))
 

@@ -59,5 +59,11 @@ class PolicyAgentFactory:
         policy = load_policy_cached(self.policy_dir)
         return PolicyAgent(policy, ChunkExecutor(policy.config.action_spec, self.executor), seed)
 
-    def image_size(self) -> tuple[int, int]:
-        return tuple(load_policy_cached(self.policy_dir).config.image_size)
+    def env_options(self) -> dict:
+        """What the simulator must render for this policy (`EnvConfig` fields): the main camera's size and
+        the wrist camera when the policy reads one (rendered at the same size, resized by the policy)."""
+        cfg = load_policy_cached(self.policy_dir).config
+        if cfg.camera != "static" or cfg.wrist_camera not in ("", "wrist"):
+            raise ValueError(f"the simulator renders cameras 'static' and 'wrist'; policy {self.policy_dir} "
+                             f"reads {list(cfg.cameras)}")
+        return {"image_size": tuple(cfg.image_size), "wrist_camera": bool(cfg.wrist_camera)}

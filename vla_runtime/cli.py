@@ -21,6 +21,14 @@ def _size(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def _int_tuple(text: str) -> tuple[int, ...]:
+    """'2,1,1' -> (2, 1, 1); PolicyConfig checks the values."""
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def _positive(text: str) -> int:
     v = int(text)
     if v < 1:
@@ -86,7 +94,10 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 
     command = "vla train policy " + " ".join(sys.argv[3:]) if sys.argv[1:3] == ["train", "policy"] else ""
     given = {"aux_object_input": args.aux_object_input, "aux_object_steps": args.aux_object_steps,
-             "proprio_inputs": tuple(args.proprio_inputs.split(",")) if args.proprio_inputs else None}
+             "proprio_inputs": tuple(args.proprio_inputs.split(",")) if args.proprio_inputs else None,
+             "vision_strides": args.vision_strides, "wrist_camera": args.wrist_camera,
+             "wrist_image_size": args.wrist_image_size, "wrist_vision_strides": args.wrist_vision_strides,
+             "random_shift": args.random_shift}
     given = {k: v for k, v in given.items() if v is not None}  # the rest: PolicyConfig defaults
     pcfg = PolicyConfig(image_size=args.image_size, aux_weight=args.aux_weight,
                         aux_object_weight=args.aux_object_weight, **given)
@@ -168,6 +179,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights (0 = off)")
     p.add_argument("--image-size", type=_size, default=(64, 64))
+    p.add_argument("--vision-strides", type=_int_tuple, default=None, metavar="S,S,S",
+                   help="stride (1 or 2) of each FiLM block after the stride-2 stem (default 1,1,1); "
+                        "use 2,1,1 at 128x128 to keep 32x32 keypoint maps")
+    p.add_argument("--wrist-camera", default=None, metavar="NAME",
+                   help="also read this camera (e.g. wrist; collect with --wrist) with a second CNN")
+    p.add_argument("--wrist-image-size", type=_size, default=None, help="N or HxW (default 64)")
+    p.add_argument("--wrist-vision-strides", type=_int_tuple, default=None, metavar="S,S,S",
+                   help="the wrist CNN's block strides (default 2,1,1)")
+    p.add_argument("--random-shift", type=int, default=None,
+                   help="pixels of random-shift augmentation (default 4; scale it with the image size)")
     p.add_argument("--aux-weight", type=float, default=1.0, help="weight of the direct chunk-regression loss")
     p.add_argument("--aux-object-weight", type=float, default=1.0,
                    help="weight of the target/goal xy auxiliary loss (privileged labels, training only)")

@@ -45,12 +45,12 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True) -> list[dict
     from vla_runtime.agents import PolicyAgentFactory
 
     if cfg.policy == "expert":
-        factory, size, method = ExpertFactory("expert"), (64, 64), "expert"
+        factory, env_options, method = ExpertFactory("expert"), {"image_size": (64, 64)}, "expert"
     else:
         factory = PolicyAgentFactory(cfg.policy, executor) if executor else PolicyAgentFactory(cfg.policy)
-        size, method = factory.image_size(), cfg.method
+        env_options, method = factory.env_options(), cfg.method
     jobs = [EpisodeJob(index=i * cfg.episodes + k, seed=cfg.seed + k,
-                       env=EnvConfig(task=t, variation=cfg.variation, arm=cfg.arm, image_size=size, depth=False),
+                       env=EnvConfig(task=t, variation=cfg.variation, arm=cfg.arm, depth=False, **env_options),
                        meta={"quality": method})
             for i, t in enumerate(cfg.tasks) for k in range(cfg.episodes)]
     record = cfg.record

@@ -115,3 +115,32 @@ def test_cli_eval_missing_policy_exits_2_with_a_clear_message(tmp_path: Path) ->
     assert rc == 2
     assert stderr.startswith("vla: error:") and str(missing) in stderr and "does not exist" in stderr
     assert "Traceback" not in stderr and stdout == ""
+
+
+def test_wrist_policy_gets_the_wrist_camera_rendered_and_recorded(tmp_path: Path) -> None:
+    import dataclasses
+
+    config = dataclasses.replace(TINY, wrist_camera="wrist", wrist_image_size=(16, 16))
+    rng = np.random.default_rng(0)
+    torch.manual_seed(0)
+    model = VLAPolicy(config, Normalizer.fit(rng.uniform(SPEC.low_array(), SPEC.high_array(), (64, SPEC.dim)),
+                                             rng.normal(size=(64, config.proprio_dim))))
+    ckpt = model.save_pretrained(tmp_path / "wrist_policy")
+    assert PolicyAgentFactory(str(ckpt)).env_options() == {"image_size": (16, 16), "wrist_camera": True}
+    rows = evaluate(EvalConfig(policy=str(ckpt), tasks=("pick_lift",), episodes=1, workers=1,
+                               record=str(tmp_path / "rec")), progress=False)
+    assert rows[0]["episodes"] == 1
+    episode = EpisodeDataset(tmp_path / "rec").load_episode(0)
+    assert set(episode.images) == {"static", "wrist"}
+    assert episode.images["wrist"].std() > 0  # a real render the policy read, not a blank frame
+
+
+def test_factory_rejects_a_camera_the_simulator_cannot_render(tmp_path: Path) -> None:
+    import dataclasses
+
+    config = dataclasses.replace(TINY, wrist_camera="left_shoulder")
+    model = VLAPolicy(config, Normalizer(np.full(SPEC.dim, -0.03), np.full(SPEC.dim, 0.03),
+                                         np.zeros(config.proprio_dim), np.ones(config.proprio_dim)))
+    ckpt = model.save_pretrained(tmp_path / "p")
+    with pytest.raises(ValueError, match="left_shoulder"):
+        PolicyAgentFactory(str(ckpt)).env_options()

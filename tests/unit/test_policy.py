@@ -213,7 +213,7 @@ def test_encode_resizes_larger_images_to_the_configured_size(policy: VLAPolicy) 
 
 
 def test_encode_rejects_missing_camera_and_wrong_proprio(policy: VLAPolicy) -> None:
-    with pytest.raises(ValueError, match=r"camera 'static'.*\['wrist'\]"):
+    with pytest.raises(ValueError, match=r"camera\(s\) \['static'\].*\['wrist'\]"):
         policy.encode(make_obs(camera="wrist"))
     with pytest.raises(ValueError, match=r"proprio of shape \(12,\).*\(5,\)"):
         policy.encode(make_obs(proprio_dim=5))

@@ -181,3 +181,22 @@ def test_grounding_steps_train_only_the_object_loss_on_labelled_frames(tmp_path:
         TrainConfig(steps=3, grounding_steps=3)
     with pytest.raises(ValueError, match="needs object labels"):
         Trainer(table, tmp_path / "out2", dataclasses.replace(cfg, aux_object_weight=0.0), tcfg)
+
+
+def test_cli_sets_vision_strides_and_shift_and_rejects_bad_strides(tmp_path: Path, write_tiny_episodes,
+                                                                     capsys) -> None:
+    from vla_runtime.cli import main
+
+    _write_dataset(write_tiny_episodes, tmp_path / "data", episodes=2, t=6)
+    common = ["train", "policy", "--data", str(tmp_path / "data"), "--steps", "1", "--batch-size", "4",
+              "--image-size", "16", "--threads", "1", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "p"), "--vision-strides", "2,1,1", "--random-shift", "3"]) == 0
+    cfg = VLAPolicy.from_pretrained(tmp_path / "p").config
+    assert cfg.vision_strides == (2, 1, 1) and cfg.random_shift == 3
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "q"), "--vision-strides", "3,1,1"]) != 0
+    assert "(3, 1, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*common, "--out", str(tmp_path / "q"), "--vision-strides", "2,x"])
+    assert "comma-separated integers" in capsys.readouterr().err
+    assert not (tmp_path / "q").exists()

@@ -13,7 +13,8 @@ def policy_card(trainer, last: dict, command: str, data: list[str]) -> str:
     return f"""# vla_steering policy checkpoint
 
 CogACT-style VLA: a language-FiLM CNN (GroupNorm, spatial-softmax keypoints) on the
-`{cfg.camera}` camera at {cfg.image_size[0]}x{cfg.image_size[1]}, frozen all-MiniLM-L6-v2 instruction
+`{cfg.camera}` camera at {cfg.image_size[0]}x{cfg.image_size[1]} (block strides {cfg.vision_strides}){_wrist(cfg)},
+frozen all-MiniLM-L6-v2 instruction
 embeddings and proprioception, fused into one conditioning token; a DiT head
 ({cfg.dit_layers} layers, d={cfg.d_model}, {cfg.dit_heads} heads) denoises an action chunk of
 H={cfg.horizon} with diffusers DDPM training ({cfg.train_timesteps} steps) and DDIM sampling
@@ -40,6 +41,13 @@ Proprio entries seen: {", ".join(cfg.proprio_inputs)}.
 See the evaluation table in the repository README (`vla eval`), which is the command
 that prints it.
 """
+
+
+def _wrist(cfg) -> str:
+    if not cfg.wrist_camera:
+        return ""
+    h, w = cfg.wrist_image_size
+    return f" and a second CNN on the `{cfg.wrist_camera}` camera at {h}x{w} (strides {cfg.wrist_vision_strides})"
 
 
 def _collection(data: list[str]) -> str:

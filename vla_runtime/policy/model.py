@@ -64,7 +64,11 @@ class VLAPolicy(nn.Module):
         self.proprio_mlp = nn.Sequential(nn.Linear(config.proprio_dim, d), nn.SiLU(), nn.Linear(d, d))
         self.vision = VisionEncoder(config.vision_channels, config.vision_groups, config.keypoints, cond_dim=d,
                                     out_dim=d, strides=config.vision_strides)
-        self.fuse = nn.Sequential(nn.Linear(3 * d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
+        self.wrist_vision = (VisionEncoder(config.vision_channels, config.vision_groups, config.keypoints, cond_dim=d,
+                                           out_dim=d, strides=config.wrist_vision_strides)
+                             if config.wrist_camera else None)
+        n_parts = 4 if config.wrist_camera else 3
+        self.fuse = nn.Sequential(nn.Linear(n_parts * d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
         self.null_cond = nn.Parameter(torch.zeros(1, d))  # the "no condition" token for CFG
         self.register_buffer("proprio_keep", torch.tensor(config.proprio_keep, dtype=torch.float32),
                              persistent=False)
@@ -82,35 +86,46 @@ class VLAPolicy(nn.Module):
         self.sample_scheduler.set_timesteps(config.inference_steps)
 
     # --- conditioning ------------------------------------------------------------
-    def condition(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        """images (B, 3, H, W) in [0, 1], lang (B, language_dim), proprio (B, P) raw -> cond (B, d_model)."""
-        return self.features(images, lang, proprio)[1]
+    def condition(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
+                  wrist: torch.Tensor | None = None) -> torch.Tensor:
+        """images (B, 3, H, W) in [0, 1], lang (B, language_dim), proprio (B, P) raw, wrist (B, 3, h, w)
+        in [0, 1] when the config names a wrist camera -> cond (B, d_model)."""
+        return self.features(images, lang, proprio, wrist=wrist)[1]
 
-    def features(self, images: torch.Tensor, lang: torch.Tensor,
-                 proprio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (vision features (B, d_model), cond (B, d_model)); the object head reads one of them."""
+    def features(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
+                 wrist: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (main-camera vision features (B, d_model), cond (B, d_model)); the object head reads one of them."""
+        if (wrist is None) != (self.wrist_vision is None):
+            raise ValueError(f"this policy's wrist camera is {self.config.wrist_camera!r}: "
+                             f"{'pass' if wrist is None else 'do not pass'} wrist images")
         lang_tok = self.lang_proj(lang)
         vis = self.vision(images * 2 - 1, lang_tok)
         prop = self.proprio_mlp(self.normalizer.normalize_proprio(proprio) * self.proprio_keep)
-        return vis, self.fuse(torch.cat([vis, lang_tok, prop], dim=-1))
+        parts = [vis, lang_tok, prop]
+        if self.wrist_vision is not None:
+            parts.append(self.wrist_vision(wrist * 2 - 1, lang_tok))
+        return vis, self.fuse(torch.cat(parts, dim=-1))
 
-    def images_to_tensor(self, images: np.ndarray) -> torch.Tensor:
-        """(B, H, W, 3) uint8 -> (B, 3, h, w) float [0, 1] at the configured size."""
+    def images_to_tensor(self, images: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, 3, h, w) float [0, 1] at `size` (default: the main camera's)."""
+        size = tuple(size or self.config.image_size)
         x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-        if tuple(x.shape[-2:]) != tuple(self.config.image_size):
-            x = F.interpolate(x, size=self.config.image_size, mode="bilinear", antialias=True, align_corners=False)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         return x
 
     @torch.inference_mode()
     def encode(self, obs: Observation) -> Context:
-        cam = self.config.camera
-        if cam not in obs.images:
-            raise ValueError(f"policy needs camera {cam!r}, observation has {sorted(obs.images)}")
+        missing = [c for c in self.config.cameras if c not in obs.images]
+        if missing:
+            raise ValueError(f"policy needs camera(s) {missing}, observation has {sorted(obs.images)}")
         if obs.proprio.shape != (self.config.proprio_dim,):
             raise ValueError(f"policy needs proprio of shape ({self.config.proprio_dim},), got {obs.proprio.shape}")
         lang = shared_language_encoder(self.config.language_model).encode([obs.instruction])
-        images = self.images_to_tensor(obs.images[cam][None])
-        cond = self.condition(images, lang, torch.from_numpy(obs.proprio)[None])
+        images = self.images_to_tensor(obs.images[self.config.camera][None])
+        wrist = (self.images_to_tensor(obs.images[self.config.wrist_camera][None], self.config.wrist_image_size)
+                 if self.config.wrist_camera else None)
+        cond = self.condition(images, lang, torch.from_numpy(obs.proprio)[None], wrist=wrist)
         return Context(cond=cond, observation=obs)
 
     # --- sampling ----------------------------------------------------------------
@@ -154,15 +169,16 @@ class VLAPolicy(nn.Module):
     # --- training ----------------------------------------------------------------
     def loss(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor, actions: torch.Tensor,
              generator: torch.Generator | None = None, object_xy: torch.Tensor | None = None,
-             object_mask: torch.Tensor | None = None, chunk_mask: torch.Tensor | None = None) -> torch.Tensor:
+             object_mask: torch.Tensor | None = None, chunk_mask: torch.Tensor | None = None,
+             wrist: torch.Tensor | None = None) -> torch.Tensor:
         """Epsilon-prediction DDPM loss + the weighted auxiliary losses (see `PolicyConfig`).
 
         actions (B, H, A) robot units; chunk_mask (B, H) bool: chunk positions with valid labels
         (None: all); object_xy (B, 4) metres and object_mask (B,) bool: which rows carry valid
-        object labels (None: no object loss).
+        object labels (None: no object loss); wrist (B, 3, h, w): see `condition`.
         """
         b = actions.shape[0]
-        vis, cond = self.features(images, lang, proprio)
+        vis, cond = self.features(images, lang, proprio, wrist=wrist)
         target = self.normalizer.normalize_actions(actions)
         weight = (torch.ones(target.shape[:2]) if chunk_mask is None else chunk_mask.to(target.dtype)).unsqueeze(-1)
         denom = (weight.sum() * target.shape[-1]).clamp_min(1.0)
@@ -182,11 +198,11 @@ class VLAPolicy(nn.Module):
         return ((self.head(noisy, t, cond) - noise) ** 2 * weight).sum() / denom + aux
 
     def object_loss(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
-                    object_xy: torch.Tensor) -> torch.Tensor:
+                    object_xy: torch.Tensor, wrist: torch.Tensor | None = None) -> torch.Tensor:
         """The object-localisation loss alone (unweighted), for grounding pre-training; object_xy (B, 4)."""
         if self.aux_object_head is None:
             raise ValueError("this policy has no object head (aux_object_weight=0)")
-        vis, cond = self.features(images, lang, proprio)
+        vis, cond = self.features(images, lang, proprio, wrist=wrist)
         return self._object_error(vis, cond, object_xy, torch.ones(len(object_xy), dtype=torch.bool))
 
     def _object_error(self, vis: torch.Tensor, cond: torch.Tensor, object_xy: torch.Tensor,

@@ -76,6 +76,7 @@ class StepTable:
     instructions: list[str]
     object_xy: np.ndarray  # (N, 4) float32 target object xy + goal xy at the episode start (privileged)
     object_mask: np.ndarray  # (N,) bool: step early enough that nothing has moved yet
+    wrist_images: np.ndarray | None = None  # (N, h, w, 3) uint8 when the policy reads a wrist camera
 
 
 def object_targets(scene: dict) -> np.ndarray | None:
@@ -123,6 +124,7 @@ def consistent_chunk_mask(t_len: int, horizon: int, relabelled: list[int]) -> np
 def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = True) -> StepTable:
     ds = EpisodeDataset(data)
     images, proprio, actions, chunk_mask, instr, episode, obj_xy, obj_mask = [], [], [], [], [], [], [], []
+    wrist: list[np.ndarray] = []
     instructions: dict[str, int] = {}
     it = range(len(ds))
     if progress:
@@ -131,11 +133,13 @@ def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = Tr
         it = tqdm(it, desc="load episodes", unit="ep")
     for k in it:
         ep = ds.load_episode(k)
-        if config.camera not in ep.images:
-            raise ValueError(f"{ds.episode_path(k)} has no camera {config.camera!r} (has {sorted(ep.images)})")
-        frames = ep.images[config.camera][:-1]  # observation before each action
-        if frames.shape[1:3] != tuple(config.image_size):
-            frames = _resize(frames, config.image_size)
+        missing = [c for c in config.cameras if c not in ep.images]
+        if missing:
+            raise ValueError(f"{ds.episode_path(k)} has no camera(s) {missing} (has {sorted(ep.images)}); "
+                             f"collect with --wrist for a wrist-camera policy")
+        frames = resize_frames(ep.images[config.camera][:-1], config.image_size)  # observation before each action
+        if config.wrist_camera:
+            wrist.append(resize_frames(ep.images[config.wrist_camera][:-1], config.wrist_image_size))
         gi = ep.meta["action_spec"]["gripper_index"]
         t_len = ep.length
         images.append(frames)
@@ -151,10 +155,14 @@ def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = Tr
     return StepTable(np.concatenate(images), np.concatenate(proprio).astype(np.float32),
                      np.concatenate(actions).astype(np.float32), np.concatenate(chunk_mask),
                      np.concatenate(instr), np.concatenate(episode),
-                     list(instructions), np.concatenate(obj_xy).astype(np.float32), np.concatenate(obj_mask))
+                     list(instructions), np.concatenate(obj_xy).astype(np.float32), np.concatenate(obj_mask),
+                     np.concatenate(wrist) if wrist else None)
 
 
-def _resize(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(T, H, W, 3) uint8 -> (T, *size, 3) uint8 (a no-op at the right size)."""
+    if frames.shape[1:3] == tuple(size):
+        return frames
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
     x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
     return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
@@ -195,14 +203,16 @@ class Trainer:
 
     # --- batches --------------------------------------------------------------------
     def _batch(self, idx: np.ndarray, train: bool) -> tuple[torch.Tensor, ...]:
-        t = self.table
+        t, pc = self.table, self.model.config
         images = torch.from_numpy(t.images[idx]).permute(0, 3, 1, 2).float() / 255.0
+        wrist = None if t.wrist_images is None else torch.from_numpy(t.wrist_images[idx]).permute(0, 3, 1, 2) / 255.0
         if train:
-            pc = self.model.config
             images = augment(images, pc.random_shift, pc.color_jitter, self.gen)
+            if wrist is not None:
+                wrist = augment(wrist, pc.wrist_shift, pc.color_jitter, self.gen)
         return (images, self.lang[torch.from_numpy(t.instr[idx])], torch.from_numpy(t.proprio[idx]),
                 torch.from_numpy(t.actions[idx]), torch.from_numpy(t.chunk_mask[idx]),
-                torch.from_numpy(t.object_xy[idx]), torch.from_numpy(t.object_mask[idx]))
+                torch.from_numpy(t.object_xy[idx]), torch.from_numpy(t.object_mask[idx]), wrist)
 
     def lr_at(self, step: int) -> float:
         if step < self.cfg.warmup:
@@ -218,12 +228,12 @@ class Trainer:
         batch = self._batch(pool[pick], train=True)
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
-        images, lang, proprio, actions, chunk_mask, object_xy, object_mask = batch
+        images, lang, proprio, actions, chunk_mask, object_xy, object_mask, wrist = batch
         if grounding:
-            loss = self.model.object_loss(images, lang, proprio, object_xy)
+            loss = self.model.object_loss(images, lang, proprio, object_xy, wrist=wrist)
         else:
             loss = self.model.loss(images, lang, proprio, actions, generator=self.gen, object_xy=object_xy,
-                                   object_mask=object_mask, chunk_mask=chunk_mask)
+                                   object_mask=object_mask, chunk_mask=chunk_mask, wrist=wrist)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -244,9 +254,11 @@ class Trainer:
                 continue
             model.eval()  # no condition dropout, so the loss is comparable across evaluations
             gen = torch.Generator().manual_seed(1234)
-            images, lang, proprio, actions, chunk_mask, object_xy, object_mask = self._batch(self.val_idx, train=False)
-            loss = model.loss(images, lang, proprio, actions, generator=gen, chunk_mask=chunk_mask)  # no object aux
-            vis, cond = model.features(images, lang, proprio)
+            images, lang, proprio, actions, chunk_mask, object_xy, object_mask, wrist = self._batch(self.val_idx,
+                                                                                                   train=False)
+            loss = model.loss(images, lang, proprio, actions, generator=gen, chunk_mask=chunk_mask,
+                              wrist=wrist)  # no object aux
+            vis, cond = model.features(images, lang, proprio, wrist=wrist)
             if model.aux_object_head is not None and bool(object_mask.any()):
                 xy = model.object_xy((vis if model.config.aux_object_input == "vision" else cond)[object_mask])
                 out[f"{name}val_object_err_mm"] = float((xy - object_xy[object_mask]).abs().mean() * 1000)
