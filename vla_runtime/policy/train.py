@@ -123,8 +123,13 @@ def consistent_chunk_mask(t_len: int, horizon: int, relabelled: list[int]) -> np
 
 def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = True) -> StepTable:
     ds = EpisodeDataset(data)
-    images, proprio, actions, chunk_mask, instr, episode, obj_xy, obj_mask = [], [], [], [], [], [], [], []
-    wrist: list[np.ndarray] = []
+    # Frames go straight into preallocated arrays: at 128x128 (+ a wrist camera) they are ~9 GB for
+    # the bundled data, and concatenating per-episode lists would need twice that at the peak.
+    n_steps = sum(ds.meta(k)["length"] for k in range(len(ds)))
+    images = np.empty((n_steps, *config.image_size, 3), np.uint8)
+    wrist = np.empty((n_steps, *config.wrist_image_size, 3), np.uint8) if config.wrist_camera else None
+    proprio, actions, chunk_mask, instr, episode, obj_xy, obj_mask = [], [], [], [], [], [], []
+    start = 0
     instructions: dict[str, int] = {}
     it = range(len(ds))
     if progress:
@@ -137,12 +142,13 @@ def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = Tr
         if missing:
             raise ValueError(f"{ds.episode_path(k)} has no camera(s) {missing} (has {sorted(ep.images)}); "
                              f"collect with --wrist for a wrist-camera policy")
-        frames = resize_frames(ep.images[config.camera][:-1], config.image_size)  # observation before each action
-        if config.wrist_camera:
-            wrist.append(resize_frames(ep.images[config.wrist_camera][:-1], config.wrist_image_size))
         gi = ep.meta["action_spec"]["gripper_index"]
         t_len = ep.length
-        images.append(frames)
+        # the observation before each action
+        images[start:start + t_len] = resize_frames(ep.images[config.camera][:-1], config.image_size)
+        if wrist is not None:
+            wrist[start:start + t_len] = resize_frames(ep.images[config.wrist_camera][:-1], config.wrist_image_size)
+        start += t_len
         proprio.append(ep.proprio[:-1])
         actions.append(np.stack([action_chunk(ep.actions, t, config.horizon, gi)[0] for t in range(t_len)]))
         chunk_mask.append(consistent_chunk_mask(t_len, config.horizon, ep.meta.get("relabelled_steps", [])))
@@ -152,11 +158,13 @@ def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = Tr
         targets = object_targets(ep.meta.get("scene", {}))
         obj_xy.append(np.tile(targets if targets is not None else np.zeros(4, np.float32), (t_len, 1)))
         obj_mask.append((np.arange(t_len) < config.aux_object_steps) & (targets is not None))
-    return StepTable(np.concatenate(images), np.concatenate(proprio).astype(np.float32),
+    if start != n_steps:
+        raise ValueError(f"episode lengths in the dataset index ({n_steps} steps) disagree with the episodes ({start})")
+    return StepTable(images, np.concatenate(proprio).astype(np.float32),
                      np.concatenate(actions).astype(np.float32), np.concatenate(chunk_mask),
                      np.concatenate(instr), np.concatenate(episode),
                      list(instructions), np.concatenate(obj_xy).astype(np.float32), np.concatenate(obj_mask),
-                     np.concatenate(wrist) if wrist else None)
+                     wrist)
 
 
 def resize_frames(frames: np.ndarray, size: tuple[int, int]) -> np.ndarray:
