@@ -4,9 +4,12 @@
 
 Per seeded episode: after `--probe-step` steps, is the TCP nearest the target object (not a
 distractor), and the TCP - object offset (mm, table plane) when the policy first closes the
-gripper. Success rates say *that* a policy fails; this says *why* (grounding or precision).
+gripper; whether that first close missed (no finger touches the target 3 steps later) and, if so,
+whether the policy then recovered (reopened or rose by 2 cm) or stayed put. Success rates say *that*
+a policy fails; this says *why* (grounding, precision, or no recovery from a miss).
 Uses development seeds (default 30000+), never the evaluation seeds. Last stdout line: JSON
-`{"episodes", "target_nearest", "median_reach_mm", "median_grasp_offset_mm", "successes"}`.
+`{"episodes", "target_nearest", "median_reach_mm", "median_grasp_offset_mm", "missed_grasps",
+"stuck_after_miss", "successes"}`.
 """
 
 from __future__ import annotations
@@ -30,18 +33,25 @@ def main() -> None:
     args = ap.parse_args()
     factory = PolicyAgentFactory(args.policy)
     env = ArmEnv(EnvConfig(task="pick_lift", variation="id", **factory.env_options()))
-    nearest, reach, grasp, wins = 0, [], [], 0
+    nearest, reach, grasp, wins, missed, stuck = 0, [], [], 0, 0, 0
     for seed in range(args.seed, args.seed + args.episodes):
         agent = factory(seed)
         env.reset(seed=seed)
         agent.reset(env)
         graspable = [o for o, spec in zip(env.world.objects, env.instance.objects) if spec.urdf is None]
         offset, near, info = None, False, {"success": False}
+        close_t, miss, close_z, recovered = None, False, 0.0, False
         for t in range(env.config.max_steps):
             action = agent.act(env)
             tcp = env.arm.tcp_pose()[0]
-            if offset is None and action[env.spec_actions.gripper_index] < 0.5:
+            closing = action[env.spec_actions.gripper_index] < 0.5
+            if offset is None and closing:
                 offset = float(np.linalg.norm((tcp - body_pos(env.client, graspable[0]))[:2]) * 1000)
+                close_t, close_z = t, float(tcp[2])
+            if close_t is not None and t == close_t + 3:
+                miss = not env.arm.in_contact_with(graspable[0])
+            if miss and (not closing or tcp[2] > close_z + 0.02):
+                recovered = True
             if t == args.probe_step:
                 d = [np.linalg.norm(body_pos(env.client, o)[:2] - tcp[:2]) for o in graspable]
                 near = bool(np.argmin(d) == 0)
@@ -51,12 +61,16 @@ def main() -> None:
             if terminated or truncated:
                 break
         wins += bool(info["success"])
+        missed += miss
+        stuck += miss and not recovered
         grasp.append(offset if offset is not None else float("nan"))
         print(f"seed {seed}: target nearest at step {args.probe_step}: {near}, grasp offset "
-              f"{grasp[-1]:.0f} mm, success {info['success']}", flush=True)
+              f"{grasp[-1]:.0f} mm, missed {miss}{' (stuck)' if miss and not recovered else ''}, "
+              f"success {info['success']}", flush=True)
     out = {"policy": args.policy, "episodes": args.episodes, "target_nearest": nearest,
            "median_reach_mm": round(float(np.median(reach)), 1),
-           "median_grasp_offset_mm": round(float(np.nanmedian(grasp)), 1), "successes": wins}
+           "median_grasp_offset_mm": round(float(np.nanmedian(grasp)), 1), "missed_grasps": int(missed),
+           "stuck_after_miss": int(stuck), "successes": wins}
     print(json.dumps(out))
 
 

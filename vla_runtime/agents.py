@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_runtime.execution import ChunkExecutor, ExecutorConfig
+from vla_runtime.execution import ChunkExecutor, ExecutorConfig, average_chunks
 
 _POLICIES: dict[str, object] = {}
 
@@ -26,15 +26,19 @@ def load_policy_cached(path: str):
 
 
 class PolicyAgent:
-    """Encode once per plan, draw one chunk, execute it through `ChunkExecutor`."""
+    """Encode once per plan, draw `samples` chunks in one batched run, execute one (the draw itself, or
+    for samples > 1 their mean with a voted gripper: `average_chunks`) through `ChunkExecutor`."""
 
     needs_images = True
 
-    def __init__(self, policy, executor: ChunkExecutor, seed: int) -> None:
+    def __init__(self, policy, executor: ChunkExecutor, seed: int, samples: int = 1) -> None:
         import torch
 
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
         self.policy = policy
         self.executor = executor
+        self.samples = samples
         self.generator = torch.Generator().manual_seed(seed)
 
     def reset(self, env) -> None:
@@ -43,7 +47,9 @@ class PolicyAgent:
     def act(self, env) -> np.ndarray:
         if self.executor.needs_plan:
             ctx = self.policy.encode(env.last_observation)
-            self.executor.add_chunk(self.policy.sample(ctx, 1, self.generator)[0])
+            chunks = self.policy.sample(ctx, self.samples, self.generator)  # (samples, H, A)
+            self.executor.add_chunk(chunks[0] if self.samples == 1
+                                    else average_chunks(chunks, self.policy.config.action_spec.gripper_index))
         return self.executor.next_action()
 
 
@@ -51,13 +57,18 @@ class PolicyAgent:
 class PolicyAgentFactory:
     policy_dir: str
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
+    samples: int = 1  # chunks drawn per plan; > 1 executes their mean (see `PolicyAgent`)
+
+    def __post_init__(self) -> None:
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
 
     def __call__(self, seed: int) -> PolicyAgent:
         import torch
 
         torch.set_num_threads(1)  # one worker per core
         policy = load_policy_cached(self.policy_dir)
-        return PolicyAgent(policy, ChunkExecutor(policy.config.action_spec, self.executor), seed)
+        return PolicyAgent(policy, ChunkExecutor(policy.config.action_spec, self.executor), seed, self.samples)
 
     def env_options(self) -> dict:
         """What the simulator must render for this policy (`EnvConfig` fields): the main camera's size and

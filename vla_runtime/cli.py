@@ -126,7 +126,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for variation in args.variation.split(","):
         cfg = EvalConfig(policy=args.policy, tasks=tasks, variation=variation, episodes=args.episodes,
                          workers=args.workers, seed=args.seed, arm=args.arm, gifs=args.gifs, gif_dir=args.gif_dir,
-                         record=args.record if args.record is None else f"{args.record}/{variation}")
+                         record=args.record if args.record is None else f"{args.record}/{variation}",
+                         samples=args.average)
         executor = ExecutorConfig(replan_every=args.replan, ensemble=args.ensemble, ensemble_alpha=args.alpha)
         part = evaluate(cfg, executor=executor, progress=not args.no_progress)
         print(format_table(part), flush=True)
@@ -220,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replan", type=_positive, default=4, help="replan every k steps")
     p.add_argument("--ensemble", action="store_true", help="CogACT adaptive action ensemble")
     p.add_argument("--alpha", type=float, default=0.1, help="ensemble temperature")
+    p.add_argument("--average", type=_positive, default=1, metavar="N",
+                   help="draw N chunks per plan (one batched run) and execute their mean, gripper by majority")
     p.add_argument("--json", help="write {'results': [...]} here")
     p.add_argument("--gifs", type=int, default=0, help="GIFs of the first N episodes per task")
     p.add_argument("--gif-dir", default="runs/eval_gifs")

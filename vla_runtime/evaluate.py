@@ -26,6 +26,7 @@ class EvalConfig:
     seed: int = 10_000  # far from the training collection seeds (0..)
     arm: str = "panda"
     method: str = "base"
+    samples: int = 1  # chunks drawn per plan; > 1 executes their mean (`PolicyAgent`)
     gifs: int = 0  # GIFs of the first `gifs` episodes per task
     gif_dir: str | None = None
     record: str | None = None  # save evaluated episodes in the dataset format
@@ -34,6 +35,8 @@ class EvalConfig:
         if self.episodes < 1 or self.workers < 1 or self.gifs < 0:
             raise ValueError(f"episodes and workers must be >= 1 and gifs >= 0, got episodes={self.episodes} "
                              f"workers={self.workers} gifs={self.gifs}")
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.policy != "expert" and not Path(self.policy).is_dir():
             raise FileNotFoundError(f"policy checkpoint folder {self.policy} does not exist")
 
@@ -43,11 +46,12 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True) -> list[dict
     from sim.experts import ExpertFactory
     from sim.runner import EpisodeJob, run_episodes
     from vla_runtime.agents import PolicyAgentFactory
+    from vla_runtime.execution import ExecutorConfig
 
     if cfg.policy == "expert":
         factory, env_options, method = ExpertFactory("expert"), {"image_size": (64, 64)}, "expert"
     else:
-        factory = PolicyAgentFactory(cfg.policy, executor) if executor else PolicyAgentFactory(cfg.policy)
+        factory = PolicyAgentFactory(cfg.policy, executor or ExecutorConfig(), samples=cfg.samples)
         env_options, method = factory.env_options(), cfg.method
     jobs = [EpisodeJob(index=i * cfg.episodes + k, seed=cfg.seed + k,
                        env=EnvConfig(task=t, variation=cfg.variation, arm=cfg.arm, depth=False, **env_options),
@@ -77,7 +81,7 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True) -> list[dict
         lo, hi = wilson_interval(sum(v), len(v))
         rows.append({"task": task, "variation": cfg.variation, "method": method, "episodes": len(v),
                      "successes": sum(v), "success_rate": sum(v) / len(v), "ci95": [round(lo, 4), round(hi, 4)],
-                     "arm": cfg.arm, "seed": cfg.seed})
+                     "arm": cfg.arm, "seed": cfg.seed, "samples": cfg.samples})
     if cfg.gifs > 0:
         _write_gifs(record, cfg)
     if tmp is not None:

@@ -43,6 +43,21 @@ def adaptive_ensemble(preds: np.ndarray, alpha: float) -> np.ndarray:
     return (w[:, None] * preds).sum(axis=0)
 
 
+def average_chunks(samples: np.ndarray, gripper_index: int) -> np.ndarray:
+    """samples (n, H, A) -> (H, A): the mean chunk, gripper set by majority vote (open/closed).
+
+    One diffusion sample is a random draw; early in an episode the draws scatter widely in xy and a
+    single one often stops centimetres off the object. Their mean is the policy's best estimate
+    (measured in benchmarks/results/policy.md); the gripper is voted, not averaged, so it stays
+    a decisive open/close command.
+    """
+    if samples.ndim != 3 or samples.shape[0] < 1:
+        raise ValueError(f"samples must be (n >= 1, H, A), got {samples.shape}")
+    chunk = samples.mean(axis=0)
+    chunk[:, gripper_index] = (np.mean(samples[:, :, gripper_index] > 0.5, axis=0) > 0.5).astype(chunk.dtype)
+    return chunk
+
+
 class ChunkExecutor:
     """Queue of chunk predictions; `next_action()` pops one safe per-step command."""
 

@@ -144,3 +144,22 @@ def test_factory_rejects_a_camera_the_simulator_cannot_render(tmp_path: Path) ->
     ckpt = model.save_pretrained(tmp_path / "p")
     with pytest.raises(ValueError, match="left_shoulder"):
         PolicyAgentFactory(str(ckpt)).env_options()
+
+
+def test_averaging_agent_executes_the_mean_of_its_samples(checkpoint: Path) -> None:
+    from sim.env import ArmEnv
+    from vla_runtime.agents import load_policy_cached
+    from vla_runtime.execution import ChunkExecutor, average_chunks
+
+    with pytest.raises(ValueError, match="samples must be >= 1, got 0"):
+        PolicyAgentFactory(str(checkpoint), samples=0)
+    env = ArmEnv(EnvConfig(task="pick_lift", image_size=TINY.image_size, depth=False))
+    env.reset(seed=3)
+    agent = PolicyAgentFactory(str(checkpoint), samples=8)(seed=5)
+    agent.reset(env)
+    first = agent.act(env)
+    policy = load_policy_cached(str(checkpoint))
+    draws = policy.sample(policy.encode(env.last_observation), 8, torch.Generator().manual_seed(5))
+    clamp = ChunkExecutor(policy.config.action_spec).clamp
+    np.testing.assert_allclose(first, clamp(average_chunks(draws, SPEC.gripper_index)[0]), atol=1e-6)
+    assert not np.allclose(first, clamp(draws[0][0]))  # not just the first draw

@@ -29,8 +29,10 @@ def test_bundled_policy_is_safetensors_json_only_and_small() -> None:
 
 
 def test_bundled_policy_samples_bounded_deterministic_chunks(policy: VLAPolicy) -> None:
-    h, w = policy.config.image_size
-    obs = Observation(images={"static": np.full((h, w, 3), 120, np.uint8)}, instruction="pick up the red cube",
+    cfg = policy.config
+    sizes = {cfg.camera: cfg.image_size, cfg.wrist_camera: cfg.wrist_image_size}
+    obs = Observation(images={c: np.full((*sizes[c], 3), 120, np.uint8) for c in cfg.cameras},
+                      instruction="pick up the red cube",
                       proprio=np.array([0.5, 0, 0.25, 0, 0.08, 0, -0.3, 0, -2.2, 0, 2.0, 0.8], np.float32))
     ctx = policy.encode(obs)
     a = policy.sample(ctx, 16, torch.Generator().manual_seed(3))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from vla_runtime.execution import ChunkExecutor, ExecutorConfig, adaptive_ensemble
+from vla_runtime.execution import ChunkExecutor, ExecutorConfig, adaptive_ensemble, average_chunks
 from vla_runtime.types import ActionSpec
 
 pytestmark = pytest.mark.unit
@@ -234,3 +234,21 @@ def test_replan_every_longer_than_the_chunk_is_rejected() -> None:
 def test_executor_config_validation(kw: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ExecutorConfig(**kw)
+
+
+def test_average_chunks_means_motion_and_votes_the_gripper() -> None:
+    samples = np.zeros((3, 2, 7), np.float32)
+    samples[:, :, 0] = [[0.03, 0.0], [0.0, 0.0], [0.03, 0.03]]  # dx per sample and step
+    samples[:, :, 6] = [[1.0, 0.0], [0.9, 0.2], [0.0, 0.6]]  # step 0: 2 of 3 open; step 1: 1 of 3 open
+    chunk = average_chunks(samples, gripper_index=6)
+    np.testing.assert_allclose(chunk[:, 0], [0.02, 0.01], atol=1e-7)
+    assert chunk[:, 6].tolist() == [1.0, 0.0]  # voted, not the 0.63 / 0.27 means
+    assert chunk.shape == (2, 7)
+
+
+def test_average_of_one_sample_is_that_sample_and_bad_shapes_fail() -> None:
+    one = np.random.default_rng(0).uniform(0, 0.03, (1, 8, 7)).astype(np.float32)
+    one[0, :, 6] = 1.0
+    np.testing.assert_array_equal(average_chunks(one, 6), one[0])
+    with pytest.raises(ValueError, match=r"\(8, 7\)"):
+        average_chunks(one[0], 6)
