@@ -123,8 +123,8 @@ def consistent_chunk_mask(t_len: int, horizon: int, relabelled: list[int]) -> np
 
 def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = True) -> StepTable:
     ds = EpisodeDataset(data)
-    # Frames go straight into preallocated arrays: at 128x128 (+ a wrist camera) they are ~9 GB for
-    # the bundled data, and concatenating per-episode lists would need twice that at the peak.
+    # Frames go straight into preallocated arrays: 5600 episodes at 128x128 plus a 64x64 wrist camera
+    # hold ~9 GB of frames, and concatenating per-episode lists would need twice that at the peak.
     n_steps = sum(ds.meta(k)["length"] for k in range(len(ds)))
     images = np.empty((n_steps, *config.image_size, 3), np.uint8)
     wrist = np.empty((n_steps, *config.wrist_image_size, 3), np.uint8) if config.wrist_camera else None
