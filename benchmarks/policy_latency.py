@@ -41,8 +41,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     policy = VLAPolicy.from_pretrained(args.policy)
     rng = np.random.default_rng(0)
-    sizes = {policy.config.camera: policy.config.image_size, policy.config.wrist_camera: policy.config.wrist_image_size}
-    obs = Observation(images={c: rng.integers(0, 255, (*sizes[c], 3), dtype=np.uint8) for c in policy.config.cameras},
+    obs = Observation(images={c: rng.integers(0, 255, (*hw, 3), dtype=np.uint8)
+                              for c, hw in policy.config.camera_sizes.items()},
                       instruction="pick up the red cube", proprio=np.zeros(policy.config.proprio_dim, np.float32))
     ctx = policy.encode(obs)  # also warms the instruction-embedding cache, as in a running episode
     result = {"policy": args.policy, "threads": args.threads, "encode_ms": timed(lambda: policy.encode(obs),

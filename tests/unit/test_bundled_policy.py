@@ -29,9 +29,7 @@ def test_bundled_policy_is_safetensors_json_only_and_small() -> None:
 
 
 def test_bundled_policy_samples_bounded_deterministic_chunks(policy: VLAPolicy) -> None:
-    cfg = policy.config
-    sizes = {cfg.camera: cfg.image_size, cfg.wrist_camera: cfg.wrist_image_size}
-    obs = Observation(images={c: np.full((*sizes[c], 3), 120, np.uint8) for c in cfg.cameras},
+    obs = Observation(images={c: np.full((*hw, 3), 120, np.uint8) for c, hw in policy.config.camera_sizes.items()},
                       instruction="pick up the red cube",
                       proprio=np.array([0.5, 0, 0.25, 0, 0.08, 0, -0.3, 0, -2.2, 0, 2.0, 0.8], np.float32))
     ctx = policy.encode(obs)

@@ -55,7 +55,7 @@ def test_config_rejects_bad_wrist_settings(change: dict, message: str) -> None:
 
 def test_wrist_image_changes_the_condition_and_is_required() -> None:
     policy = _policy()
-    assert WRIST.cameras == ("static", "wrist") and TINY.cameras == ("static",)
+    assert WRIST.camera_sizes == {"static": (16, 16), "wrist": (20, 20)} and TINY.camera_sizes == {"static": (16, 16)}
     a, b = policy.encode(_obs(wrist_seed=1)).cond, policy.encode(_obs(wrist_seed=5)).cond
     assert not torch.allclose(a, b)  # the second encoder is wired into the condition
     with pytest.raises(ValueError, match=r"camera\(s\) \['wrist'\]"):

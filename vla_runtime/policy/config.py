@@ -134,6 +134,12 @@ class PolicyConfig:
         return (self.camera, self.wrist_camera) if self.wrist_camera else (self.camera,)
 
     @property
+    def camera_sizes(self) -> dict[str, tuple[int, int]]:
+        """(H, W) each camera is read at, for every camera in `cameras`."""
+        sizes = {self.camera: tuple(self.image_size), self.wrist_camera: tuple(self.wrist_image_size)}
+        return {c: sizes[c] for c in self.cameras}
+
+    @property
     def wrist_shift(self) -> int:
         """`random_shift` scaled to the wrist image (the same fraction of the frame)."""
         return round(self.random_shift * self.wrist_image_size[0] / self.image_size[0])
