@@ -6,10 +6,12 @@ Per seeded episode: after `--probe-step` steps, is the TCP nearest the target ob
 distractor), and the TCP - object offset (mm, table plane) when the policy first closes the
 gripper; whether that first close missed (no finger touches the target 3 steps later) and, if so,
 whether the policy then recovered (reopened or rose by 2 cm) or stayed put. Success rates say *that*
-a policy fails; this says *why* (grounding, precision, or no recovery from a miss).
+a policy fails; this says *why* (grounding, precision, or no recovery from a miss). For an anchor
+policy (`PolicyConfig.anchor`) also the latched anchor's target error; `--oracle-anchor` latches the
+true target xy instead (an upper bound: how well the action head acts on a perfect anchor).
 Uses development seeds (default 30000+), never the evaluation seeds. Last stdout line: JSON
 `{"episodes", "target_nearest", "median_reach_mm", "median_grasp_offset_mm", "missed_grasps",
-"stuck_after_miss", "successes"}`.
+"stuck_after_miss", "successes", "median_anchor_err_mm"}`.
 """
 
 from __future__ import annotations
@@ -30,15 +32,22 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=16)
     ap.add_argument("--seed", type=int, default=30_000)
     ap.add_argument("--probe-step", type=int, default=9)
+    ap.add_argument("--oracle-anchor", action="store_true",
+                    help="anchor policies: latch the true target xy (privileged) instead of the head's estimate")
     args = ap.parse_args()
     factory = PolicyAgentFactory(args.policy)
     env = ArmEnv(EnvConfig(task="pick_lift", variation="id", **factory.env_options()))
-    nearest, reach, grasp, wins, missed, stuck = 0, [], [], 0, 0, 0
+    nearest, reach, grasp, wins, missed, stuck, anchor_err = 0, [], [], 0, 0, 0, []
     for seed in range(args.seed, args.seed + args.episodes):
         agent = factory(seed)
         env.reset(seed=seed)
         agent.reset(env)
         graspable = [o for o, spec in zip(env.world.objects, env.instance.objects) if spec.urdf is None]
+        target_xy = body_pos(env.client, graspable[0])[:2]
+        if args.oracle_anchor:
+            if not agent.policy.config.anchor:
+                raise SystemExit(f"--oracle-anchor: {args.policy} is not an anchor policy")
+            agent.anchor = np.array([*target_xy, *target_xy], np.float32)  # pick_lift: the goal is the object
         offset, near, info = None, False, {"success": False}
         close_t, miss, close_z, recovered = None, False, 0.0, False
         for t in range(env.config.max_steps):
@@ -57,6 +66,8 @@ def main() -> None:
                 near = bool(np.argmin(d) == 0)
                 nearest += near
                 reach.append(d[0] * 1000)
+            if t == 0 and agent.anchor is not None:
+                anchor_err.append(float(np.linalg.norm(agent.anchor[:2] - target_xy) * 1000))
             _, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
                 break
@@ -70,7 +81,8 @@ def main() -> None:
     out = {"policy": args.policy, "episodes": args.episodes, "target_nearest": nearest,
            "median_reach_mm": round(float(np.median(reach)), 1),
            "median_grasp_offset_mm": round(float(np.nanmedian(grasp)), 1), "missed_grasps": int(missed),
-           "stuck_after_miss": int(stuck), "successes": wins}
+           "stuck_after_miss": int(stuck), "successes": wins,
+           "median_anchor_err_mm": round(float(np.median(anchor_err)), 1) if anchor_err else None}
     print(json.dumps(out))
 
 

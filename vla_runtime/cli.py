@@ -97,8 +97,13 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
              "proprio_inputs": tuple(args.proprio_inputs.split(",")) if args.proprio_inputs else None,
              "vision_strides": args.vision_strides, "wrist_camera": args.wrist_camera,
              "wrist_image_size": args.wrist_image_size, "wrist_vision_strides": args.wrist_vision_strides,
-             "random_shift": args.random_shift}
+             "random_shift": args.random_shift, "anchor_noise": args.anchor_noise}
     given = {k: v for k, v in given.items() if v is not None}  # the rest: PolicyConfig defaults
+    # What --init may add to the parent's config (everything else comes from the parent checkpoint).
+    overrides = {k: v for k, v in (("anchor", True if args.anchor else None), ("anchor_noise", args.anchor_noise))
+                 if v is not None}
+    if args.init is None:
+        given.update(overrides)
     pcfg = PolicyConfig(image_size=args.image_size, aux_weight=args.aux_weight,
                         aux_object_weight=args.aux_object_weight, **given)
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -111,7 +116,7 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         return policy_card(trainer, last, command=command, data=args.data)
 
     result = train_policy(args.data, args.out, pcfg, tcfg, resume=args.resume, progress=not args.no_progress,
-                          model_card_fn=card, init=args.init)
+                          model_card_fn=card, init=args.init, init_overrides=overrides if args.init else None)
     print(json.dumps(result))
     return 0
 
@@ -207,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
     p.add_argument("--init", default=None, metavar="DIR",
                    help="fine-tune this policy checkpoint (its config and normalisation; fresh optimizer)")
+    p.add_argument("--anchor", action="store_true",
+                   help="condition every decision on the object head's first-frame target/goal estimate "
+                        "(with --init: add it to the parent policy)")
+    p.add_argument("--anchor-noise", type=float, default=None, metavar="M",
+                   help="metres of noise on the training anchors (default 0.01)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_policy)
 

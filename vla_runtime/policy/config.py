@@ -68,6 +68,14 @@ class PolicyConfig:
     # What the object head reads: "vision" (the vision features alone) or "cond" (the fused
     # condition, which includes proprio: the shortcut above).
     aux_object_input: str = "vision"
+    # Episode anchor: the object head's estimate of the target and goal xy on the episode's FIRST frame
+    # (before the arm hides or gives anything away) conditions every later decision of the episode, as
+    # offsets from the end effector. The object head localises the target to ~1 cm at t=0, yet the
+    # memoryless policy grasped ~5 cm off: near the object the static view is ambiguous and nothing
+    # carried the early estimate forward. The agent latches the anchor (`Context.anchor`); training
+    # feeds the privileged labels plus `anchor_noise` (metres, ~ the head's t=0 error).
+    anchor: bool = False
+    anchor_noise: float = 0.01
     # augmentation (training only)
     random_shift: int = 4  # pixels of random-shift augmentation
     color_jitter: float = 0.15
@@ -115,6 +123,12 @@ class PolicyConfig:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v}")
         if self.aux_object_input not in ("cond", "vision"):
             raise ValueError(f"aux_object_input must be 'cond' or 'vision', got {self.aux_object_input!r}")
+        if self.anchor and (self.aux_object_weight <= 0 or self.aux_object_input != "vision"):
+            raise ValueError(f"anchor needs the vision-only object head (aux_object_weight > 0, aux_object_input "
+                             f"'vision'), got aux_object_weight={self.aux_object_weight}, "
+                             f"aux_object_input={self.aux_object_input!r}")
+        if not (0.0 <= self.anchor_noise <= 0.1):
+            raise ValueError(f"anchor_noise must be within 0..0.1 metres, got {self.anchor_noise}")
         if self.aux_object_steps < 0:
             raise ValueError(f"aux_object_steps must be >= 0, got {self.aux_object_steps}")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):

@@ -47,6 +47,9 @@ class Context:
 
     cond: torch.Tensor  # (1, d_model) conditioning token
     observation: Observation | None = None
+    # (4,) metres: the target + goal xy anchor this decision used (anchor policies only); the agent
+    # keeps the first one of an episode and passes it to every later `encode`.
+    anchor: np.ndarray | None = None
 
 
 class VLAPolicy(nn.Module):
@@ -77,6 +80,11 @@ class VLAPolicy(nn.Module):
                          if config.aux_weight > 0 else None)
         self.aux_object_head = (nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, OBJECT_TARGET_DIM))
                                 if config.aux_object_weight > 0 else None)
+        self.anchor_mlp = None
+        if config.anchor:  # added to the fused token; zero output at init, so fine-tuning starts from the parent
+            self.anchor_mlp = nn.Sequential(nn.Linear(2 * OBJECT_TARGET_DIM, d), nn.SiLU(), nn.Linear(d, d))
+            nn.init.zeros_(self.anchor_mlp[-1].weight)
+            nn.init.zeros_(self.anchor_mlp[-1].bias)
         self.head = DiTHead(config.action_dim, config.horizon, d, config.dit_layers, config.dit_heads,
                             config.dit_mlp_ratio, config.dropout)
         sched = {"num_train_timesteps": config.train_timesteps, "beta_schedule": config.beta_schedule,
@@ -87,14 +95,41 @@ class VLAPolicy(nn.Module):
 
     # --- conditioning ------------------------------------------------------------
     def condition(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
-                  wrist: torch.Tensor | None = None) -> torch.Tensor:
+                  wrist: torch.Tensor | None = None, anchor: torch.Tensor | None = None) -> torch.Tensor:
         """images (B, 3, H, W) in [0, 1], lang (B, language_dim), proprio (B, P) raw, wrist (B, 3, h, w)
-        in [0, 1] when the config names a wrist camera -> cond (B, d_model)."""
-        return self.features(images, lang, proprio, wrist=wrist)[1]
+        in [0, 1] when the config names a wrist camera, anchor (B, 4) metres (see `features`)
+        -> cond (B, d_model)."""
+        return self.features(images, lang, proprio, wrist=wrist, anchor=anchor)[1]
 
     def features(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
-                 wrist: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (main-camera vision features (B, d_model), cond (B, d_model)); the object head reads one of them."""
+                 wrist: torch.Tensor | None = None, anchor: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (main-camera vision features (B, d_model), cond (B, d_model)); the object head reads one of them.
+
+        anchor (B, 4): an anchor policy's target + goal xy; None = this frame's own estimate (what the
+        first decision of an episode uses)."""
+        vis, cond = self._fused(images, lang, proprio, wrist)
+        return vis, self._anchored(vis, cond, proprio, anchor)[0]
+
+    def _anchored(self, vis: torch.Tensor, cond: torch.Tensor, proprio: torch.Tensor,
+                  anchor: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> (cond with the anchor term added, the anchor (B, 4) used); the identity for other policies."""
+        if self.anchor_mlp is None:
+            if anchor is not None:
+                raise ValueError("this policy was not trained with an anchor (config.anchor is false)")
+            return cond, None
+        if anchor is None:
+            anchor = self.object_xy(vis).detach()
+        elif tuple(anchor.shape) != (cond.shape[0], OBJECT_TARGET_DIM) or not bool(torch.isfinite(anchor).all()):
+            raise ValueError(f"anchor must be finite with shape ({cond.shape[0]}, {OBJECT_TARGET_DIM}), "
+                             f"got {tuple(anchor.shape)}")
+        centre = torch.tensor(_OBJECT_CENTRE * 2, dtype=cond.dtype)
+        ee_xy = proprio[:, :2].to(cond.dtype).repeat(1, 2)  # PROPRIO_NAMES starts with ee_x, ee_y
+        inputs = torch.cat([(anchor - ee_xy) / _OBJECT_SCALE, (anchor - centre) / _OBJECT_SCALE], dim=-1)
+        return cond + self.anchor_mlp(inputs), anchor
+
+    def _fused(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
+               wrist: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         if (wrist is None) != (self.wrist_vision is None):
             raise ValueError(f"this policy's wrist camera is {self.config.wrist_camera!r}: "
                              f"{'pass' if wrist is None else 'do not pass'} wrist images")
@@ -115,7 +150,8 @@ class VLAPolicy(nn.Module):
         return x
 
     @torch.inference_mode()
-    def encode(self, obs: Observation) -> Context:
+    def encode(self, obs: Observation, anchor: np.ndarray | None = None) -> Context:
+        """anchor (4,) metres: the episode's latched anchor (anchor policies; None = estimate it here)."""
         missing = [c for c in self.config.cameras if c not in obs.images]
         if missing:
             raise ValueError(f"policy needs camera(s) {missing}, observation has {sorted(obs.images)}")
@@ -125,8 +161,11 @@ class VLAPolicy(nn.Module):
         images = self.images_to_tensor(obs.images[self.config.camera][None])
         wrist = (self.images_to_tensor(obs.images[self.config.wrist_camera][None], self.config.wrist_image_size)
                  if self.config.wrist_camera else None)
-        cond = self.condition(images, lang, torch.from_numpy(obs.proprio)[None], wrist=wrist)
-        return Context(cond=cond, observation=obs)
+        proprio = torch.from_numpy(obs.proprio)[None]
+        vis, cond = self._fused(images, lang, proprio, wrist)
+        anchor_t = None if anchor is None else torch.as_tensor(np.asarray(anchor, np.float32)).reshape(1, -1)
+        cond, used = self._anchored(vis, cond, proprio, anchor_t)
+        return Context(cond=cond, observation=obs, anchor=None if used is None else used[0].numpy().copy())
 
     # --- sampling ----------------------------------------------------------------
     @torch.inference_mode()
@@ -170,15 +209,18 @@ class VLAPolicy(nn.Module):
     def loss(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor, actions: torch.Tensor,
              generator: torch.Generator | None = None, object_xy: torch.Tensor | None = None,
              object_mask: torch.Tensor | None = None, chunk_mask: torch.Tensor | None = None,
-             wrist: torch.Tensor | None = None) -> torch.Tensor:
+             wrist: torch.Tensor | None = None, anchor: torch.Tensor | None = None) -> torch.Tensor:
         """Epsilon-prediction DDPM loss + the weighted auxiliary losses (see `PolicyConfig`).
 
         actions (B, H, A) robot units; chunk_mask (B, H) bool: chunk positions with valid labels
         (None: all); object_xy (B, 4) metres and object_mask (B,) bool: which rows carry valid
-        object labels (None: no object loss); wrist (B, 3, h, w): see `condition`.
+        object labels (None: no object loss); wrist (B, 3, h, w), anchor (B, 4): see `features` (an
+        anchor policy trains on given anchors: the labels plus noise, `train.Trainer`).
         """
         b = actions.shape[0]
-        vis, cond = self.features(images, lang, proprio, wrist=wrist)
+        if self.anchor_mlp is not None and anchor is None:
+            raise ValueError("an anchor policy trains on given anchors (pass anchor=)")
+        vis, cond = self.features(images, lang, proprio, wrist=wrist, anchor=anchor)
         target = self.normalizer.normalize_actions(actions)
         weight = (torch.ones(target.shape[:2]) if chunk_mask is None else chunk_mask.to(target.dtype)).unsqueeze(-1)
         denom = (weight.sum() * target.shape[-1]).clamp_min(1.0)
@@ -202,7 +244,7 @@ class VLAPolicy(nn.Module):
         """The object-localisation loss alone (unweighted), for grounding pre-training; object_xy (B, 4)."""
         if self.aux_object_head is None:
             raise ValueError("this policy has no object head (aux_object_weight=0)")
-        vis, cond = self.features(images, lang, proprio, wrist=wrist)
+        vis, cond = self._fused(images, lang, proprio, wrist)
         return self._object_error(vis, cond, object_xy, torch.ones(len(object_xy), dtype=torch.bool))
 
     def _object_error(self, vis: torch.Tensor, cond: torch.Tensor, object_xy: torch.Tensor,
@@ -244,6 +286,19 @@ class VLAPolicy(nn.Module):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return out
+
+    def extended(self, config: PolicyConfig) -> tuple[VLAPolicy, list[str]]:
+        """A copy under `config` that may only ADD modules (e.g. `anchor`): every existing weight is kept,
+        so fine-tuning starts from this policy -> (the new policy, the names of its new tensors)."""
+        new = type(self)(config, self.normalizer)
+        own, theirs = self.state_dict(), new.state_dict()
+        lost = sorted(set(own) - set(theirs))
+        reshaped = [k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape]
+        if lost or reshaped:
+            raise ValueError(f"config changes would drop or reshape trained weights: dropped {lost[:5]}, "
+                             f"reshaped {sorted(reshaped)[:5]}; only additions (like anchor) can be fine-tuned")
+        new.load_state_dict({**theirs, **own})
+        return new.train(self.training), sorted(set(theirs) - set(own))
 
     @classmethod
     def from_pretrained(cls, ckpt_dir: str | Path) -> VLAPolicy:

@@ -11,7 +11,7 @@ import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +156,9 @@ def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = Tr
         instr.append(np.full(t_len, idx))
         episode.append(np.full(t_len, k))
         targets = object_targets(ep.meta.get("scene", {}))
+        if targets is None and config.anchor:
+            raise ValueError(f"{ds.episode_path(k)} has no scene record with target/goal positions, which an "
+                             f"anchor policy trains on")
         obj_xy.append(np.tile(targets if targets is not None else np.zeros(4, np.float32), (t_len, 1)))
         obj_mask.append((np.arange(t_len) < config.aux_object_steps) & (targets is not None))
     if start != n_steps:
@@ -222,6 +225,15 @@ class Trainer:
                 torch.from_numpy(t.actions[idx]), torch.from_numpy(t.chunk_mask[idx]),
                 torch.from_numpy(t.object_xy[idx]), torch.from_numpy(t.object_mask[idx]), wrist)
 
+    def _anchor(self, object_xy: torch.Tensor, gen: torch.Generator) -> torch.Tensor | None:
+        """Training anchors (B, 4) for an anchor policy: the start-of-episode labels plus Gaussian noise of
+        `anchor_noise` metres, so the action head learns to trust the anchor only as far as the object
+        head's own first-frame estimate (what it gets at run time) deserves."""
+        pc = self.model.config
+        if not pc.anchor:
+            return None
+        return object_xy + pc.anchor_noise * torch.randn(object_xy.shape, generator=gen)
+
     def lr_at(self, step: int) -> float:
         if step < self.cfg.warmup:
             return self.cfg.lr * (step + 1) / self.cfg.warmup
@@ -241,7 +253,8 @@ class Trainer:
             loss = self.model.object_loss(images, lang, proprio, object_xy, wrist=wrist)
         else:
             loss = self.model.loss(images, lang, proprio, actions, generator=self.gen, object_xy=object_xy,
-                                   object_mask=object_mask, chunk_mask=chunk_mask, wrist=wrist)
+                                   object_mask=object_mask, chunk_mask=chunk_mask, wrist=wrist,
+                                   anchor=self._anchor(object_xy, self.gen))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -264,9 +277,10 @@ class Trainer:
             gen = torch.Generator().manual_seed(1234)
             images, lang, proprio, actions, chunk_mask, object_xy, object_mask, wrist = self._batch(self.val_idx,
                                                                                                    train=False)
+            anchor = self._anchor(object_xy, gen)
             loss = model.loss(images, lang, proprio, actions, generator=gen, chunk_mask=chunk_mask,
-                              wrist=wrist)  # no object aux
-            vis, cond = model.features(images, lang, proprio, wrist=wrist)
+                              wrist=wrist, anchor=anchor)  # no object aux
+            vis, cond = model.features(images, lang, proprio, wrist=wrist, anchor=anchor)
             if model.aux_object_head is not None and bool(object_mask.any()):
                 xy = model.object_xy((vis if model.config.aux_object_input == "vision" else cond)[object_mask])
                 out[f"{name}val_object_err_mm"] = float((xy - object_xy[object_mask]).abs().mean() * 1000)
@@ -332,15 +346,23 @@ class Trainer:
 
 def train_policy(data: list[str | Path], out: str | Path, policy_config: PolicyConfig, cfg: TrainConfig,
                  resume: bool = False, progress: bool = True, model_card_fn=None,
-                 init: str | Path | None = None) -> dict:
-    """Train (or, with `init`, fine-tune a checkpoint: its own config replaces `policy_config`)."""
+                 init: str | Path | None = None, init_overrides: dict | None = None) -> dict:
+    """Train (or, with `init`, fine-tune a checkpoint: its own config replaces `policy_config`, except for
+    `init_overrides`, which may only add modules, e.g. {"anchor": True}: `VLAPolicy.extended`)."""
     out = Path(out)
     t0 = time.perf_counter()
     init_policy = VLAPolicy.from_pretrained(init) if init is not None else None
+    added: list[str] = []
     if init_policy is not None:
+        if init_overrides:
+            init_policy, added = init_policy.extended(replace(init_policy.config, **init_overrides))
         policy_config = init_policy.config
+    elif init_overrides:
+        raise ValueError(f"init_overrides {init_overrides} need an init checkpoint")
     table = load_steps(data, policy_config, progress=progress)
     trainer = Trainer(table, out, policy_config, cfg, init=init_policy)
+    if added:
+        trainer.meta["init_added_tensors"] = added
     if resume:
         trainer.load_state()
     metrics_path = Trainer.state_dir(out) / "metrics.jsonl"
