@@ -98,10 +98,30 @@ def test_sample_clips_to_action_spec_bounds(policy: VLAPolicy) -> None:
     with torch.no_grad():
         raw = policy.denoise(ctx.cond, torch.randn((16, H, A), generator=gen(1)))
     unclipped = policy.normalizer.unnormalize_actions(raw).numpy()
-    # the normaliser spans 2x the bounds, so the raw samples do leave them: clipping must have happened
-    assert np.any(unclipped > SPEC.high_array()) or np.any(unclipped < SPEC.low_array())
+    # the normaliser spans 2x the bounds, yet denoising bounds each step's clean estimate per dimension
+    # to the ActionSpec, so the raw samples stay inside it (up to float error)
+    span = SPEC.high_array() - SPEC.low_array()
+    assert np.all(unclipped >= SPEC.low_array() - 1e-5 * span) and np.all(unclipped <= SPEC.high_array() + 1e-5 * span)
     np.testing.assert_allclose(actions, np.clip(unclipped, SPEC.low_array(), SPEC.high_array()), atol=1e-6)
     assert np.all(actions >= SPEC.low_array()) and np.all(actions <= SPEC.high_array())
+
+
+def test_sampling_reaches_bounds_outside_the_normalisers_range(language) -> None:
+    """Normalisation uses q01..q99, so real actions (the expert's 3 cm steps) lie beyond +-1: sampling
+    must not clip there (it once capped dx at 2.1 cm and every approach fell short)."""
+    rng = np.random.default_rng(0)
+    narrow = Normalizer.fit(rng.uniform(SPEC.low_array() / 2, SPEC.high_array() / 2, (64, A)).astype(np.float32),
+                            rng.normal(size=(64, P)).astype(np.float32))  # spans half the bounds
+    torch.manual_seed(0)
+    model = VLAPolicy(TINY, narrow).eval()
+    with torch.no_grad():  # a head whose clean-chunk estimate is far beyond every bound, toward +
+        model.head.action_out.bias.fill_(-3.0)
+    actions = model.sample(model.encode(make_obs()), 16, gen(0))
+    at_bound = np.isclose(actions, SPEC.high_array(), atol=1e-4)
+    assert at_bound.mean() > 0.95, at_bound.mean()
+    # The old global +-1 clip capped every entry at q99, half the bound.
+    assert actions.max(axis=(0, 1))[:3] == pytest.approx(SPEC.high_array()[:3], abs=1e-4)
+    assert np.all(actions.mean(axis=(0, 1))[:3] > 1.5 * narrow.action_high[:3])
 
 
 def test_sample_rejects_bad_n_and_bad_noise_shape(policy: VLAPolicy) -> None:

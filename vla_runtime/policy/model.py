@@ -90,8 +90,16 @@ class VLAPolicy(nn.Module):
         sched = {"num_train_timesteps": config.train_timesteps, "beta_schedule": config.beta_schedule,
                  "prediction_type": "epsilon", "clip_sample": True, "clip_sample_range": 1.0}
         self.train_scheduler = DDPMScheduler(**sched)
-        self.sample_scheduler = DDIMScheduler(**sched, set_alpha_to_one=True)
+        # Sampling clips the predicted clean chunk per dimension to the ActionSpec bounds (`_bound_x0`),
+        # not to the scheduler's +-1: the normalisation uses the q01..q99 range, so +-1 cut off real
+        # actions (e.g. dx beyond -2.1 cm when the expert moves 3 cm per step) and every sampled
+        # approach fell short.
+        self.sample_scheduler = DDIMScheduler(**{**sched, "clip_sample": False}, set_alpha_to_one=True)
         self.sample_scheduler.set_timesteps(config.inference_steps)
+        spec = config.action_spec
+        bounds = normalizer.normalize_actions(torch.from_numpy(np.stack([spec.low_array(), spec.high_array()])))
+        self.register_buffer("x0_low", bounds[0].float(), persistent=False)  # (A,) normalised ActionSpec bounds
+        self.register_buffer("x0_high", bounds[1].float(), persistent=False)
 
     # --- conditioning ------------------------------------------------------------
     def condition(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
@@ -202,8 +210,15 @@ class VLAPolicy(nn.Module):
             if guided:
                 eps_c, eps_u = eps.chunk(2)
                 eps = eps_u + self.config.guidance_scale * (eps_c - eps_u)
-            x = self.sample_scheduler.step(eps, t, x).prev_sample
+            x = self.sample_scheduler.step(self._bound_x0(x, eps, t), t, x).prev_sample
         return x
+
+    def _bound_x0(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The noise estimate whose implied clean chunk is clipped per dimension to the ActionSpec bounds
+        (what DDIM's clip_sample does with one scalar range); x, eps (n, H, A)."""
+        a = self.sample_scheduler.alphas_cumprod[int(t)].to(x.dtype)
+        x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+        return (x - a.sqrt() * torch.clamp(x0, self.x0_low, self.x0_high)) / (1 - a).sqrt()
 
     # --- training ----------------------------------------------------------------
     def loss(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor, actions: torch.Tensor,
