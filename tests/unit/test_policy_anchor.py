@@ -174,6 +174,8 @@ def test_cli_init_adds_an_anchor_to_a_trained_parent(tmp_path: Path, write_tiny_
                  "--batch-size", "4", "--threads", "1", "--no-progress"]) == 0
     child, parent = VLAPolicy.from_pretrained(tmp_path / "child"), VLAPolicy.from_pretrained(tmp_path / "parent")
     assert child.config == dataclasses.replace(parent.config, anchor=True, anchor_noise=0.005)
+    card = (tmp_path / "child" / "README.md").read_text()
+    assert "Episode anchor (added to the `--init` parent" in card and "5 mm of noise" in card
     # round trip: the saved anchor policy reproduces itself
     noise = torch.randn(2, TINY.horizon, A, generator=torch.Generator().manual_seed(0))
     anchor = np.array([0.5, 0.1, 0.6, -0.1], np.float32)
