@@ -218,7 +218,7 @@ class VLAPolicy(nn.Module):
         (what DDIM's clip_sample does with one scalar range); x, eps (n, H, A)."""
         a = self.sample_scheduler.alphas_cumprod[int(t)].to(x.dtype)
         x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
-        return (x - a.sqrt() * torch.clamp(x0, self.x0_low, self.x0_high)) / (1 - a).sqrt()
+        return (x - a.sqrt() * torch.clamp(x0, self.x0_low, self.x0_high)) / (1 - a).clamp_min(1e-12).sqrt()
 
     # --- training ----------------------------------------------------------------
     def loss(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor, actions: torch.Tensor,
