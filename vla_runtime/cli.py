@@ -82,7 +82,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vla_runtime.demo import run_demo
 
     report = run_demo(Path(args.out), policy=args.policy, episodes_per_task=args.episodes_per_task,
-                      workers=args.workers, seed=args.seed)
+                      workers=args.workers, seed=args.seed, samples=args.average)
     print((Path(args.out) / "report.md").read_text())
     print(f"GIFs: {', '.join(report['gifs'])}")
     return 0
@@ -246,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes-per-task", type=_positive, default=3)
     p.add_argument("--workers", type=_positive, default=2)
     p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--average", type=_positive, default=16, metavar="N",
+                   help="execute the mean of N sampled chunks per plan (default 16; 1 = one sample)")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -163,3 +163,14 @@ def test_averaging_agent_executes_the_mean_of_its_samples(checkpoint: Path) -> N
     clamp = ChunkExecutor(policy.config.action_spec).clamp
     np.testing.assert_allclose(first, clamp(average_chunks(draws, SPEC.gripper_index)[0]), atol=1e-6)
     assert not np.allclose(first, clamp(draws[0][0]))  # not just the first draw
+
+
+def test_demo_reports_every_task_with_gifs_and_the_averaged_execution(checkpoint: Path, tmp_path: Path) -> None:
+    from vla_runtime.demo import run_demo
+
+    report = run_demo(tmp_path / "demo", policy=str(checkpoint), episodes_per_task=1, workers=1, samples=4)
+    assert [r["task"] for r in report["results"]] == ["pick_lift", "place_in", "push_to", "stack"]
+    assert all(r["samples"] == 4 and r["episodes"] == 1 for r in report["results"])
+    assert len(report["gifs"]) == 4 and all(Path(g).stat().st_size > 0 for g in report["gifs"])
+    assert "mean of 4 samples" in (tmp_path / "demo" / "report.md").read_text()
+    assert json.loads((tmp_path / "demo" / "report.json").read_text())["average"]["episodes"] == 4
