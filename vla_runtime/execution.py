@@ -54,8 +54,14 @@ def average_chunks(samples: np.ndarray, gripper_index: int) -> np.ndarray:
     if samples.ndim != 3 or samples.shape[0] < 1:
         raise ValueError(f"samples must be (n >= 1, H, A), got {samples.shape}")
     chunk = samples.mean(axis=0)
-    chunk[:, gripper_index] = (np.mean(samples[:, :, gripper_index] > 0.5, axis=0) > 0.5).astype(chunk.dtype)
+    chunk[:, gripper_index] = gripper_vote(samples, gripper_index)
     return chunk
+
+
+def gripper_vote(samples: np.ndarray, gripper_index: int) -> np.ndarray:
+    """samples (n, H, A) -> (H,) 1.0 (open) where more than half the samples open (> 0.5), else 0.0
+    (a tie closes)."""
+    return (np.mean(samples[:, :, gripper_index] > 0.5, axis=0) > 0.5).astype(samples.dtype)
 
 
 class ChunkExecutor:
