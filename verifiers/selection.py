@@ -1,0 +1,71 @@
+"""Selector: per-scorer scores over m candidates -> the index of the chunk to execute.
+
+Scorers speak different units (a verifier's Bradley-Terry logit, a Q-value, a safety margin), so
+they are combined as a weighted sum of per-scorer z-scores across the candidates. A candidate that
+any scorer rejects (-inf) is never chosen. `argmax` is RoboMonkey's and V-GPS's greedy pick;
+`softmax` samples with a temperature (V-GPS uses 1.0 on raw Q-values: `zscore=False`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+MODES = ("argmax", "softmax")
+
+
+@dataclass(frozen=True)
+class Selector:
+    mode: str = "argmax"
+    temperature: float = 1.0
+    weights: dict[str, float] = field(default_factory=dict)  # scorer name -> weight; missing names weigh 1
+    zscore: bool = True  # False: sum raw scores (one scorer, V-GPS style)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown selection mode {self.mode!r}; known: {MODES}")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+        bad = {k: w for k, w in self.weights.items() if not (w >= 0 and math.isfinite(w))}
+        if bad:
+            raise ValueError(f"scorer weights must be finite and >= 0, got {bad}")
+
+    def combine(self, scores: dict[str, np.ndarray]) -> np.ndarray:
+        """{scorer: (m,) scores} -> (m,) combined score; -inf where any scorer rejected the candidate."""
+        if not scores:
+            raise ValueError("no scores to select from")
+        arrays = {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
+        m = {k: a.shape for k, a in arrays.items()}
+        if len(set(m.values())) != 1 or next(iter(m.values())) in ((), (0,)) or any(len(s) != 1 for s in m.values()):
+            raise ValueError(f"every scorer must give one score per candidate (m,), got shapes {m}")
+        for k, a in arrays.items():
+            if np.any(np.isnan(a)) or np.any(a == np.inf):
+                raise ValueError(f"scorer {k!r} returned NaN or +inf: {a.tolist()}")
+        rejected = np.any([np.isneginf(a) for a in arrays.values()], axis=0)  # (m,)
+        total = np.zeros(len(rejected))
+        for k, a in arrays.items():
+            total += self.weights.get(k, 1.0) * (_zscore(a, ~rejected) if self.zscore else np.where(rejected, 0, a))
+        return np.where(rejected, -np.inf, total)
+
+    def select(self, scores: dict[str, np.ndarray], generator: torch.Generator | None = None) -> int:
+        """The chosen candidate's index. softmax draws with `generator`; argmax takes the first best."""
+        combined = self.combine(scores)
+        if np.all(np.isneginf(combined)):
+            raise ValueError("every candidate was rejected by a scorer; nothing safe to execute")
+        if self.mode == "argmax":
+            return int(np.argmax(combined))
+        logits = torch.from_numpy(combined / self.temperature)
+        return int(torch.multinomial(torch.softmax(logits, dim=0), 1, generator=generator).item())
+
+
+def _zscore(a: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """(a - mean) / std over the kept candidates (0 where excluded, or everywhere when all are tied)."""
+    out = np.zeros_like(a)
+    if keep.any():
+        vals = a[keep]
+        std = vals.std()
+        out[keep] = (vals - vals.mean()) / std if std > 0 else 0.0
+    return out
