@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -32,3 +33,19 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def replace_dir(tmp: Path, out: Path) -> None:
+    """Move a fully written folder `tmp` (flat, e.g. from `tempfile.mkdtemp`) onto `out` with ordinary
+    permissions: the old folder is renamed aside first and removed only after the new one is in place,
+    so a crash never leaves `out` missing both."""
+    for f in tmp.iterdir():
+        f.chmod(0o644)
+    tmp.chmod(0o755)
+    old = None
+    if out.exists():
+        old = out.parent / f".old-{out.name}-{tmp.name[-8:]}"
+        out.rename(old)
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

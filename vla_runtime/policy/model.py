@@ -21,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from vla_runtime.io import replace_dir
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.dit import DiTHead
 from vla_runtime.policy.language import LanguageEncoder
@@ -287,16 +288,7 @@ class VLAPolicy(nn.Module):
             tensors = {k: v.detach().contiguous().clone() for k, v in (state_dict or self.state_dict()).items()}
             save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
             (tmp / "README.md").write_text(model_card or default_model_card(self.config))
-            for f in tmp.iterdir():
-                f.chmod(0o644)
-            tmp.chmod(0o755)
-            old = None
-            if out.exists():
-                old = out.parent / f".old-{out.name}-{tmp.name[-8:]}"
-                out.rename(old)
-            tmp.rename(out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -1,0 +1,119 @@
+"""Learned action verifier (RoboMonkey's VLM verifier at our scale): (observation, chunk) -> scalar.
+
+It reads the frozen policy's conditioning token (Digi-Q style: one encoding serves the policy and
+its verifier, so scoring m candidates costs one small MLP batch, not m encoder runs) and the
+candidate chunk, normalised with the policy's action statistics. It is trained on synthetic
+preferences (`verifiers.preferences`); a higher score means closer to what an expert would do.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from vla_runtime.io import replace_dir
+from vla_runtime.policy.normalize import Normalizer
+
+CONFIG_TYPE = "vla_steering.action_verifier"
+FILES = ("config.json", "model.safetensors", "normalization.json")
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    cond_dim: int = 128  # the policy's d_model: the verifier reads its conditioning token
+    horizon: int = 8
+    action_dim: int = 7
+    hidden: int = 256
+    layers: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("cond_dim", "horizon", "action_dim", "hidden", "layers"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+
+
+class ActionVerifier(nn.Module):
+    def __init__(self, config: VerifierConfig, normalizer: Normalizer) -> None:
+        super().__init__()
+        if normalizer.action_low.shape != (config.action_dim,):
+            raise ValueError(f"normalizer has {normalizer.action_low.shape[0]} action dims, config {config.action_dim}")
+        self.config, self.normalizer = config, normalizer
+        h = config.hidden
+        self.chunk_in = nn.Sequential(nn.Linear(config.horizon * config.action_dim, h), nn.SiLU())
+        self.cond_in = nn.Sequential(nn.Linear(config.cond_dim, h), nn.SiLU())
+        blocks: list[nn.Module] = []
+        for _ in range(config.layers):
+            blocks += [nn.Linear(3 * h if not blocks else h, h), nn.SiLU()]
+        self.trunk = nn.Sequential(*blocks)
+        self.out = nn.Linear(h, 1)
+
+    def forward(self, cond: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
+        """cond (B, cond_dim), chunks (B, H, A) robot units -> scores (B,)."""
+        c = self.cond_in(cond)
+        a = self.chunk_in(self.normalizer.normalize_actions(chunks).flatten(1))
+        return self.out(self.trunk(torch.cat([c, a, c * a], dim=-1))).squeeze(-1)
+
+    @torch.inference_mode()
+    def score(self, cond: torch.Tensor, candidates: np.ndarray) -> np.ndarray:
+        """One decision's token cond (1, cond_dim) and candidates (m, H, A) -> (m,) float64 scores."""
+        cfg = self.config
+        c = np.asarray(candidates, dtype=np.float32)
+        if c.ndim != 3 or c.shape[1:] != (cfg.horizon, cfg.action_dim) or len(c) < 1:
+            raise ValueError(f"candidates must be (m >= 1, {cfg.horizon}, {cfg.action_dim}), got {c.shape}")
+        if not np.all(np.isfinite(c)):
+            raise ValueError("candidates contain NaN or inf")
+        if tuple(cond.shape) != (1, cfg.cond_dim):
+            raise ValueError(f"cond must be (1, {cfg.cond_dim}) (the policy's token), got {tuple(cond.shape)}")
+        return self(cond.expand(len(c), -1), torch.from_numpy(c)).double().numpy()
+
+    def save_pretrained(self, out_dir: str | Path) -> Path:
+        """config.json + model.safetensors + normalization.json, written to a temp folder renamed into place."""
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+        try:
+            (tmp / "config.json").write_text(json.dumps({"type": CONFIG_TYPE, **asdict(self.config)}, indent=2))
+            (tmp / "normalization.json").write_text(json.dumps(self.normalizer.to_dict(), indent=2))
+            tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+            save_file(tensors, str(tmp / "model.safetensors"))
+            replace_dir(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    @classmethod
+    def from_pretrained(cls, ckpt_dir: str | Path) -> ActionVerifier:
+        path = Path(ckpt_dir)
+        for name in FILES:
+            if not (path / name).is_file():
+                raise FileNotFoundError(f"verifier checkpoint {path} is missing {name}")
+        try:
+            raw = json.loads((path / "config.json").read_text())
+            normalizer = Normalizer.from_dict(json.loads((path / "normalization.json").read_text()))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"verifier checkpoint {path} has an unreadable JSON file: {exc}") from exc
+        if raw.pop("type", None) != CONFIG_TYPE:
+            raise ValueError(f"{path / 'config.json'} is not an action-verifier config")
+        try:
+            model = cls(VerifierConfig(**raw), normalizer)
+        except TypeError as exc:
+            raise ValueError(f"{path / 'config.json'} has unknown or missing keys: {exc}") from exc
+        try:
+            state = load_file(str(path / "model.safetensors"))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ValueError(f"{path / 'model.safetensors'} is unreadable (truncated or corrupt?): {exc}") from exc
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"{path / 'model.safetensors'} does not match config.json: {exc}") from exc
+        return model.eval()
