@@ -42,6 +42,8 @@ class VerifierConfig:
 
 
 class ActionVerifier(nn.Module):
+    name = "verifier"
+
     def __init__(self, config: VerifierConfig, normalizer: Normalizer) -> None:
         super().__init__()
         if normalizer.action_low.shape != (config.action_dim,):
@@ -63,8 +65,10 @@ class ActionVerifier(nn.Module):
         return self.out(self.trunk(torch.cat([c, a, c * a], dim=-1))).squeeze(-1)
 
     @torch.inference_mode()
-    def score(self, cond: torch.Tensor, candidates: np.ndarray) -> np.ndarray:
-        """One decision's token cond (1, cond_dim) and candidates (m, H, A) -> (m,) float64 scores."""
+    def score(self, ctx, candidates: np.ndarray) -> np.ndarray:
+        """The decision's policy `Context` (its token `cond` (1, cond_dim)) and candidates (m, H, A) -> (m,)
+        float64 scores (the `Scorer` contract of `verifiers.steered`)."""
+        cond = ctx.cond
         cfg = self.config
         c = np.asarray(candidates, dtype=np.float32)
         if c.ndim != 3 or c.shape[1:] != (cfg.horizon, cfg.action_dim) or len(c) < 1:

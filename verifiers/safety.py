@@ -68,7 +68,13 @@ class SafetyScorer:
         cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
         return np.asarray(cloud.voxel_down_sample(self.config.voxel).points)
 
-    def score(self, obs: Observation, candidates: np.ndarray, ee_position: np.ndarray) -> np.ndarray:
+    def score(self, ctx, candidates: np.ndarray) -> np.ndarray:
+        """The `Scorer` contract: the decision's observation and its proprio end-effector position
+        (`PROPRIO_NAMES` starts with ee_x, ee_y, ee_z)."""
+        obs = ctx.observation
+        return self.score_path(obs, candidates, obs.proprio[:3])
+
+    def score_path(self, obs: Observation, candidates: np.ndarray, ee_position: np.ndarray) -> np.ndarray:
         """candidates (m, H, A) from the end effector at `ee_position` (3,) -> (m,) clearance in metres
         (capped at `clearance_cap`), -inf for a rejected candidate (see the module doc for the fallback)."""
         c = np.asarray(candidates, dtype=np.float64)

@@ -10,6 +10,7 @@ import torch
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.preferences import nrmse, perturb, preference_loss, preference_pairs
+from vla_runtime.policy.model import Context
 from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.types import ActionSpec
 
@@ -82,7 +83,7 @@ def test_preference_training_teaches_it_to_rank_held_out_pairs() -> None:
 def test_scores_have_one_value_per_candidate_and_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = ActionVerifier(CFG, normalizer()).eval()
-    cond = torch.randn(1, CFG.cond_dim)
+    cond = Context(cond=torch.randn(1, CFG.cond_dim))
     cand = np.random.default_rng(0).uniform(SPEC.low_array(), SPEC.high_array(), (5, H, A)).astype(np.float32)
     scores = model.score(cond, cand)
     assert scores.shape == (5,) and np.all(np.isfinite(scores)) and len(set(scores.round(9))) == 5
@@ -94,13 +95,13 @@ def test_scores_have_one_value_per_candidate_and_round_trip(tmp_path: Path) -> N
 
 def test_bad_inputs_and_checkpoints_fail_with_the_problem_named(tmp_path: Path) -> None:
     model = ActionVerifier(CFG, normalizer()).eval()
-    cond = torch.randn(1, CFG.cond_dim)
+    cond = Context(cond=torch.randn(1, CFG.cond_dim))
     with pytest.raises(ValueError, match=r"candidates must be \(m >= 1, 8, 7\)"):
         model.score(cond, np.zeros((H, A), np.float32))
     with pytest.raises(ValueError, match="NaN"):
         model.score(cond, np.full((2, H, A), np.nan, np.float32))
     with pytest.raises(ValueError, match=r"cond must be \(1, 64\)"):
-        model.score(torch.randn(2, CFG.cond_dim), np.zeros((2, H, A), np.float32))
+        model.score(Context(cond=torch.randn(2, CFG.cond_dim)), np.zeros((2, H, A), np.float32))
     with pytest.raises(ValueError, match="hidden must be an integer >= 1, got 0"):
         VerifierConfig(hidden=0)
     ckpt = model.save_pretrained(tmp_path / "v")

@@ -44,7 +44,7 @@ def test_paths_through_the_block_or_out_of_the_workspace_are_rejected() -> None:
     above = chunk(dx=0.03)  # from (0.4, 0, 0.15): 5 cm over the block top
     through = chunk(dx=0.03, dz=-0.01)  # descends into the block on the way
     too_high = chunk(dz=0.03)  # z reaches 0.39 > 0.35
-    scores = SafetyScorer(SPEC).score(scene(), np.stack([above, through, too_high]), np.array([0.4, 0.0, 0.15]))
+    scores = SafetyScorer(SPEC).score_path(scene(), np.stack([above, through, too_high]), np.array([0.4, 0.0, 0.15]))
     assert np.isfinite(scores[0]) and 0.03 < scores[0] <= 0.1
     assert np.isneginf(scores[1]) and np.isneginf(scores[2])
 
@@ -52,15 +52,15 @@ def test_paths_through_the_block_or_out_of_the_workspace_are_rejected() -> None:
 def test_the_object_a_chunk_ends_at_is_its_target_not_an_obstacle() -> None:
     descend = chunk(dz=-0.01)[None]  # from (0.5, 0, 0.19) down onto the block's top centre
     ee = np.array([0.5, 0.0, 0.19])
-    assert np.isfinite(SafetyScorer(SPEC).score(scene(), descend, ee)[0])
+    assert np.isfinite(SafetyScorer(SPEC).score_path(scene(), descend, ee)[0])
     strict = SafetyScorer(SPEC, SafetyConfig(target_radius=0.001))
-    assert strict.score(scene(), np.concatenate([descend, chunk(dx=-0.03)[None]]), ee)[0] == -np.inf
+    assert strict.score_path(scene(), np.concatenate([descend, chunk(dx=-0.03)[None]]), ee)[0] == -np.inf
 
 
 def test_never_rejects_everything_scores_the_least_bad_and_warns(caplog) -> None:
     through, too_high = chunk(dx=0.03, dz=-0.01), chunk(dz=0.03)
     with caplog.at_level(logging.WARNING, logger="verifiers.safety"):
-        scores = SafetyScorer(SPEC).score(scene(), np.stack([too_high, through]), np.array([0.4, 0.0, 0.15]))
+        scores = SafetyScorer(SPEC).score_path(scene(), np.stack([too_high, through]), np.array([0.4, 0.0, 0.15]))
     assert np.all(np.isfinite(scores)) and np.all(scores < 0)
     assert int(np.argmax(scores)) == 1  # grazing the block by a centimetre beats leaving the box by 4 cm
     assert "all 2 candidates" in caplog.text
@@ -70,12 +70,24 @@ def test_bad_inputs_are_rejected() -> None:
     obs = scene()
     no_depth = Observation(images=obs.images, instruction="x", proprio=obs.proprio)
     with pytest.raises(ValueError, match="needs depth and CameraInfo for camera 'static'"):
-        SafetyScorer(SPEC).score(no_depth, chunk()[None], np.zeros(3))
+        SafetyScorer(SPEC).score_path(no_depth, chunk()[None], np.zeros(3))
     with pytest.raises(ValueError, match=r"candidates must be finite \(m, 8, 7\)"):
-        SafetyScorer(SPEC).score(obs, chunk(), np.zeros(3))
+        SafetyScorer(SPEC).score_path(obs, chunk(), np.zeros(3))
     with pytest.raises(ValueError, match="ee_position"):
-        SafetyScorer(SPEC).score(obs, chunk()[None], np.array([0.4, np.nan, 0.1]))
+        SafetyScorer(SPEC).score_path(obs, chunk()[None], np.array([0.4, np.nan, 0.1]))
     with pytest.raises(ValueError, match="margin must be a positive number of metres, got 0"):
         SafetyConfig(margin=0)
     with pytest.raises(ValueError, match="workspace_low must be below"):
         SafetyConfig(workspace_low=(0.8, -0.3, 0.0))
+
+
+def test_scorer_contract_reads_the_end_effector_from_proprio() -> None:
+    from vla_runtime.policy.model import Context
+
+    base = scene()
+    proprio = np.zeros(12, np.float32)
+    proprio[:3] = (0.4, 0.0, 0.15)
+    obs = Observation(images=base.images, instruction="x", proprio=proprio, depth=base.depth, cameras=base.cameras)
+    cand = np.stack([chunk(dx=0.03), chunk(dx=0.03, dz=-0.01)])
+    np.testing.assert_allclose(SafetyScorer(SPEC).score(Context(cond=None, observation=obs), cand),
+                               SafetyScorer(SPEC).score_path(obs, cand, np.array([0.4, 0.0, 0.15])), atol=1e-6)

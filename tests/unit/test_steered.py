@@ -1,0 +1,116 @@
+"""SteeredPolicy: one encoding, n samples, m proposals, scorers, selection, timings, anchor latching."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from verifiers.action_verifier import ActionVerifier, VerifierConfig
+from verifiers.proposals import GaussianVote
+from verifiers.selection import Selector
+from verifiers.steered import SteeredPolicy
+from vla_runtime.policy.config import PolicyConfig
+from vla_runtime.policy.model import VLAPolicy
+from vla_runtime.policy.normalize import Normalizer
+from vla_runtime.types import Observation
+
+pytestmark = pytest.mark.unit
+
+TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
+                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4)
+SPEC = TINY.action_spec
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    torch.set_num_threads(1)
+
+
+def norm() -> Normalizer:
+    rng = np.random.default_rng(0)
+    return Normalizer.fit(rng.uniform(SPEC.low_array(), SPEC.high_array(), (64, SPEC.dim)).astype(np.float32),
+                          rng.normal(size=(64, 12)).astype(np.float32))
+
+
+def policy(**overrides) -> VLAPolicy:
+    torch.manual_seed(0)
+    model = VLAPolicy(dataclasses.replace(TINY, **overrides), norm())
+    with torch.no_grad():
+        model.head.action_out.weight.normal_(0.0, 0.3)
+        if model.anchor_mlp is not None:
+            model.anchor_mlp[-1].weight.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def obs(seed: int = 0) -> Observation:
+    rng = np.random.default_rng(seed)
+    return Observation(images={"static": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)},
+                       instruction="pick up the red cube", proprio=rng.normal(size=12).astype(np.float32))
+
+
+class ForwardScorer:
+    """Prefers chunks that move further in +x (a plain, real scorer for the pipeline test)."""
+
+    name = "forward"
+
+    def score(self, ctx, candidates: np.ndarray) -> np.ndarray:
+        return candidates[:, :, 0].sum(axis=1)
+
+
+def gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_unsteered_is_the_policys_own_first_sample() -> None:
+    p = policy()
+    result = SteeredPolicy(p, GaussianVote(SPEC), [], Selector(), n=1, m=1).act(obs(), gen(3))
+    np.testing.assert_array_equal(result.chunk, p.sample(p.encode(obs()), 1, gen(3))[0])
+    assert result.index == 0 and result.scores == {} and set(result.timings_ms) == {"encode", "sample"}
+
+
+def test_steered_picks_the_selectors_choice_among_the_proposals() -> None:
+    p = policy()
+    verifier = ActionVerifier(VerifierConfig(cond_dim=TINY.d_model, hidden=16), p.normalizer).eval()
+    steered = SteeredPolicy(p, GaussianVote(SPEC), [ForwardScorer(), verifier],
+                            Selector(weights={"verifier": 0.0}), n=8, m=16)
+    r = steered.act(obs(), gen(0))
+    assert r.candidates.shape[1:] == (SPEC.chunk_length, SPEC.dim) and 1 < len(r.candidates) <= 16
+    assert set(r.scores) == {"forward", "verifier"} and r.scores["verifier"].shape == (len(r.candidates),)
+    assert r.index == int(np.argmax(r.scores["forward"]))  # the verifier weighs 0 here
+    np.testing.assert_array_equal(r.chunk, r.candidates[r.index])
+    assert set(r.timings_ms) == {"encode", "sample", "propose", "forward", "verifier", "select"}
+    again = SteeredPolicy(p, GaussianVote(SPEC), [ForwardScorer(), verifier],
+                          Selector(weights={"verifier": 0.0}), n=8, m=16).act(obs(), gen(0))
+    np.testing.assert_array_equal(again.chunk, r.chunk)  # same generator seed, same decision
+
+
+def test_anchor_is_latched_for_the_episode_and_cleared_by_reset() -> None:
+    p = policy(anchor=True)
+    steered = SteeredPolicy(p, GaussianVote(SPEC), [ForwardScorer()], Selector(), n=4, m=8)
+    steered.act(obs(0), gen(0))
+    first = steered.anchor.copy()
+    steered.act(obs(1), gen(0))
+    np.testing.assert_array_equal(steered.anchor, first)
+    steered.reset()
+    steered.act(obs(1), gen(0))
+    assert not np.allclose(steered.anchor, first)  # re-estimated from the new episode's first frame
+
+
+def test_bad_configuration_and_bad_scorers_are_rejected() -> None:
+    p = policy()
+    with pytest.raises(ValueError, match="n=0"):
+        SteeredPolicy(p, GaussianVote(SPEC), [], Selector(), n=0, m=4)
+    with pytest.raises(ValueError, match="unique"):
+        SteeredPolicy(p, GaussianVote(SPEC), [ForwardScorer(), ForwardScorer()], Selector(), n=2, m=4)
+
+    class Broken(ForwardScorer):
+        name = "broken"
+
+        def score(self, ctx, candidates):
+            return np.zeros(len(candidates) + 1)
+
+    with pytest.raises(ValueError, match="'broken' returned shape"):
+        SteeredPolicy(p, GaussianVote(SPEC), [Broken()], Selector(), n=4, m=8).act(obs(), gen(0))

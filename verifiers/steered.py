@@ -1,0 +1,87 @@
+"""`SteeredPolicy`: encode once, sample n chunks, propose m candidates, score them, select one.
+
+The unsteered policy is the same pipeline with n=1 and no scorers. Timings per stage come back
+with every decision, so the ROS node and `vla bench` report where the time goes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from verifiers.selection import Selector
+
+
+class Scorer(Protocol):
+    name: str
+
+    def score(self, ctx, candidates: np.ndarray) -> np.ndarray:
+        """ctx: the decision's `Context` (token + observation); candidates (m, H, A) -> (m,) scores."""
+        ...
+
+
+class Proposal(Protocol):
+    def propose(self, samples: np.ndarray, m: int, generator: torch.Generator | None) -> np.ndarray: ...
+
+
+@dataclass
+class StepResult:
+    chunk: np.ndarray  # (H, A) the selected chunk
+    candidates: np.ndarray  # (m', H, A) what was scored
+    scores: dict[str, np.ndarray]  # scorer name -> (m',)
+    index: int  # the selected candidate
+    timings_ms: dict[str, float] = field(default_factory=dict)  # encode, sample, propose, <scorer>..., select
+
+
+class SteeredPolicy:
+    """One episode's steering loop. Call `reset()` between episodes: an anchor policy latches its first
+    decision's anchor (`PolicyConfig.anchor`) until then."""
+
+    def __init__(self, policy, proposal: Proposal, scorers: list[Scorer], selector: Selector, n: int, m: int) -> None:
+        if n < 1 or m < 1:
+            raise ValueError(f"n and m must be >= 1, got n={n} m={m}")
+        names = [s.name for s in scorers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"scorer names must be unique, got {names}")
+        self.policy, self.proposal, self.scorers, self.selector = policy, proposal, list(scorers), selector
+        self.n, self.m = n, m
+        self.anchor: np.ndarray | None = None
+
+    def reset(self) -> None:
+        self.anchor = None
+
+    def act(self, obs, generator: torch.Generator | None) -> StepResult:
+        t = {}
+        t0 = time.perf_counter()
+        ctx = self.policy.encode(obs, anchor=self.anchor)
+        if self.anchor is None:
+            self.anchor = ctx.anchor
+        t["encode"] = _ms(t0)
+        t0 = time.perf_counter()
+        samples = self.policy.sample(ctx, self.n, generator)  # (n, H, A)
+        t["sample"] = _ms(t0)
+        if not self.scorers:  # unsteered: the policy's own (first) sample
+            return StepResult(samples[0], samples[:1], {}, 0, t)
+        t0 = time.perf_counter()
+        candidates = self.proposal.propose(samples, self.m, generator)  # (m', H, A)
+        t["propose"] = _ms(t0)
+        scores = {}
+        for scorer in self.scorers:
+            t0 = time.perf_counter()
+            s = np.asarray(scorer.score(ctx, candidates), dtype=np.float64)
+            if s.shape != (len(candidates),):
+                raise ValueError(f"scorer {scorer.name!r} returned shape {s.shape} for {len(candidates)} candidates")
+            scores[scorer.name] = s
+            t[scorer.name] = _ms(t0)
+        t0 = time.perf_counter()
+        index = self.selector.select(scores, generator)
+        t["select"] = _ms(t0)
+        return StepResult(candidates[index], candidates, scores, index, t)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
