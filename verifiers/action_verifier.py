@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from vla_runtime.checkpoint import load_weights, read_json, require_files
 from vla_runtime.io import replace_dir
 from vla_runtime.policy.normalize import Normalizer
 
@@ -98,26 +98,14 @@ class ActionVerifier(nn.Module):
     @classmethod
     def from_pretrained(cls, ckpt_dir: str | Path) -> ActionVerifier:
         path = Path(ckpt_dir)
-        for name in FILES:
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"verifier checkpoint {path} is missing {name}")
-        try:
-            raw = json.loads((path / "config.json").read_text())
-            normalizer = Normalizer.from_dict(json.loads((path / "normalization.json").read_text()))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"verifier checkpoint {path} has an unreadable JSON file: {exc}") from exc
+        require_files(path, FILES, "verifier")
+        raw = read_json(path / "config.json")
         if raw.pop("type", None) != CONFIG_TYPE:
             raise ValueError(f"{path / 'config.json'} is not an action-verifier config")
         try:
-            model = cls(VerifierConfig(**raw), normalizer)
+            config = VerifierConfig(**raw)
         except TypeError as exc:
             raise ValueError(f"{path / 'config.json'} has unknown or missing keys: {exc}") from exc
-        try:
-            state = load_file(str(path / "model.safetensors"))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(f"{path / 'model.safetensors'} is unreadable (truncated or corrupt?): {exc}") from exc
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ValueError(f"{path / 'model.safetensors'} does not match config.json: {exc}") from exc
+        model = cls(config, Normalizer.from_dict(read_json(path / "normalization.json")))
+        load_weights(model, path / "model.safetensors")
         return model.eval()

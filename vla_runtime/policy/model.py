@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from diffusers import DDIMScheduler, DDPMScheduler
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
+from vla_runtime.checkpoint import load_weights, read_json, require_files
 from vla_runtime.io import replace_dir
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.dit import DiTHead
@@ -310,34 +310,11 @@ class VLAPolicy(nn.Module):
     @classmethod
     def from_pretrained(cls, ckpt_dir: str | Path) -> VLAPolicy:
         path = Path(ckpt_dir)
-        if not path.is_dir():
-            raise FileNotFoundError(f"policy checkpoint folder {path} does not exist")
-        for name in CHECKPOINT_FILES:
-            if not (path / name).is_file():
-                raise FileNotFoundError(f"policy checkpoint {path} is missing {name}")
-        config = PolicyConfig.from_dict(_read_json(path / "config.json"))
-        normalizer = Normalizer.from_dict(_read_json(path / "normalization.json"))
-        model = cls(config, normalizer)
-        try:
-            state = load_file(str(path / "model.safetensors"))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(f"{path / 'model.safetensors'} is unreadable (truncated or corrupt?): {exc}") from exc
-        own = model.state_dict()
-        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        bad_shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                      for k in set(own) & set(state) if state[k].shape != own[k].shape]
-        if missing or unexpected or bad_shapes:
-            raise ValueError(f"{path / 'model.safetensors'} does not match config.json: missing {missing[:5]}, "
-                             f"unexpected {unexpected[:5]}, shape mismatches {bad_shapes[:5]}")
-        model.load_state_dict(state)
+        require_files(path, CHECKPOINT_FILES, "policy")
+        config = PolicyConfig.from_dict(read_json(path / "config.json"))
+        model = cls(config, Normalizer.from_dict(read_json(path / "normalization.json")))
+        load_weights(model, path / "model.safetensors")
         return model.eval()
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 
 
 def default_model_card(config: PolicyConfig) -> str:
