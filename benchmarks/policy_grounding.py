@@ -47,7 +47,7 @@ def main() -> None:
         if args.oracle_anchor:
             if not agent.policy.config.anchor:
                 raise SystemExit(f"--oracle-anchor: {args.policy} is not an anchor policy")
-            agent.anchor = np.array([*target_xy, *target_xy], np.float32)  # pick_lift: the goal is the object
+            agent.episode.anchor = np.array([*target_xy, *target_xy], np.float32)  # pick_lift: the goal is the object
         offset, near, info = None, False, {"success": False}
         close_t, miss, close_z, recovered = None, False, 0.0, False
         for t in range(env.config.max_steps):
@@ -66,8 +66,8 @@ def main() -> None:
                 near = bool(np.argmin(d) == 0)
                 nearest += near
                 reach.append(d[0] * 1000)
-            if t == 0 and agent.anchor is not None:
-                anchor_err.append(float(np.linalg.norm(agent.anchor[:2] - target_xy) * 1000))
+            if t == 0 and agent.episode.anchor is not None:
+                anchor_err.append(float(np.linalg.norm(agent.episode.anchor[:2] - target_xy) * 1000))
             _, _, terminated, truncated, info = env.step(action)
             if terminated or truncated:
                 break

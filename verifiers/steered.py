@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from verifiers.selection import Selector
+from vla_runtime.policy.model import EpisodeEncoder
 
 
 class Scorer(Protocol):
@@ -49,17 +50,15 @@ class SteeredPolicy:
             raise ValueError(f"scorer names must be unique, got {names}")
         self.policy, self.proposal, self.scorers, self.selector = policy, proposal, list(scorers), selector
         self.n, self.m = n, m
-        self.anchor: np.ndarray | None = None
+        self.episode = EpisodeEncoder(policy)
 
     def reset(self) -> None:
-        self.anchor = None
+        self.episode.reset()
 
     def act(self, obs, generator: torch.Generator | None) -> StepResult:
         t = {}
         t0 = time.perf_counter()
-        ctx = self.policy.encode(obs, anchor=self.anchor)
-        if self.anchor is None:
-            self.anchor = ctx.anchor
+        ctx = self.episode.encode(obs)
         t["encode"] = _ms(t0)
         t0 = time.perf_counter()
         samples = self.policy.sample(ctx, self.n, generator)  # (n, H, A)

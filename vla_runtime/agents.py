@@ -27,13 +27,15 @@ def load_policy_cached(path: str):
 
 class PolicyAgent:
     """Encode once per plan, draw `samples` chunks in one batched run, execute one (the draw itself, or
-    for samples > 1 their mean with a voted gripper: `average_chunks`) through `ChunkExecutor`. An
-    anchor policy's first decision of an episode latches its anchor for the rest (`PolicyConfig.anchor`)."""
+    for samples > 1 their mean with a voted gripper: `average_chunks`) through `ChunkExecutor`. Encoding
+    goes through `EpisodeEncoder` (an anchor policy's anchor is latched per episode)."""
 
     needs_images = True
 
     def __init__(self, policy, executor: ChunkExecutor, seed: int, samples: int = 1) -> None:
         import torch
+
+        from vla_runtime.policy.model import EpisodeEncoder
 
         if samples < 1:
             raise ValueError(f"samples must be >= 1, got {samples}")
@@ -41,17 +43,15 @@ class PolicyAgent:
         self.executor = executor
         self.samples = samples
         self.generator = torch.Generator().manual_seed(seed)
-        self.anchor: np.ndarray | None = None  # (4,) latched on an anchor policy's first decision
+        self.episode = EpisodeEncoder(policy)
 
     def reset(self, env) -> None:
         self.executor.reset()
-        self.anchor = None
+        self.episode.reset()
 
     def act(self, env) -> np.ndarray:
         if self.executor.needs_plan:
-            ctx = self.policy.encode(env.last_observation, anchor=self.anchor)
-            if self.anchor is None:
-                self.anchor = ctx.anchor
+            ctx = self.episode.encode(env.last_observation)
             chunks = self.policy.sample(ctx, self.samples, self.generator)  # (samples, H, A)
             self.executor.add_chunk(chunks[0] if self.samples == 1
                                     else average_chunks(chunks, self.policy.config.action_spec.gripper_index))

@@ -115,15 +115,15 @@ def test_agent_latches_the_first_anchor_until_reset() -> None:
     env = SimpleNamespace(last_observation=_obs(0))
     agent.reset(env)
     agent.act(env)
-    first = agent.anchor.copy()
+    first = agent.episode.anchor.copy()
     env.last_observation = _obs(1)  # a different frame: its own estimate would differ
     agent.act(env)
     agent.act(env)
     assert seen[0] is None and all(np.array_equal(a, first) for a in seen[1:]) and len(seen) == 3
     agent.reset(env)
-    assert agent.anchor is None
+    assert agent.episode.anchor is None
     agent.act(env)
-    assert seen[-1] is None and not np.allclose(agent.anchor, first)
+    assert seen[-1] is None and not np.allclose(agent.episode.anchor, first)
 
 
 def test_extending_a_parent_keeps_its_outputs_and_refuses_reshaping() -> None:

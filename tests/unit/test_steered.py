@@ -91,12 +91,12 @@ def test_anchor_is_latched_for_the_episode_and_cleared_by_reset() -> None:
     p = policy(anchor=True)
     steered = SteeredPolicy(p, GaussianVote(SPEC), [ForwardScorer()], Selector(), n=4, m=8)
     steered.act(obs(0), gen(0))
-    first = steered.anchor.copy()
+    first = steered.episode.anchor.copy()
     steered.act(obs(1), gen(0))
-    np.testing.assert_array_equal(steered.anchor, first)
+    np.testing.assert_array_equal(steered.episode.anchor, first)
     steered.reset()
     steered.act(obs(1), gen(0))
-    assert not np.allclose(steered.anchor, first)  # re-estimated from the new episode's first frame
+    assert not np.allclose(steered.episode.anchor, first)  # re-estimated from the new episode's first frame
 
 
 def test_bad_configuration_and_bad_scorers_are_rejected() -> None:

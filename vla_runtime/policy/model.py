@@ -53,6 +53,25 @@ class Context:
     anchor: np.ndarray | None = None
 
 
+class EpisodeEncoder:
+    """Encodes one episode's observations: an anchor policy's first decision latches its anchor
+    (`PolicyConfig.anchor`) for every later one, until `reset()`. Every caller that runs a policy
+    over an episode (the sim agent, the steered policy, the ROS node) goes through this."""
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+        self.anchor: np.ndarray | None = None  # (4,) once latched
+
+    def reset(self) -> None:
+        self.anchor = None
+
+    def encode(self, obs: Observation) -> Context:
+        ctx = self.policy.encode(obs, anchor=self.anchor)
+        if self.anchor is None:
+            self.anchor = ctx.anchor
+        return ctx
+
+
 class VLAPolicy(nn.Module):
     def __init__(self, config: PolicyConfig, normalizer: Normalizer) -> None:
         super().__init__()
