@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import uniform_normalizer
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.preferences import nrmse, perturb, preference_loss, preference_pairs
@@ -24,12 +25,6 @@ CFG = VerifierConfig(cond_dim=64, hidden=64, layers=2)
 @pytest.fixture(autouse=True)
 def one_thread():
     torch.set_num_threads(1)
-
-
-def normalizer() -> Normalizer:
-    rng = np.random.default_rng(0)
-    return Normalizer.fit(rng.uniform(SPEC.low_array(), SPEC.high_array(), (256, A)).astype(np.float32),
-                          rng.normal(size=(256, 12)).astype(np.float32))
 
 
 def toy_states(n: int, seed: int, norm: Normalizer) -> tuple[torch.Tensor, np.ndarray]:
@@ -58,7 +53,7 @@ def pairs_for(cond: torch.Tensor, expert: np.ndarray, norm: Normalizer, seed: in
 
 def test_preference_training_teaches_it_to_rank_held_out_pairs() -> None:
     torch.manual_seed(0)
-    norm = normalizer()
+    norm = uniform_normalizer(256)
     model = ActionVerifier(CFG, norm)
     train = pairs_for(*toy_states(200, 0, norm), norm, seed=1)
     test = pairs_for(*toy_states(60, 2, norm), norm, seed=3)
@@ -82,7 +77,7 @@ def test_preference_training_teaches_it_to_rank_held_out_pairs() -> None:
 
 def test_scores_have_one_value_per_candidate_and_round_trip(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    model = ActionVerifier(CFG, normalizer()).eval()
+    model = ActionVerifier(CFG, uniform_normalizer(256)).eval()
     cond = Context(cond=torch.randn(1, CFG.cond_dim))
     cand = np.random.default_rng(0).uniform(SPEC.low_array(), SPEC.high_array(), (5, H, A)).astype(np.float32)
     scores = model.score(cond, cand)
@@ -94,7 +89,7 @@ def test_scores_have_one_value_per_candidate_and_round_trip(tmp_path: Path) -> N
 
 
 def test_bad_inputs_and_checkpoints_fail_with_the_problem_named(tmp_path: Path) -> None:
-    model = ActionVerifier(CFG, normalizer()).eval()
+    model = ActionVerifier(CFG, uniform_normalizer(256)).eval()
     cond = Context(cond=torch.randn(1, CFG.cond_dim))
     with pytest.raises(ValueError, match=r"candidates must be \(m >= 1, 8, 7\)"):
         model.score(cond, np.zeros((H, A), np.float32))

@@ -9,19 +9,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from tiny_models import TINY, uniform_normalizer
 
 from vla_runtime.agents import PolicyAgent
 from vla_runtime.execution import ChunkExecutor, ExecutorConfig
-from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
-from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.policy.train import TrainConfig, Trainer, load_steps, train_policy
 from vla_runtime.types import Observation
 
 pytestmark = pytest.mark.unit
 
-TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
-                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4)
 ANCHORED = dataclasses.replace(TINY, anchor=True)
 SPEC = TINY.action_spec
 A, P = TINY.action_dim, TINY.proprio_dim
@@ -32,16 +29,10 @@ def one_thread():
     torch.set_num_threads(1)
 
 
-def _norm() -> Normalizer:
-    rng = np.random.default_rng(0)
-    return Normalizer.fit(rng.uniform(SPEC.low_array(), SPEC.high_array(), (64, A)).astype(np.float32),
-                          rng.normal(size=(64, P)).astype(np.float32))
-
-
 def _anchored_policy(seed: int = 0) -> VLAPolicy:
     """Anchor policy whose zero-initialised output layers are randomised, so the anchor matters."""
     torch.manual_seed(seed)
-    model = VLAPolicy(ANCHORED, _norm())
+    model = VLAPolicy(ANCHORED, uniform_normalizer())
     with torch.no_grad():
         for layer in (model.anchor_mlp[-1], model.head.action_out):
             layer.weight.normal_(0.0, 0.3)
@@ -62,7 +53,7 @@ def test_config_requires_the_vision_object_head_and_a_sane_noise() -> None:
         dataclasses.replace(ANCHORED, aux_object_input="cond")
     with pytest.raises(ValueError, match="anchor_noise .* got 0.5"):
         dataclasses.replace(ANCHORED, anchor_noise=0.5)
-    assert VLAPolicy(TINY, _norm()).anchor_mlp is None  # off by default: no extra parameters
+    assert VLAPolicy(TINY, uniform_normalizer()).anchor_mlp is None  # off by default: no extra parameters
 
 
 def test_first_decision_uses_its_own_estimate_and_a_given_anchor_steers_the_condition() -> None:
@@ -94,7 +85,7 @@ def test_bad_anchors_are_rejected() -> None:
     with pytest.raises(ValueError, match="finite"):
         model.encode(_obs(), anchor=np.array([0.5, np.nan, 0.5, 0.0], np.float32))
     with pytest.raises(ValueError, match="not trained with an anchor"):
-        VLAPolicy(TINY, _norm()).eval().encode(_obs(), anchor=np.zeros(4, np.float32))
+        VLAPolicy(TINY, uniform_normalizer()).eval().encode(_obs(), anchor=np.zeros(4, np.float32))
     b = 4
     with pytest.raises(ValueError, match="given anchors"):
         model.loss(torch.rand(b, 3, 16, 16), torch.rand(b, TINY.language_dim), torch.rand(b, P),
@@ -128,7 +119,7 @@ def test_agent_latches_the_first_anchor_until_reset() -> None:
 
 def test_extending_a_parent_keeps_its_outputs_and_refuses_reshaping() -> None:
     torch.manual_seed(0)
-    parent = VLAPolicy(TINY, _norm()).eval()
+    parent = VLAPolicy(TINY, uniform_normalizer()).eval()
     with torch.no_grad():
         parent.head.action_out.weight.normal_(0.0, 0.3)
     child, added = parent.extended(ANCHORED)

@@ -8,16 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import TINY as BASE
+from tiny_models import uniform_normalizer
 
-from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
-from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.policy.train import load_steps, object_targets
 
 pytestmark = pytest.mark.unit
 
-TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
-                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4, aux_object_steps=3)
+TINY = dataclasses.replace(BASE, aux_object_steps=3)
 SPEC = TINY.action_spec
 H, A, P = TINY.horizon, TINY.action_dim, TINY.proprio_dim
 OBJ = [{"name": "red cube", "xy": [0.45, -0.1]}, {"name": "blue cube", "xy": [0.6, 0.2]}]
@@ -26,12 +25,6 @@ OBJ = [{"name": "red cube", "xy": [0.45, -0.1]}, {"name": "blue cube", "xy": [0.
 @pytest.fixture(autouse=True)
 def one_thread():
     torch.set_num_threads(1)
-
-
-def _norm() -> Normalizer:
-    rng = np.random.default_rng(0)
-    return Normalizer.fit(rng.uniform(SPEC.low_array(), SPEC.high_array(), (64, A)).astype(np.float32),
-                          rng.normal(size=(64, P)).astype(np.float32))
 
 
 def _batch(n: int = 16, seed: int = 0):
@@ -64,7 +57,7 @@ def test_object_targets_is_none_for_unusable_scenes(scene: dict) -> None:
 
 def test_object_loss_counts_only_masked_rows_and_weight_zero_drops_the_head() -> None:
     torch.manual_seed(0)
-    model = VLAPolicy(TINY, _norm()).eval()
+    model = VLAPolicy(TINY, uniform_normalizer()).eval()
     images, lang, proprio, actions, object_xy = _batch()
     with torch.no_grad():
         base = float(model.loss(images, lang, proprio, actions, generator=torch.Generator().manual_seed(1)))
@@ -73,7 +66,7 @@ def test_object_loss_counts_only_masked_rows_and_weight_zero_drops_the_head() ->
         full = float(model.loss(images, lang, proprio, actions, generator=torch.Generator().manual_seed(1),
                                 object_xy=object_xy, object_mask=torch.ones(16, dtype=torch.bool)))
     assert none == base and full > base  # the labels add a term only where the mask says so
-    off = VLAPolicy(dataclasses.replace(TINY, aux_weight=0.0, aux_object_weight=0.0), _norm())
+    off = VLAPolicy(dataclasses.replace(TINY, aux_weight=0.0, aux_object_weight=0.0), uniform_normalizer())
     assert not [k for k in off.state_dict() if k.startswith(("aux_head", "aux_object_head"))]
     with pytest.raises(ValueError, match="no object head"):
         off.object_xy(torch.zeros(1, TINY.d_model))
@@ -82,7 +75,7 @@ def test_object_loss_counts_only_masked_rows_and_weight_zero_drops_the_head() ->
 def test_object_head_learns_the_labels_it_is_given() -> None:
     """A real gradient path: the object error drops when the tiny model overfits one batch."""
     torch.manual_seed(0)
-    model = VLAPolicy(TINY, _norm())
+    model = VLAPolicy(TINY, uniform_normalizer())
     images, lang, proprio, actions, object_xy = _batch()
     mask = torch.ones(16, dtype=torch.bool)
 

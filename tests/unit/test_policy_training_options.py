@@ -9,16 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import TINY, uniform_normalizer
 
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
-from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.policy.train import TrainConfig, Trainer, consistent_chunk_mask, load_steps, train_policy
 
 pytestmark = pytest.mark.unit
 
-TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
-                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4)
 SPEC = TINY.action_spec
 A, P = TINY.action_dim, TINY.proprio_dim
 
@@ -45,15 +43,9 @@ def test_chunk_mask_stops_after_a_relabelled_step() -> None:
         consistent_chunk_mask(5, 3, [7])
 
 
-def _norm() -> Normalizer:
-    rng = np.random.default_rng(0)
-    return Normalizer.fit(rng.uniform(SPEC.low_array(), SPEC.high_array(), (64, A)).astype(np.float32),
-                          rng.normal(size=(64, P)).astype(np.float32))
-
-
 def test_loss_ignores_the_labels_the_chunk_mask_excludes() -> None:
     torch.manual_seed(0)
-    model = VLAPolicy(TINY, _norm()).eval()
+    model = VLAPolicy(TINY, uniform_normalizer()).eval()
     rng = np.random.default_rng(0)
     n, h = 8, TINY.horizon
     images = torch.rand(n, 3, 16, 16)
@@ -121,7 +113,7 @@ def test_fine_tuning_starts_from_the_checkpoint_and_keeps_its_normalisation(tmp_
 def test_hidden_proprio_entries_cannot_change_the_condition() -> None:
     torch.manual_seed(0)
     cfg = dataclasses.replace(TINY, proprio_inputs=("ee_yaw", "gripper_width"))
-    model = VLAPolicy(cfg, _norm()).eval()
+    model = VLAPolicy(cfg, uniform_normalizer()).eval()
     images, lang = torch.rand(2, 3, 16, 16), torch.rand(2, cfg.language_dim)
     proprio = torch.rand(2, P)
     moved = proprio.clone()
@@ -143,7 +135,7 @@ def test_object_head_reads_the_features_its_config_names(source: str, reaches_pr
     """With "vision" the object loss cannot be satisfied through proprio (the arm's own progress)."""
     torch.manual_seed(0)
     cfg = dataclasses.replace(TINY, aux_object_input=source, aux_weight=0.0)
-    model = VLAPolicy(cfg, _norm())
+    model = VLAPolicy(cfg, uniform_normalizer())
     n = 4
     images, lang, proprio = torch.rand(n, 3, 16, 16), torch.rand(n, cfg.language_dim), torch.rand(n, P)
     actions = torch.zeros(n, cfg.horizon, A)

@@ -7,20 +7,17 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from tiny_models import TINY, uniform_normalizer
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.proposals import GaussianVote
 from verifiers.selection import Selector
 from verifiers.steered import SteeredPolicy
-from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
-from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.types import Observation
 
 pytestmark = pytest.mark.unit
 
-TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
-                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4)
 SPEC = TINY.action_spec
 
 
@@ -29,15 +26,9 @@ def one_thread():
     torch.set_num_threads(1)
 
 
-def norm() -> Normalizer:
-    rng = np.random.default_rng(0)
-    return Normalizer.fit(rng.uniform(SPEC.low_array(), SPEC.high_array(), (64, SPEC.dim)).astype(np.float32),
-                          rng.normal(size=(64, 12)).astype(np.float32))
-
-
 def policy(**overrides) -> VLAPolicy:
     torch.manual_seed(0)
-    model = VLAPolicy(dataclasses.replace(TINY, **overrides), norm())
+    model = VLAPolicy(dataclasses.replace(TINY, **overrides), uniform_normalizer())
     with torch.no_grad():
         model.head.action_out.weight.normal_(0.0, 0.3)
         if model.anchor_mlp is not None:
