@@ -38,9 +38,9 @@ class Selector:
         if not scores:
             raise ValueError("no scores to select from")
         arrays = {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
-        m = {k: a.shape for k, a in arrays.items()}
-        if len(set(m.values())) != 1 or next(iter(m.values())) in ((), (0,)) or any(len(s) != 1 for s in m.values()):
-            raise ValueError(f"every scorer must give one score per candidate (m,), got shapes {m}")
+        shapes = {k: a.shape for k, a in arrays.items()}
+        if len(set(shapes.values())) != 1 or any(len(s) != 1 or s[0] == 0 for s in shapes.values()):
+            raise ValueError(f"every scorer must give one score per candidate (m,), got shapes {shapes}")
         for k, a in arrays.items():
             if np.any(np.isnan(a)) or np.any(a == np.inf):
                 raise ValueError(f"scorer {k!r} returned NaN or +inf: {a.tolist()}")

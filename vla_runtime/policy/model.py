@@ -151,9 +151,8 @@ class VLAPolicy(nn.Module):
         elif tuple(anchor.shape) != (cond.shape[0], OBJECT_TARGET_DIM) or not bool(torch.isfinite(anchor).all()):
             raise ValueError(f"anchor must be finite with shape ({cond.shape[0]}, {OBJECT_TARGET_DIM}), "
                              f"got {tuple(anchor.shape)}")
-        centre = torch.tensor(_OBJECT_CENTRE * 2, dtype=cond.dtype)
         ee_xy = proprio[:, :2].to(cond.dtype).repeat(1, 2)  # PROPRIO_NAMES starts with ee_x, ee_y
-        inputs = torch.cat([(anchor - ee_xy) / _OBJECT_SCALE, (anchor - centre) / _OBJECT_SCALE], dim=-1)
+        inputs = torch.cat([anchor - ee_xy, anchor - _object_centre(cond.dtype)], dim=-1) / _OBJECT_SCALE
         return cond + self.anchor_mlp(inputs), anchor
 
     def _fused(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
@@ -292,8 +291,7 @@ class VLAPolicy(nn.Module):
         head's target-object + goal xy in metres (a probe)."""
         if self.aux_object_head is None:
             raise ValueError("this policy has no object head (aux_object_weight=0)")
-        centre = torch.tensor(_OBJECT_CENTRE * 2, dtype=feats.dtype)
-        return self.aux_object_head(feats) * _OBJECT_SCALE + centre
+        return self.aux_object_head(feats) * _OBJECT_SCALE + _object_centre(feats.dtype)
 
     # --- checkpoints -------------------------------------------------------------
     def save_pretrained(self, out_dir: str | Path, model_card: str = "", state_dict: dict | None = None) -> Path:
@@ -334,6 +332,11 @@ class VLAPolicy(nn.Module):
         model = cls(config, Normalizer.from_dict(read_json(path / "normalization.json")))
         load_weights(model, path / "model.safetensors")
         return model.eval()
+
+
+def _object_centre(dtype: torch.dtype) -> torch.Tensor:
+    """(4,) the table-centre offset of target + goal xy in the object head's and the anchor's units."""
+    return torch.tensor(_OBJECT_CENTRE * 2, dtype=dtype)
 
 
 def default_model_card(config: PolicyConfig) -> str:
