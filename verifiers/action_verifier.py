@@ -34,11 +34,16 @@ class VerifierConfig:
     action_dim: int = 7
     hidden: int = 256
     layers: int = 2
+    # `training.weights_fingerprint` of the policy whose tokens it reads ("" = unknown): steering
+    # refuses to pair the verifier with another policy, whose tokens would mean something else.
+    policy: str = ""
 
     def __post_init__(self) -> None:
         for name in ("cond_dim", "horizon", "action_dim", "hidden", "layers"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not isinstance(self.policy, str):
+            raise ValueError(f"policy must be a fingerprint string, got {self.policy!r}")
 
 
 class ActionVerifier(nn.Module):
@@ -79,8 +84,9 @@ class ActionVerifier(nn.Module):
             raise ValueError(f"cond must be (1, {cfg.cond_dim}) (the policy's token), got {tuple(cond.shape)}")
         return self(cond.expand(len(c), -1), torch.from_numpy(c)).double().numpy()
 
-    def save_pretrained(self, out_dir: str | Path) -> Path:
-        """config.json + model.safetensors + normalization.json, written to a temp folder renamed into place."""
+    def save_pretrained(self, out_dir: str | Path, model_card: str = "") -> Path:
+        """config.json + model.safetensors + normalization.json (+ README.md), written to a temp folder
+        renamed into place."""
         out = Path(out_dir)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
@@ -89,6 +95,8 @@ class ActionVerifier(nn.Module):
             (tmp / "normalization.json").write_text(json.dumps(self.normalizer.to_dict(), indent=2))
             tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
             save_file(tensors, str(tmp / "model.safetensors"))
+            if model_card:
+                (tmp / "README.md").write_text(model_card)
             replace_dir(tmp, out)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -121,6 +121,26 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_line(*words: str) -> str:
+    """The `vla ...` command as typed, for model cards ("" when called from Python)."""
+    n = len(words)
+    return "vla " + " ".join(sys.argv[1:]) if tuple(sys.argv[1:1 + n]) == words else ""
+
+
+def cmd_train_verifier(args: argparse.Namespace) -> int:
+    from verifiers.train_verifier import VerifierTrainConfig, train_verifier
+
+    cfg = VerifierTrainConfig(steps=args.steps, batch_states=args.batch_states, lr=args.lr, alpha=args.alpha,
+                              max_states=args.max_states, perturbations=args.perturbations,
+                              policy_samples=args.policy_samples, gaussian=args.gaussian, hidden=args.hidden,
+                              layers=args.layers, val_every=args.val_every, ckpt_every=args.ckpt_every,
+                              seed=args.seed, threads=args.threads)
+    result = train_verifier(args.policy, args.data, args.out, cfg, resume=args.resume, progress=not args.no_progress,
+                            command=_command_line("train", "verifier"), feature_cache=args.feature_cache)
+    print(json.dumps({k: v for k, v in result.items() if k != "train_config"}))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from sim.tasks import TASKS
     from vla_runtime.evaluate import EvalConfig, evaluate, format_table, write_json
@@ -219,6 +239,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="metres of noise on the training anchors (default 0.01)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_policy)
+
+    p = train.add_parser("verifier", help="the action verifier on synthetic preferences (RoboMonkey)")
+    p.add_argument("--policy", default="models/policy", help="the frozen policy whose token it reads")
+    p.add_argument("--data", nargs="+", required=True, help="dataset folder(s) with expert or dart episodes")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=_positive, default=8000)
+    p.add_argument("--batch-states", type=_positive, default=64, help="states per step (all their candidates)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--alpha", type=float, default=0.1, help="preference-level term weight (0 = Bradley-Terry)")
+    p.add_argument("--max-states", type=_positive, default=20_000, help="demonstration states given candidates")
+    p.add_argument("--perturbations", type=_positive, default=16, help="expert perturbations per state")
+    p.add_argument("--policy-samples", type=_positive, default=8, help="frozen-policy samples per state")
+    p.add_argument("--gaussian", type=int, default=8, help="GaussianVote draws around the samples per state")
+    p.add_argument("--hidden", type=_positive, default=256)
+    p.add_argument("--layers", type=_positive, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive, default=2)
+    p.add_argument("--val-every", type=_positive, default=500)
+    p.add_argument("--ckpt-every", type=_positive, default=1000)
+    p.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="cache the frozen policy's frame encodings here (default: beside --out)")
+    p.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_verifier)
 
     p = sub.add_parser("eval", help="closed-loop success of a policy (or `expert`) in the simulator")
     p.add_argument("--policy", required=True, help="checkpoint folder, or `expert`")
