@@ -8,19 +8,14 @@ preferences (`verifiers.preferences`); a higher score means closer to what an ex
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
-from vla_runtime.checkpoint import load_weights, read_json, require_files
-from vla_runtime.io import replace_dir
+from vla_runtime.checkpoint import load_weights, read_json, read_typed_config, require_files, write_checkpoint
 from vla_runtime.policy.normalize import Normalizer
 
 CONFIG_TYPE = "vla_steering.action_verifier"
@@ -85,35 +80,15 @@ class ActionVerifier(nn.Module):
         return self(cond.expand(len(c), -1), torch.from_numpy(c)).double().numpy()
 
     def save_pretrained(self, out_dir: str | Path, model_card: str = "") -> Path:
-        """config.json + model.safetensors + normalization.json (+ README.md), written to a temp folder
-        renamed into place."""
-        out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
-        try:
-            (tmp / "config.json").write_text(json.dumps({"type": CONFIG_TYPE, **asdict(self.config)}, indent=2))
-            (tmp / "normalization.json").write_text(json.dumps(self.normalizer.to_dict(), indent=2))
-            tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-            save_file(tensors, str(tmp / "model.safetensors"))
-            if model_card:
-                (tmp / "README.md").write_text(model_card)
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+        """config.json + model.safetensors + normalization.json (+ README.md), atomically."""
+        return write_checkpoint(out_dir, {"type": CONFIG_TYPE, **asdict(self.config)}, self.normalizer.to_dict(),
+                                self.state_dict(), model_card)
 
     @classmethod
     def from_pretrained(cls, ckpt_dir: str | Path) -> ActionVerifier:
         path = Path(ckpt_dir)
         require_files(path, FILES, "verifier")
-        raw = read_json(path / "config.json")
-        if raw.pop("type", None) != CONFIG_TYPE:
-            raise ValueError(f"{path / 'config.json'} is not an action-verifier config")
-        try:
-            config = VerifierConfig(**raw)
-        except TypeError as exc:
-            raise ValueError(f"{path / 'config.json'} has unknown or missing keys: {exc}") from exc
+        config = read_typed_config(path, CONFIG_TYPE, VerifierConfig, "action-verifier")
         model = cls(config, Normalizer.from_dict(read_json(path / "normalization.json")))
         load_weights(model, path / "model.safetensors")
         return model.eval()

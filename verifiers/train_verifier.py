@@ -125,9 +125,10 @@ def _random_pairs(errors: torch.Tensor, n: int, min_gap: float, gen: torch.Gener
     return state, win, lose, d_star
 
 
-def evaluate_verifier(model: ActionVerifier, table: FeatureTable, sets: CandidateSets, min_gap: float) -> dict:
-    """Held-out pairwise accuracy over all candidate pairs, and the NRMSE of the pick among the policy's
-    candidates (verifier argmax vs random vs oracle vs the Gaussian mean)."""
+def ranking_metrics(model: torch.nn.Module, table: FeatureTable, sets: CandidateSets, min_gap: float) -> dict:
+    """How a scorer (`model(cond (B, d), chunks (B, H, A)) -> (B,)`: the verifier or the value function)
+    ranks held-out candidate sets: pairwise accuracy over all pairs, and the NRMSE of its argmax among the
+    policy's candidates against a random pick, the oracle and the Gaussian mean."""
     model.eval()
     with torch.no_grad():
         cond = torch.from_numpy(table.cond[sets.rows])
@@ -210,7 +211,7 @@ def train_verifier(policy_dir: str | Path, data: list[str | Path], out: str | Pa
         model.save_pretrained(out, model_card=verifier_card(cfg, last, command, data, policy_dir,
                                                             {"states": len(train_rows), "candidates": k}))
 
-    last = run.loop(cfg.steps, train_step, lambda: evaluate_verifier(model, table, val_sets, cfg.min_gap),
+    last = run.loop(cfg.steps, train_step, lambda: ranking_metrics(model, table, val_sets, cfg.min_gap),
                     save_model, cfg.val_every, cfg.ckpt_every, resume, progress, "train verifier")
     return {"out": str(out), "steps": run.step, "seconds": round(time.perf_counter() - t0, 1),
             "encode_s": round(t_enc, 1), "candidates_s": round(t_cand, 1), **last, **meta}

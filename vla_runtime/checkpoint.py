@@ -7,11 +7,15 @@ same way whichever model it belongs to.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
+
+from vla_runtime.io import replace_dir
 
 
 def require_files(folder: Path, names: tuple[str, ...], what: str) -> None:
@@ -43,3 +47,35 @@ def load_weights(model: nn.Module, path: Path) -> None:
         raise ValueError(f"{path} does not match config.json: missing {missing[:5]}, "
                          f"unexpected {unexpected[:5]}, shape mismatches {bad_shapes[:5]}")
     model.load_state_dict(state)
+
+
+def write_checkpoint(out_dir: str | Path, config: dict, normalization: dict, tensors: dict,
+                     model_card: str = "") -> Path:
+    """config.json + normalization.json + model.safetensors (+ README.md) written into a temp folder that is
+    renamed into place (`io.replace_dir`): a reader or a crash never sees a half-written checkpoint."""
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    try:
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        (tmp / "normalization.json").write_text(json.dumps(normalization, indent=2))
+        save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / "model.safetensors"),
+                  metadata={"format": "pt"})
+        if model_card:
+            (tmp / "README.md").write_text(model_card)
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def read_typed_config(path: Path, config_type: str, config_cls, what: str):
+    """`path`/config.json whose "type" must be `config_type` -> config_cls(**the rest)."""
+    raw = read_json(path / "config.json")
+    if raw.pop("type", None) != config_type:
+        raise ValueError(f"{path / 'config.json'} is not a {what} config")
+    try:
+        return config_cls(**raw)
+    except TypeError as exc:
+        raise ValueError(f"{path / 'config.json'} has unknown or missing keys: {exc}") from exc

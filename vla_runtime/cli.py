@@ -141,6 +141,19 @@ def cmd_train_verifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_value(args: argparse.Namespace) -> int:
+    from verifiers.train_value import ValueTrainConfig, train_value
+
+    cfg = ValueTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma, k=args.k,
+                           expectile=args.expectile, reward=args.reward, head=args.head, bins=args.bins,
+                           hidden=args.hidden, layers=args.layers, val_every=args.val_every,
+                           ckpt_every=args.ckpt_every, seed=args.seed, threads=args.threads)
+    result = train_value(args.policy, args.data, args.out, cfg, resume=args.resume, progress=not args.no_progress,
+                         command=_command_line("train", "value"), feature_cache=args.feature_cache)
+    print(json.dumps({k: v for k, v in result.items() if k != "train_config"}))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from sim.tasks import TASKS
     from vla_runtime.evaluate import EvalConfig, evaluate, format_table, write_json
@@ -263,6 +276,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_verifier)
+
+    p = train.add_parser("value", help="the V-GPS value function Q(s, chunk) by IQL on mixed-quality episodes")
+    p.add_argument("--policy", default="models/policy", help="the frozen policy whose token it reads")
+    p.add_argument("--data", nargs="+", required=True,
+                   help="dataset folders: expert, dart/noisy and policy rollouts (`vla eval --record`)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=_positive, default=20_000)
+    p.add_argument("--batch-size", type=_positive, default=256)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--gamma", type=float, default=0.98, help="discount per environment step")
+    p.add_argument("--k", type=_positive, default=4, help="environment steps per transition (the replan interval)")
+    p.add_argument("--expectile", type=float, default=0.7)
+    p.add_argument("--reward", default="vgps", choices=["vgps", "sparse"],
+                   help="vgps: 0 on a success's final step, -1 elsewhere; sparse: 1 on a success's final step")
+    p.add_argument("--head", default="hlgauss", choices=["hlgauss", "regression"])
+    p.add_argument("--bins", type=_positive, default=51, help="HL-Gauss value bins")
+    p.add_argument("--hidden", type=_positive, default=256)
+    p.add_argument("--layers", type=_positive, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive, default=2)
+    p.add_argument("--val-every", type=_positive, default=1000)
+    p.add_argument("--ckpt-every", type=_positive, default=2000)
+    p.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="cache the frozen policy's frame encodings here (default: beside --out)")
+    p.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_value)
 
     p = sub.add_parser("eval", help="closed-loop success of a policy (or `expert`) in the simulator")
     p.add_argument("--policy", required=True, help="checkpoint folder, or `expert`")

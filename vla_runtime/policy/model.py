@@ -7,9 +7,6 @@ config, not copied into the checkpoint.
 
 from __future__ import annotations
 
-import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from diffusers import DDIMScheduler, DDPMScheduler
-from safetensors.torch import save_file
 from torch import nn
 
-from vla_runtime.checkpoint import load_weights, read_json, require_files
-from vla_runtime.io import replace_dir
+from vla_runtime.checkpoint import load_weights, read_json, require_files, write_checkpoint
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.dit import DiTHead
 from vla_runtime.policy.language import LanguageEncoder
@@ -296,20 +291,8 @@ class VLAPolicy(nn.Module):
     # --- checkpoints -------------------------------------------------------------
     def save_pretrained(self, out_dir: str | Path, model_card: str = "", state_dict: dict | None = None) -> Path:
         """Write the checkpoint folder atomically (a temp folder renamed into place)."""
-        out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
-        try:
-            (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2))
-            (tmp / "normalization.json").write_text(json.dumps(self.normalizer.to_dict(), indent=2))
-            tensors = {k: v.detach().contiguous().clone() for k, v in (state_dict or self.state_dict()).items()}
-            save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-            (tmp / "README.md").write_text(model_card or default_model_card(self.config))
-            replace_dir(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out
+        return write_checkpoint(out_dir, self.config.to_dict(), self.normalizer.to_dict(),
+                                state_dict or self.state_dict(), model_card or default_model_card(self.config))
 
     def extended(self, config: PolicyConfig) -> tuple[VLAPolicy, list[str]]:
         """A copy under `config` that may only ADD modules (e.g. `anchor`): every existing weight is kept,
