@@ -126,7 +126,8 @@ def test_iql_learns_which_instruction_leads_to_success(tmp_path: Path, write_tin
     table = encode_dataset(VLAPolicy.from_pretrained(tmp_path / "policy"), [tmp_path / "data"], progress=False)
     fitted = table.split(cfg.val_fraction, cfg.seed)[0]  # the training episodes (2 of 8 are held out)
     assert success_auc(model, table, fitted)["val_success_auc"] > 0.95
-    assert (model.config.v_min, model.config.v_max) == (0.0, 1.0) and "IQL" in (tmp_path / "value" / "README.md").read_text()
+    assert (model.config.v_min, model.config.v_max) == (0.0, 1.0)
+    assert "IQL" in (tmp_path / "value" / "README.md").read_text()
 
 
 def test_cli_trains_a_value_function(tmp_path: Path, write_tiny_episodes) -> None:
