@@ -154,6 +154,19 @@ def cmd_train_value(args: argparse.Namespace) -> int:
     return 0
 
 
+def _steered_factory(args: argparse.Namespace, executor):
+    """`--steer` other than none -> the steered agents' factory (verifiers is imported only then)."""
+    if args.steer == "none":
+        return None
+    if args.average != 1:
+        raise ValueError("--average executes the mean of N samples, an unsteered policy; steering draws --n")
+    from verifiers.steering import SteeredAgentFactory, SteeringConfig
+
+    steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
+                              selection=args.selection, temperature=args.temperature, safety=args.safety)
+    return SteeredAgentFactory(args.policy, steering, executor)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from sim.tasks import TASKS
     from vla_runtime.evaluate import EvalConfig, evaluate, format_table, write_json
@@ -167,7 +180,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                          record=args.record if args.record is None else f"{args.record}/{variation}",
                          samples=args.average)
         executor = ExecutorConfig(replan_every=args.replan, ensemble=args.ensemble, ensemble_alpha=args.alpha)
-        part = evaluate(cfg, executor=executor, progress=not args.no_progress)
+        part = evaluate(cfg, executor=executor, progress=not args.no_progress, factory=_steered_factory(args, executor))
         print(format_table(part), flush=True)
         rows += part
     if args.json:
@@ -317,6 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.1, help="ensemble temperature")
     p.add_argument("--average", type=_positive, default=1, metavar="N",
                    help="draw N chunks per plan (one batched run) and execute their mean, gripper by majority")
+    p.add_argument("--steer", default="none", choices=["none", "robomonkey", "vgps", "both"],
+                   help="test-time steering: robomonkey (GaussianVote + verifier), vgps (value re-ranks the "
+                        "policy's samples), both (z-scored sum)")
+    p.add_argument("--n", type=_positive, default=16, help="steering: policy samples per decision")
+    p.add_argument("--m", type=_positive, default=16, help="steering: candidates scored (vgps: <= n)")
+    p.add_argument("--verifier", default="models/verifier", help="action verifier checkpoint")
+    p.add_argument("--value", default="models/value", help="value function checkpoint")
+    p.add_argument("--selection", default="argmax", choices=["argmax", "softmax"])
+    p.add_argument("--temperature", type=float, default=1.0, help="softmax selection temperature")
+    p.add_argument("--safety", action="store_true", help="add the depth-based safety scorer (renders depth)")
     p.add_argument("--json", help="write {'results': [...]} here")
     p.add_argument("--gifs", type=int, default=0, help="GIFs of the first N episodes per task")
     p.add_argument("--gif-dir", default="runs/eval_gifs")

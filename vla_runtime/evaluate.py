@@ -41,20 +41,25 @@ class EvalConfig:
             raise FileNotFoundError(f"policy checkpoint folder {self.policy} does not exist")
 
 
-def evaluate(cfg: EvalConfig, executor=None, progress: bool = True) -> list[dict]:
+def evaluate(cfg: EvalConfig, executor=None, progress: bool = True, factory=None) -> list[dict]:
+    """factory: an agent factory with `method`, `env_options()` and `row_fields()` (e.g. the steered agents of
+    `verifiers.steering`); None = the policy checkpoint behind `PolicyAgent` (or the scripted expert)."""
     from sim.env import EnvConfig
     from sim.experts import ExpertFactory
     from sim.runner import EpisodeJob, run_episodes
     from vla_runtime.agents import PolicyAgentFactory
     from vla_runtime.execution import ExecutorConfig
 
-    if cfg.policy == "expert":
+    extra = {"samples": cfg.samples}
+    if factory is not None:
+        env_options, method, extra = factory.env_options(), factory.method, factory.row_fields()
+    elif cfg.policy == "expert":
         factory, env_options, method = ExpertFactory("expert"), {"image_size": (64, 64)}, "expert"
     else:
         factory = PolicyAgentFactory(cfg.policy, executor or ExecutorConfig(), samples=cfg.samples)
         env_options, method = factory.env_options(), cfg.method
     jobs = [EpisodeJob(index=i * cfg.episodes + k, seed=cfg.seed + k,
-                       env=EnvConfig(task=t, variation=cfg.variation, arm=cfg.arm, depth=False, **env_options),
+                       env=EnvConfig(task=t, variation=cfg.variation, arm=cfg.arm, **{"depth": False, **env_options}),
                        meta={"quality": method})
             for i, t in enumerate(cfg.tasks) for k in range(cfg.episodes)]
     record = cfg.record
@@ -81,7 +86,7 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True) -> list[dict
         lo, hi = wilson_interval(sum(v), len(v))
         rows.append({"task": task, "variation": cfg.variation, "method": method, "episodes": len(v),
                      "successes": sum(v), "success_rate": sum(v) / len(v), "ci95": [round(lo, 4), round(hi, 4)],
-                     "arm": cfg.arm, "seed": cfg.seed, "samples": cfg.samples})
+                     "arm": cfg.arm, "seed": cfg.seed, **extra})
     if cfg.gifs > 0:
         _write_gifs(record, cfg)
     if tmp is not None:

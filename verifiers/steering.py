@@ -1,0 +1,157 @@
+"""Named steering methods -> a `SteeredPolicy`, and the simulator agent that runs one.
+
+- `robomonkey`: n policy samples -> m GaussianVote candidates -> the action verifier -> argmax.
+- `vgps`: the policy's own n samples (Identity) -> the value function's Q -> argmax or softmax.
+- `both`: GaussianVote candidates scored by verifier and value, summed as z-scores.
+- `none` is the unsteered policy (`vla_runtime.agents.PolicyAgent`), not built here.
+`safety` adds the geometric `SafetyScorer` (it reads depth, so the environment must render it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from verifiers.proposals import GaussianVote, Identity
+from verifiers.selection import MODES, Selector
+from verifiers.steered import SteeredPolicy
+from verifiers.training import weights_fingerprint
+
+METHODS = ("none", "robomonkey", "vgps", "both")
+
+
+@dataclass(frozen=True)
+class SteeringConfig:
+    method: str = "robomonkey"
+    n: int = 16  # policy samples per decision
+    m: int = 16  # candidates scored (vgps: m <= n of the policy's own samples)
+    verifier: str = "models/verifier"
+    value: str = "models/value"
+    selection: str = "argmax"
+    temperature: float = 1.0
+    weights: tuple[tuple[str, float], ...] = ()  # `both`: (scorer, weight) pairs for the z-score sum; default 1
+    safety: bool = False
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown steering method {self.method!r}; known: {METHODS}")
+        if self.n < 1 or self.m < 1:
+            raise ValueError(f"n and m must be >= 1, got n={self.n} m={self.m}")
+        if self.method == "vgps" and self.m > self.n:
+            raise ValueError(f"vgps ranks the policy's own samples: m={self.m} must be <= n={self.n}")
+        if self.selection not in MODES:
+            raise ValueError(f"unknown selection {self.selection!r}; known: {MODES}")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+
+    @property
+    def scorer_names(self) -> tuple[str, ...]:
+        names = {"none": (), "robomonkey": ("verifier",), "vgps": ("value",), "both": ("verifier", "value")}
+        return names[self.method] + (("safety",) if self.safety else ())
+
+
+def load_scorer(kind: str, path: str | Path, policy):
+    """A learned scorer checkpoint, refused when it was trained on another policy's tokens."""
+    from verifiers.action_verifier import ActionVerifier
+    from verifiers.value import ValueFunction
+
+    scorer = (ActionVerifier if kind == "verifier" else ValueFunction).from_pretrained(path)
+    trained_on = scorer.config.policy
+    if trained_on and trained_on != weights_fingerprint(policy):
+        raise ValueError(f"{kind} {path} was trained on another policy's features (fingerprint {trained_on}, "
+                         f"this policy {weights_fingerprint(policy)}); retrain it with --policy")
+    if scorer.config.cond_dim != policy.config.d_model:
+        raise ValueError(f"{kind} {path} reads {scorer.config.cond_dim}-d tokens, the policy makes "
+                         f"{policy.config.d_model}-d ones")
+    return scorer
+
+
+def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None) -> SteeredPolicy:
+    """scorers: already loaded scorers by name (tests, caches); the rest load from cfg's paths."""
+    if cfg.method == "none":
+        return SteeredPolicy(policy, Identity(policy.config.action_spec), [], Selector(), 1, 1)
+    given = dict(scorers or {})
+    chosen = []
+    for name in cfg.scorer_names:
+        if name in given:
+            chosen.append(given[name])
+        elif name == "safety":
+            from verifiers.safety import SafetyScorer
+
+            chosen.append(SafetyScorer(policy.config.action_spec))
+        else:
+            chosen.append(load_scorer(name, getattr(cfg, name), policy))
+    spec = policy.config.action_spec
+    proposal = Identity(spec) if cfg.method == "vgps" else GaussianVote(spec)
+    # One learned scorer: its raw scores (V-GPS's softmax over Q-values); several: z-scores on a common scale.
+    learned = [s for s in cfg.scorer_names if s != "safety"]
+    selector = Selector(mode=cfg.selection, temperature=cfg.temperature, weights=dict(cfg.weights),
+                        zscore=len(learned) > 1)
+    return SteeredPolicy(policy, proposal, chosen, selector, cfg.n, cfg.m)
+
+
+class SteeredAgent:
+    """Simulator agent: a `SteeredPolicy` decision whenever the executor needs a plan."""
+
+    needs_images = True
+
+    def __init__(self, steered: SteeredPolicy, executor, seed: int) -> None:
+        self.steered, self.executor = steered, executor
+        self.generator = torch.Generator().manual_seed(seed)
+        self.picks: list[int] = []  # the selected candidate's index per decision (0 = the Gaussian mean)
+
+    def reset(self, env) -> None:
+        self.executor.reset()
+        self.steered.reset()
+        self.picks = []
+
+    def act(self, env) -> np.ndarray:
+        if self.executor.needs_plan:
+            result = self.steered.act(env.last_observation, self.generator)
+            self.picks.append(result.index)
+            self.executor.add_chunk(result.chunk)
+        return self.executor.next_action()
+
+
+_STEERED: dict[tuple, SteeredPolicy] = {}
+
+
+@dataclass(frozen=True)
+class SteeredAgentFactory:
+    """Picklable: each worker process loads the policy and scorers once."""
+
+    policy_dir: str
+    steering: SteeringConfig
+    executor: object = None  # vla_runtime.execution.ExecutorConfig (None = defaults)
+
+    @property
+    def method(self) -> str:
+        return "base" if self.steering.method == "none" else self.steering.method
+
+    def __call__(self, seed: int) -> SteeredAgent:
+        from vla_runtime.agents import load_policy_cached
+        from vla_runtime.execution import ChunkExecutor, ExecutorConfig
+
+        torch.set_num_threads(1)  # one worker per core
+        key = (str(Path(self.policy_dir).resolve()), self.steering)
+        if key not in _STEERED:
+            _STEERED[key] = build_steered(load_policy_cached(self.policy_dir), self.steering)
+        steered = _STEERED[key]
+        executor = ChunkExecutor(steered.policy.config.action_spec, self.executor or ExecutorConfig())
+        return SteeredAgent(steered, executor, seed)
+
+    def row_fields(self) -> dict:
+        """What `vla eval` writes beside `method` in each result row."""
+        s = self.steering
+        return {"n": s.n, "m": s.m, "selection": s.selection, "temperature": s.temperature, "safety": s.safety,
+                "scorers": list(s.scorer_names)}
+
+    def env_options(self) -> dict:
+        from vla_runtime.agents import PolicyAgentFactory
+
+        options = PolicyAgentFactory(self.policy_dir).env_options()
+        return {**options, "depth": True} if self.steering.safety else options
