@@ -49,16 +49,18 @@ def load_weights(model: nn.Module, path: Path) -> None:
     model.load_state_dict(state)
 
 
-def write_checkpoint(out_dir: str | Path, config: dict, normalization: dict, tensors: dict,
+def write_checkpoint(out_dir: str | Path, config: dict, normalization: dict | None, tensors: dict,
                      model_card: str = "") -> Path:
-    """config.json + normalization.json + model.safetensors (+ README.md) written into a temp folder that is
-    renamed into place (`io.replace_dir`): a reader or a crash never sees a half-written checkpoint."""
+    """config.json + normalization.json (unless None) + model.safetensors (+ README.md) written into a temp
+    folder that is renamed into place (`io.replace_dir`): a reader or a crash never sees a half-written
+    checkpoint."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
     try:
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
-        (tmp / "normalization.json").write_text(json.dumps(normalization, indent=2))
+        if normalization is not None:
+            (tmp / "normalization.json").write_text(json.dumps(normalization, indent=2))
         save_file({k: v.detach().contiguous().clone() for k, v in tensors.items()}, str(tmp / "model.safetensors"),
                   metadata={"format": "pt"})
         if model_card:
