@@ -24,9 +24,15 @@ def tiny_llava(folder) -> str:
     """A randomly initialised LLaVA (1-layer CLIP + 2-layer Llama, character tokenizer) saved with its processor
     in `folder`: the real transformers classes at a size a unit test can run, nothing downloaded."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-                              LlavaProcessor, PreTrainedTokenizerFast)
     from transformers import CLIPImageProcessorPil as CLIPImageProcessor  # no torchvision here
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+        PreTrainedTokenizerFast,
+    )
 
     vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3, "<image>": 4}
     for c in "abcdefghijklmnopqrstuvwxyz0123456789.-=;:,|_?! ":
