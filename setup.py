@@ -35,7 +35,7 @@ ROS = [  # ROS 2 Jazzy from PyPI wheels; never install these over a system (apt)
     "ros-jazzy-visualization-msgs",
 ]
 GPU = ["onnxruntime-gpu>=1.18", "tensorrt>=10"]
-DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6"]
+DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "matplotlib>=3.7"]  # matplotlib: benchmark plots
 
 setup(
     name=PACKAGE,

@@ -71,6 +71,20 @@ def test_steered_evaluation_rows_carry_the_method_and_its_parameters(models, met
     assert row["scorers"] == {"robomonkey": ["verifier"], "vgps": ["value"], "both": ["verifier", "value"]}[method]
 
 
+def test_safety_scorer_joins_with_rendered_depth(models) -> None:
+    factory = SteeredAgentFactory(str(models["policy"]), steering(models, method="robomonkey", n=4, m=4, safety=True))
+    assert factory.env_options()["depth"] is True
+    env = ArmEnv(EnvConfig(task="pick_lift", **factory.env_options()))
+    env.reset(seed=1)
+    agent = factory(seed=0)
+    agent.reset(env)
+    agent.act(env)
+    result = agent.steered.act(env.last_observation, torch.Generator().manual_seed(0))
+    assert set(result.scores) == {"verifier", "safety"}
+    assert np.all(np.isfinite(result.scores["safety"]) | np.isneginf(result.scores["safety"]))
+    assert np.isfinite(result.scores["safety"][result.index])  # a rejected candidate is never executed
+
+
 def test_the_steered_agent_executes_the_selected_candidate(models) -> None:
     factory = SteeredAgentFactory(str(models["policy"]), steering(models, method="both", n=8, m=8))
     env = ArmEnv(EnvConfig(task="pick_lift", image_size=TINY.image_size, depth=False))
