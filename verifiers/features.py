@@ -39,6 +39,8 @@ class FeatureTable:
     quality: np.ndarray  # (E,) int64 index into QUALITIES (expert, dart, noisy, policy...)
 
     def __post_init__(self) -> None:
+        # safetensors stores bools as bytes: restore the dtypes masks and outcomes are indexed with
+        self.chunk_mask, self.success = self.chunk_mask.astype(bool), self.success.astype(bool)
         n = len(self.cond)
         for name in ("actions", "chunk_mask", "episode", "t"):
             if len(getattr(self, name)) != n:

@@ -14,7 +14,7 @@ from tiny_models import TINY
 
 import verifiers.train_verifier as train_verifier_module
 from verifiers.action_verifier import ActionVerifier
-from verifiers.features import encode_dataset
+from verifiers.features import cached_features, encode_dataset
 from verifiers.preferences import nrmse
 from verifiers.train_verifier import VerifierTrainConfig, build_candidates, train_verifier
 from verifiers.training import weights_fingerprint
@@ -139,3 +139,22 @@ def test_cli_trains_a_verifier(tiny_run, tmp_path: Path) -> None:
     assert ActionVerifier.from_pretrained(tmp_path / "v").config.hidden == 16
     assert main(["train", "verifier", "--policy", str(tmp_path / "nope"), "--data", str(data), "--out",
                  str(tmp_path / "w"), "--no-progress"]) == 2
+
+
+def test_feature_cache_round_trips_dtypes_and_refreshes_when_the_data_changes(tiny_run, tmp_path: Path,
+                                                                             write_tiny_episodes) -> None:
+    policy_dir, data = tiny_run
+    fresh = cached_features(policy_dir, [data], tmp_path / "cache", progress=False)
+    cached = cached_features(policy_dir, [data], tmp_path / "cache", progress=False)  # read back from disk
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    for name in ("cond", "actions", "chunk_mask", "episode", "t", "length", "success", "quality"):
+        a, b = getattr(fresh, name), getattr(cached, name)
+        assert a.dtype == b.dtype, name  # bools stay bools (safetensors stores bytes)
+        np.testing.assert_array_equal(a, b)
+    assert cached.success.dtype == np.bool_ and cached.chunk_mask.dtype == np.bool_
+    # one more episode in the folder: a new key, re-encoded
+    write_tiny_episodes(tmp_path / "more", [{"task": "pick_lift", "quality": "expert", "seed": 0,
+                                             "instruction": "lift", "scene": {"objects": [{"xy": [0.5, 0.1]}],
+                                                                              "base_index": None}}], t=7)
+    both = cached_features(policy_dir, [data, tmp_path / "more"], tmp_path / "cache", progress=False)
+    assert len(both.length) == 9 and both.episode.max() == 8 and len(list((tmp_path / "cache").iterdir())) == 2
