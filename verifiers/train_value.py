@@ -3,8 +3,10 @@
 Why IQL and not Cal-QL: IQL only ever evaluates dataset actions (an expectile backup through V), so
 training needs no actor and no action samples; Cal-QL's conservative term needs policy samples at
 every step, which for a diffusion policy is ten DiT passes per sample on a 2-core CPU. The price:
-nothing pushes Q down on actions far from the data, so candidates are kept near the policy's
-samples (the proposals do that).
+nothing pushes Q down on actions away from the data, so Q hardly depends on the action. The
+option `cql_alpha > 0` adds Cal-QL's calibrated conservative term with cheap stand-ins for the
+policy's actions: perturbed dataset chunks (Gaussian noise in normalised units, gripper flips).
+Their Q is pushed down, but never below the state's Monte-Carlo return (the calibration).
 
 Transitions are chunk-level: from the step-t observation, the recorded chunk actions[t:t+H] is the
 action; the next state is k steps later (k = the executor's replanning interval), the reward the
@@ -44,6 +46,9 @@ class ValueTrainConfig:
     k: int = 4  # environment steps per transition (the executor's replan interval)
     expectile: float = 0.7
     target_tau: float = 0.005  # Polyak rate of the target critics
+    cql_alpha: float = 0.0  # weight of the calibrated conservative term (0 = plain IQL)
+    cql_samples: int = 8  # perturbed chunks per state for it
+    cql_noise: tuple[float, ...] = (0.1, 0.2, 0.4, 0.8)  # their Gaussian stds (normalised units)
     reward: str = "vgps"
     head: str = "hlgauss"
     bins: int = 51
@@ -65,6 +70,10 @@ class ValueTrainConfig:
             raise ValueError(f"gamma must be in (0, 1), got {self.gamma}")
         if not 0.5 <= self.expectile < 1:
             raise ValueError(f"expectile must be in [0.5, 1), got {self.expectile}")
+        if not (self.cql_alpha >= 0 and math.isfinite(self.cql_alpha)) or self.cql_samples < 1:
+            raise ValueError(f"cql_alpha must be >= 0 and cql_samples >= 1, got {self.cql_alpha}, {self.cql_samples}")
+        if not self.cql_noise or any(not s > 0 for s in self.cql_noise):
+            raise ValueError(f"cql_noise must be positive stds, got {self.cql_noise}")
         if not 0 < self.target_tau <= 1:
             raise ValueError(f"target_tau must be in (0, 1], got {self.target_tau}")
         if self.reward not in REWARDS:
@@ -85,6 +94,7 @@ class Transitions:
     reward: np.ndarray  # (N,) float32 discounted reward over the k steps
     next_rows: np.ndarray  # (N,) rows of s_{t+k} (or the episode's last row, see module docstring)
     discount: np.ndarray  # (N,) float32 gamma^k, 0 where the transition ends in success
+    mc_return: np.ndarray  # (N,) float32 discounted return from s_t to the episode end (Cal-QL's reference)
 
 
 def step_rewards(length: int, success: bool, reward: str) -> np.ndarray:
@@ -100,7 +110,7 @@ def transitions(table: FeatureTable, rows: np.ndarray, cfg: ValueTrainConfig) ->
     """Chunk-level transitions starting at `rows`. DART rows whose first k actions were relabelled (the
     recorded label is not what moved the arm) are dropped: their next state does not follow."""
     starts = np.concatenate([[0], np.cumsum(table.length)[:-1]])
-    keep_r, rew, nxt, disc = [], [], [], []
+    keep_r, rew, nxt, disc, mc = [], [], [], [], []
     per_episode = {e: step_rewards(int(table.length[e]), bool(table.success[e]), cfg.reward)
                    for e in np.unique(table.episode[rows])}
     for r in rows:
@@ -110,6 +120,8 @@ def transitions(table: FeatureTable, rows: np.ndarray, cfg: ValueTrainConfig) ->
         if k < table.chunk_mask.shape[1] and not table.chunk_mask[r, k]:
             continue  # a relabelled step among t..t+k-1
         r_steps = per_episode[e][t:t + k]
+        rest = per_episode[e][t:]
+        mc.append(float(np.sum(rest * cfg.gamma ** np.arange(len(rest)))))
         rew.append(float(np.sum(r_steps * cfg.gamma ** np.arange(k))))
         end = t + k >= length
         terminal = end and bool(table.success[e])
@@ -117,7 +129,7 @@ def transitions(table: FeatureTable, rows: np.ndarray, cfg: ValueTrainConfig) ->
         disc.append(0.0 if terminal else cfg.gamma ** k)
         keep_r.append(r)
     return Transitions(np.asarray(keep_r, np.int64), np.asarray(rew, np.float32), np.asarray(nxt, np.int64),
-                       np.asarray(disc, np.float32))
+                       np.asarray(disc, np.float32), np.asarray(mc, np.float32))
 
 
 def expectile_loss(diff: torch.Tensor, tau: float) -> torch.Tensor:
@@ -133,6 +145,38 @@ def critic_loss(model: ValueFunction, cond: torch.Tensor, chunks: torch.Tensor, 
         probs = hl_gauss_target(target, model.config)
         return sum(-(probs * F.log_softmax(o, -1)).sum(-1).mean() for o in outs)
     return sum(F.mse_loss(o.squeeze(-1), target) for o in outs)
+
+
+def perturbed_chunks(model: ValueFunction, chunks: torch.Tensor, cfg: ValueTrainConfig, spec,
+                     gen: torch.Generator) -> torch.Tensor:
+    """chunks (B, H, A) robot units -> (B, J, H, A): Gaussian noise of a random std from `cql_noise` in
+    normalised units on the motion dims (clipped to the bounds); in a tenth of them the gripper command
+    flips from a random step on."""
+    b, h, a = chunks.shape
+    j = cfg.cql_samples
+    x = model.normalizer.normalize_actions(chunks).unsqueeze(1).expand(b, j, h, a).clone()
+    stds = torch.tensor(cfg.cql_noise)[torch.randint(0, len(cfg.cql_noise), (b, j, 1, 1), generator=gen)]
+    noise = torch.randn((b, j, h, a), generator=gen) * stds
+    noise[..., spec.gripper_index] = 0.0
+    x = model.normalizer.unnormalize_actions(x + noise)
+    flip = (torch.rand((b, j, 1), generator=gen) < 0.1) & \
+        (torch.arange(h)[None, None] >= torch.randint(0, h, (b, j, 1), generator=gen))
+    g = x[..., spec.gripper_index]
+    x[..., spec.gripper_index] = torch.where(flip, 1.0 - (g > 0.5).to(g.dtype), g)
+    low, high = torch.from_numpy(spec.low_array()), torch.from_numpy(spec.high_array())
+    return torch.maximum(torch.minimum(x, high), low)
+
+
+def calibrated_conservative_loss(model: ValueFunction, cond: torch.Tensor, chunks: torch.Tensor,
+                                 ood: torch.Tensor, mc_return: torch.Tensor) -> torch.Tensor:
+    """Cal-QL's term, summed over the critics: logsumexp over [data chunk, perturbed chunks] of Q (each
+    perturbed Q floored at the Monte-Carlo return) minus Q of the data chunk. cond (B, d), chunks (B, H, A),
+    ood (B, J, H, A), mc_return (B,)."""
+    b, j = ood.shape[:2]
+    q_data = model.q_values(cond, chunks)  # (2, B)
+    q_ood = model.q_values(cond.repeat_interleave(j, 0), ood.flatten(0, 1)).view(2, b, j)
+    q_ood = torch.maximum(q_ood, mc_return[None, :, None])
+    return (torch.logsumexp(torch.cat([q_data[..., None], q_ood], -1), -1) - q_data).mean(1).sum()
 
 
 def train_value(policy_dir: str | Path, data: list[str | Path], out: str | Path, cfg: ValueTrainConfig,
@@ -189,6 +233,11 @@ def train_value(policy_dir: str | Path, data: list[str | Path], out: str | Path,
         idx = torch.randint(0, len(tr.rows), (cfg.batch_size,), generator=gen)
         v_loss, q_loss = losses(idx, tr)
         loss = v_loss + q_loss
+        if cfg.cql_alpha > 0:
+            rows = torch.from_numpy(tr.rows)[idx]
+            ood = perturbed_chunks(model, actions[rows], cfg, policy.config.action_spec, gen)
+            loss = loss + cfg.cql_alpha * calibrated_conservative_loss(model, cond[rows], actions[rows], ood,
+                                                                       torch.from_numpy(tr.mc_return)[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -237,9 +286,11 @@ def success_auc(model: ValueFunction, table: FeatureTable, rows: np.ndarray) -> 
 
 def value_card(cfg: ValueTrainConfig, last: dict, command: str, data, policy_dir, meta: dict) -> str:
     m = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in last.items()}
+    cql = (f", plus Cal-QL's calibrated conservative term (alpha {cfg.cql_alpha}, {cfg.cql_samples} perturbed "
+           "chunks per state)" if cfg.cql_alpha > 0 else "")
     return (
         "# vla_steering value function (V-GPS)\n\n"
-        f"Q(s, chunk) by IQL (expectile {cfg.expectile}, two critics, min at inference, head `{cfg.head}`"
+        f"Q(s, chunk) by IQL{cql} (expectile {cfg.expectile}, two critics, min at inference, head `{cfg.head}`"
         f"{f' with {cfg.bins} bins' if cfg.head == 'hlgauss' else ''}) over the frozen policy's conditioning "
         f"token. Rewards `{cfg.reward}`, gamma {cfg.gamma} per step, {cfg.k}-step chunk transitions.\n\n"
         f"- Policy it reads: `{policy_dir}` (fingerprint in config.json `policy`)\n"

@@ -145,7 +145,8 @@ def cmd_train_value(args: argparse.Namespace) -> int:
     from verifiers.train_value import ValueTrainConfig, train_value
 
     cfg = ValueTrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma, k=args.k,
-                           expectile=args.expectile, reward=args.reward, head=args.head, bins=args.bins,
+                           expectile=args.expectile, cql_alpha=args.cql_alpha, reward=args.reward, head=args.head,
+                           bins=args.bins,
                            hidden=args.hidden, layers=args.layers, val_every=args.val_every,
                            ckpt_every=args.ckpt_every, seed=args.seed, threads=args.threads)
     result = train_value(args.policy, args.data, args.out, cfg, resume=args.resume, progress=not args.no_progress,
@@ -301,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, default=0.98, help="discount per environment step")
     p.add_argument("--k", type=_positive, default=4, help="environment steps per transition (the replan interval)")
     p.add_argument("--expectile", type=float, default=0.7)
+    p.add_argument("--cql-alpha", type=float, default=0.0,
+                   help="weight of Cal-QL's calibrated conservative term on perturbed chunks (0 = plain IQL)")
     p.add_argument("--reward", default="vgps", choices=["vgps", "sparse"],
                    help="vgps: 0 on a success's final step, -1 elsewhere; sparse: 1 on a success's final step")
     p.add_argument("--head", default="hlgauss", choices=["hlgauss", "regression"])

@@ -13,7 +13,16 @@ import torch
 from tiny_models import TINY, uniform_normalizer
 
 from verifiers.features import FeatureTable, encode_dataset
-from verifiers.train_value import ValueTrainConfig, expectile_loss, step_rewards, success_auc, train_value, transitions
+from verifiers.train_value import (
+    ValueTrainConfig,
+    calibrated_conservative_loss,
+    expectile_loss,
+    perturbed_chunks,
+    step_rewards,
+    success_auc,
+    train_value,
+    transitions,
+)
 from verifiers.value import ValueConfig, ValueFunction, hl_gauss_target
 from vla_runtime.policy.model import Context, VLAPolicy
 from vla_runtime.policy.train import TrainConfig, train_policy
@@ -145,3 +154,42 @@ def test_cli_trains_a_value_function(tmp_path: Path, write_tiny_episodes) -> Non
     model = ValueFunction.from_pretrained(tmp_path / "v")
     assert model.config.head == "regression" and (model.config.v_min, model.config.v_max) == (0.0, 1.0)
     assert main([*args[:-1], "--gamma", "1.5", "--no-progress"]) == 2
+
+
+def test_monte_carlo_returns_and_the_calibrated_conservative_term() -> None:
+    lengths = np.array([3])
+    table = FeatureTable(cond=np.zeros((3, 4), np.float32), actions=np.zeros((3, H, A), np.float32),
+                         chunk_mask=np.ones((3, H), bool), episode=np.zeros(3, np.int64), t=np.arange(3),
+                         length=lengths, success=np.array([True]), quality=np.array([0]))
+    tr = transitions(table, np.arange(3), ValueTrainConfig(gamma=0.5, k=1))
+    np.testing.assert_allclose(tr.mc_return, [-1 - 0.5, -1.0, 0.0])  # rewards -1, -1, 0
+    torch.manual_seed(0)
+    model = ValueFunction(dataclasses.replace(SMALL_VALUE, head="regression"), uniform_normalizer())
+    cond = torch.randn(2, 8)
+    chunks = torch.zeros(2, H, A)
+    ood = torch.zeros(2, 3, H, A)  # the same chunk: logsumexp over 4 equal values = q + log 4
+    low = calibrated_conservative_loss(model, cond, chunks, ood, torch.full((2,), -1e9))
+    assert low.item() == pytest.approx(2 * math.log(4), rel=1e-5)
+    # a Monte-Carlo floor far above Q dominates the perturbed terms
+    q = model.q_values(cond, chunks)
+    high = calibrated_conservative_loss(model, cond, chunks, ood, q.max(0).values.detach() + 5.0)
+    assert high.item() > 2 * 4.0
+
+
+def test_perturbed_chunks_stay_in_bounds_and_flip_whole_gripper_tails() -> None:
+    model = ValueFunction(SMALL_VALUE, uniform_normalizer())
+    spec = TINY.action_spec
+    chunks = torch.zeros(64, H, A)
+    chunks[..., spec.gripper_index] = 1.0
+    cfg = ValueTrainConfig(cql_samples=8, cql_noise=(0.4,))
+    ood = perturbed_chunks(model, chunks, cfg, spec, torch.Generator().manual_seed(0))
+    assert ood.shape == (64, 8, H, A)
+    low, high = torch.from_numpy(spec.low_array()), torch.from_numpy(spec.high_array())
+    assert torch.all(ood >= low) and torch.all(ood <= high)
+    g = ood[..., spec.gripper_index]
+    assert set(g.unique().tolist()) <= {0.0, 1.0}
+    flipped = (g == 0).any(-1)
+    assert 0.03 < flipped.float().mean() < 0.2  # about a tenth
+    tails = g[flipped]
+    assert torch.all(tails[:, -1] == 0) and torch.all(tails.diff(dim=-1) <= 0)  # open until a step, closed after
+    assert ood[..., :6].abs().max() > 0.0  # motion is perturbed
