@@ -77,16 +77,17 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True, factory=None
         from tqdm import tqdm
 
         results = tqdm(results, total=len(jobs), desc=f"eval {method} {cfg.variation}", unit="ep")
-    wins: dict[str, list[bool]] = defaultdict(list)
+    outcomes: dict[str, dict[int, bool]] = defaultdict(dict)  # task -> seed -> success
     for s in results:
-        wins[s.task].append(s.success)
+        outcomes[s.task][s.seed] = s.success
     rows = []
     for task in cfg.tasks:
-        v = wins[task]
+        v = [outcomes[task][seed] for seed in sorted(outcomes[task])]
         lo, hi = wilson_interval(sum(v), len(v))
         rows.append({"task": task, "variation": cfg.variation, "method": method, "episodes": len(v),
                      "successes": sum(v), "success_rate": sum(v) / len(v), "ci95": [round(lo, 4), round(hi, 4)],
-                     "arm": cfg.arm, "seed": cfg.seed, **extra})
+                     "arm": cfg.arm, "seed": cfg.seed, **extra,
+                     "outcomes": [int(x) for x in v]})  # per episode, seeds seed, seed+1, ...: paired tests
     if cfg.gifs > 0:
         _write_gifs(record, cfg)
     if tmp is not None:

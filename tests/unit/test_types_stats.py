@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from vla_runtime.stats import wilson_interval
+from vla_runtime.stats import mcnemar_exact, wilson_interval
 from vla_runtime.types import PROPRIO_NAMES, ActionSpec, CameraInfo, Observation, backproject
 
 pytestmark = pytest.mark.unit
@@ -270,3 +270,15 @@ def test_wilson_interval_symmetry_and_shrinkage() -> None:
 def test_wilson_interval_rejects_bad_counts(k: int, n: int) -> None:
     with pytest.raises(ValueError, match="successes"):
         wilson_interval(k, n)
+
+
+def test_mcnemar_exact_on_hand_examples() -> None:
+    # 10 discordant episodes all favouring b: p = 2 * 0.5^10
+    r = mcnemar_exact([0] * 10 + [1] * 5, [1] * 10 + [1] * 5)
+    assert (r["a_only"], r["b_only"]) == (0, 10) and r["p"] == pytest.approx(2 / 1024)
+    # 3 vs 1 discordant: two-sided p = 2 * (1 + 4) / 16 = 0.625
+    r = mcnemar_exact([1, 1, 1, 0, 1, 0], [0, 0, 0, 1, 1, 0])
+    assert (r["a_only"], r["b_only"]) == (3, 1) and r["p"] == pytest.approx(0.625)
+    assert mcnemar_exact([1, 0], [1, 0])["p"] == 1.0  # no discordant pairs
+    with pytest.raises(ValueError, match="equal length"):
+        mcnemar_exact([1], [1, 0])

@@ -1,0 +1,75 @@
+"""Steering results as markdown: one row per variation, one column per method, paired tests against a base.
+
+    python benchmarks/steering_table.py runs/steer/*.json [--base base] [--label base=...]
+
+Each input is a `vla eval --json` file. Cells are the success rate pooled over tasks with its Wilson
+95% interval; rows with the same variation and method are pooled, and `(method, samples)` names a
+column (`base` with `--average 16` is `base avg16`). The last rows are the OOD average (every split
+but `id`, pooled) and, per method, the exact McNemar test against `--base` on the paired episodes
+(same seeds). Prints the table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from vla_runtime.stats import mcnemar_exact, wilson_interval
+
+
+def column(r: dict) -> str:
+    if r["method"] == "base":
+        return "base" if r.get("samples", 1) == 1 else f"base avg{r['samples']}"
+    return r["method"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("files", nargs="+")
+    ap.add_argument("--base", default="base", help="the column the paired tests compare against")
+    args = ap.parse_args()
+    # (variation, column) -> outcomes concatenated in (task, seed) order
+    cells: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for f in args.files:
+        for r in sorted(json.loads(Path(f).read_text())["results"], key=lambda r: r["task"]):
+            cells[(r["variation"], column(r))] += r["outcomes"]
+    variations = list(dict.fromkeys(v for v, _ in cells))
+    columns = list(dict.fromkeys(c for _, c in cells))
+    if args.base not in columns:
+        raise SystemExit(f"no {args.base!r} column in the inputs (have {columns})")
+    ood = [v for v in variations if v != "id"]
+    pooled = {c: sum((cells[(v, c)] for v in ood), []) for c in columns}
+
+    def cell(x: list[int]) -> str:
+        lo, hi = wilson_interval(sum(x), len(x))
+        return f"{sum(x) / len(x):.0%} [{lo * 100:.0f}, {hi * 100:.0f}]"
+
+    lines = ["| variation | " + " | ".join(columns) + " | episodes/cell |", "|---|" + "---|" * (len(columns) + 1)]
+    out = {"cells": {}, "paired_vs_base": {}}
+    for v in variations:
+        lines.append(f"| {v} | " + " | ".join(cell(cells[(v, c)]) if (v, c) in cells else "-" for c in columns)
+                     + f" | {len(cells[(v, args.base)])} |")
+        out["cells"][v] = {c: {"successes": sum(cells[(v, c)]), "episodes": len(cells[(v, c)])}
+                           for c in columns if (v, c) in cells}
+    if ood:
+        lines.append("| **OOD average** | " + " | ".join(cell(pooled[c]) for c in columns)
+                     + f" | {len(pooled[args.base])} |")
+    for scope, data in (("id", {c: cells.get(("id", c), []) for c in columns}), ("OOD", pooled)):
+        tests = []
+        for c in columns:
+            if c == args.base or len(data[c]) != len(data[args.base]) or not data[c]:
+                continue
+            t = mcnemar_exact(data[args.base], data[c])
+            diff = (sum(data[c]) - sum(data[args.base])) / len(data[c]) * 100
+            tests.append(f"{c} {diff:+.0f} pts (p={t['p']:.3g}, {t['b_only']} won / {t['a_only']} lost)")
+            out["paired_vs_base"].setdefault(scope, {})[c] = {"points": round(diff, 1), **t}
+        if tests:
+            lines.append(f"| paired vs {args.base}, {scope} | " + "; ".join(tests) + " |" + " |" * len(columns))
+    print("\n".join(lines))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
