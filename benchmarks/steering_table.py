@@ -40,7 +40,7 @@ def main() -> None:
     if args.base not in columns:
         raise SystemExit(f"no {args.base!r} column in the inputs (have {columns})")
     ood = [v for v in variations if v != "id"]
-    pooled = {c: sum((cells[(v, c)] for v in ood), []) for c in columns}
+    pooled = {c: [x for v in ood for x in cells.get((v, c), [])] for c in columns}
 
     def cell(x: list[int]) -> str:
         lo, hi = wilson_interval(sum(x), len(x))
