@@ -47,6 +47,10 @@ class SteeringConfig:
             raise ValueError(f"unknown selection {self.selection!r}; known: {MODES}")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+        unknown = sorted({name for name, _ in self.weights} - set(self.scorer_names))
+        if unknown:
+            raise ValueError(f"weights name scorers {unknown} that method {self.method!r} does not use "
+                             f"({list(self.scorer_names)})")
 
     @property
     def scorer_names(self) -> tuple[str, ...]:
@@ -148,6 +152,7 @@ class SteeredAgentFactory:
         """What `vla eval` writes beside `method` in each result row."""
         s = self.steering
         return {"n": s.n, "m": s.m, "selection": s.selection, "temperature": s.temperature, "safety": s.safety,
+                "weights": dict(s.weights),
                 "scorers": list(s.scorer_names)}
 
     def env_options(self) -> dict:

@@ -29,6 +29,15 @@ def _int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _weights(text: str) -> tuple[tuple[str, float], ...]:
+    """'verifier=1,value=0.25' -> (("verifier", 1.0), ("value", 0.25)); the Selector checks the values."""
+    try:
+        pairs = [item.split("=", 1) for item in text.split(",")]
+        return tuple((name.strip(), float(w)) for name, w in pairs)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected scorer=weight pairs (verifier=1,value=0.5), got {text!r}") from None
+
+
 def _positive(text: str) -> int:
     v = int(text)
     if v < 1:
@@ -164,7 +173,8 @@ def _steered_factory(args: argparse.Namespace, executor):
     from verifiers.steering import SteeredAgentFactory, SteeringConfig
 
     steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
-                              selection=args.selection, temperature=args.temperature, safety=args.safety)
+                              selection=args.selection, temperature=args.temperature, safety=args.safety,
+                              weights=args.weights)
     return SteeredAgentFactory(args.policy, steering, executor)
 
 
@@ -342,6 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--value", default="models/value", help="value function checkpoint")
     p.add_argument("--selection", default="argmax", choices=["argmax", "softmax"])
     p.add_argument("--temperature", type=float, default=1.0, help="softmax selection temperature")
+    p.add_argument("--weights", type=_weights, default=(), metavar="S=W,...",
+                   help="`both`: per-scorer weights of the z-score sum (default 1 each), e.g. verifier=1,value=0.25")
     p.add_argument("--safety", action="store_true", help="add the depth-based safety scorer (renders depth)")
     p.add_argument("--json", help="write {'results': [...]} here")
     p.add_argument("--gifs", type=int, default=0, help="GIFs of the first N episodes per task")

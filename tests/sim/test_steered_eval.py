@@ -63,7 +63,8 @@ def steering(models: dict[str, Path], **kw) -> SteeringConfig:
 
 @pytest.mark.parametrize("method", ["robomonkey", "vgps", "both"])
 def test_steered_evaluation_rows_carry_the_method_and_its_parameters(models, method: str) -> None:
-    factory = SteeredAgentFactory(str(models["policy"]), steering(models, method=method, n=4, m=4))
+    weights = (("value", 0.5),) if method == "both" else ()
+    factory = SteeredAgentFactory(str(models["policy"]), steering(models, method=method, n=4, m=4, weights=weights))
     rows = evaluate(EvalConfig(policy=str(models["policy"]), tasks=("pick_lift",), episodes=1, workers=1),
                     progress=False, factory=factory)
     row = rows[0]
@@ -117,5 +118,7 @@ def test_cli_steered_eval_writes_json_and_refuses_bad_pairings(models, tmp_path:
         assert main([*base, "--steer", "vgps", "--n", "2", "--m", "4"]) == 2
         assert main([*base[:-4], "--verifier", str(models["other"]), "--steer", "robomonkey"]) == 2
         assert main([*base, "--steer", "robomonkey", "--average", "4"]) == 2
+        assert main([*base, "--steer", "robomonkey", "--weights", "value=0.5"]) == 2
     text = err.getvalue()
     assert "m=4 must be <= n=2" in text and "another policy's features" in text and "--average" in text
+    assert "weights name scorers ['value'] that method 'robomonkey' does not use" in text
