@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,10 +60,15 @@ class SteeringConfig:
 
 
 def load_scorer(kind: str, path: str | Path, policy):
-    """A learned scorer checkpoint, refused when it was trained on another policy's tokens."""
+    """A learned scorer checkpoint, refused when it was trained on another policy's tokens. A verifier
+    folder may also hold an `HFVLMVerifier` (a transformers VLM + reward head), which reads the image."""
     from verifiers.action_verifier import ActionVerifier
     from verifiers.value import ValueFunction
 
+    if kind == "verifier" and _config_type(Path(path)) == "vla_steering.hf_vlm_verifier":
+        from verifiers.hf_verifier import HFVLMVerifier
+
+        return HFVLMVerifier.from_pretrained(path)
     scorer = (ActionVerifier if kind == "verifier" else ValueFunction).from_pretrained(path)
     trained_on = scorer.config.policy
     if trained_on and trained_on != weights_fingerprint(policy):
@@ -72,6 +78,13 @@ def load_scorer(kind: str, path: str | Path, policy):
         raise ValueError(f"{kind} {path} reads {scorer.config.cond_dim}-d tokens, the policy makes "
                          f"{policy.config.d_model}-d ones")
     return scorer
+
+
+def _config_type(path: Path) -> str | None:
+    try:
+        return json.loads((path / "config.json").read_text()).get("type")
+    except (OSError, ValueError, AttributeError):
+        return None  # from_pretrained reports what is wrong with the folder
 
 
 def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None) -> SteeredPolicy:

@@ -122,3 +122,27 @@ def test_cli_steered_eval_writes_json_and_refuses_bad_pairings(models, tmp_path:
     text = err.getvalue()
     assert "m=4 must be <= n=2" in text and "another policy's features" in text and "--average" in text
     assert "weights name scorers ['value'] that method 'robomonkey' does not use" in text
+
+
+def test_a_vlm_verifier_folder_steers_through_the_same_flag(models, tmp_path: Path) -> None:
+    """`--verifier DIR` holding an HFVLMVerifier (tiny LLaVA built here) runs the robomonkey pipeline."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
+    from tiny_models import tiny_llava
+
+    from verifiers.hf_verifier import HFVerifierConfig, HFVLMVerifier
+
+    base = tiny_llava(tmp_path / "llava")
+    ckpt = HFVLMVerifier(HFVerifierConfig(base_model=base), SPEC).save_pretrained(tmp_path / "hfv")
+    cfg = SteeringConfig(method="robomonkey", n=4, m=4, verifier=str(ckpt))
+    factory = SteeredAgentFactory(str(models["policy"]), cfg)
+    env = ArmEnv(EnvConfig(task="pick_lift", **factory.env_options()))
+    env.reset(seed=2)
+    agent = factory(seed=0)
+    agent.reset(env)
+    agent.act(env)
+    assert isinstance(agent.steered.scorers[0], HFVLMVerifier)
+    result = agent.steered.act(env.last_observation, torch.Generator().manual_seed(0))
+    assert result.scores["verifier"].shape == (len(result.candidates),) and result.index == int(
+        np.argmax(result.scores["verifier"]))
