@@ -6,7 +6,7 @@ Each input is a `vla eval --json` file. Cells are the success rate pooled over t
 95% interval; rows with the same variation and method are pooled, and `(method, samples)` names a
 column (`base` with `--average 16` is `base avg16`). The last rows are the OOD average (every split
 but `id`, pooled) and, per method, the exact McNemar test against `--base` on the paired episodes
-(same seeds). Prints the table, then one JSON line.
+(same seeds), listed under the table. Prints both, then one JSON line.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def main() -> None:
     if ood:
         lines.append("| **OOD average** | " + " | ".join(cell(pooled[c]) for c in columns)
                      + f" | {len(pooled[args.base])} |")
+    paired: list[str] = []
     for scope, data in (("id", {c: cells.get(("id", c), []) for c in columns}), ("OOD", pooled)):
         tests = []
         for c in columns:
@@ -66,8 +67,8 @@ def main() -> None:
             tests.append(f"{c} {diff:+.0f} pts (p={t['p']:.3g}, {t['b_only']} won / {t['a_only']} lost)")
             out["paired_vs_base"].setdefault(scope, {})[c] = {"points": round(diff, 1), **t}
         if tests:
-            lines.append(f"| paired vs {args.base}, {scope} | " + "; ".join(tests) + " |" + " |" * len(columns))
-    print("\n".join(lines))
+            paired.append(f"- paired vs `{args.base}`, {scope} ({len(data[args.base])} episodes): " + "; ".join(tests))
+    print("\n".join(lines + [""] + paired))
     print(json.dumps(out))
 
 
