@@ -8,7 +8,8 @@
 Held-out states are the verifier's validation episodes (`FeatureTable.split` with its seed and
 fraction), which it never trained on. Per state and k in 1..32: k policy samples -> k GaussianVote
 candidates -> the pick of each selector; the error is NRMSE to the expert chunk (per-dimension
-q01..q99 range). Rows: one sample (no steering), the Gaussian mean (`--average k`), verifier argmax,
+q01..q99 range). Rows: one sample (no steering), the Gaussian mean (`--average k`), verifier argmax
+over the k draws (`--steer robomonkey`), verifier argmax over the draws and the k samples together,
 value argmax (over the k samples), and the oracle (best candidate: the coverage bound). The fit is
 `log(err) = log(a) + b log(k)` by least squares over k. Last line: one JSON object.
 """
@@ -49,6 +50,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--success", nargs="*", default=[], metavar="N=PATH",
                     help="closed-loop `vla eval --json` results at n=N, for the success panel")
+    ap.add_argument("--variation", default="id", help="the split of the --success rows to plot")
     ap.add_argument("--png", default="benchmarks/results/steering_scaling.png")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -60,9 +62,9 @@ def main() -> None:
     rows = np.sort(np.random.default_rng(args.seed).choice(rows, min(args.states, len(rows)), replace=False))
     spec = policy.config.action_spec
     low, high = policy.normalizer.action_low, policy.normalizer.action_high
-    proposal = GaussianVote(spec)
+    proposal, keep = GaussianVote(spec), GaussianVote(spec, keep_samples=True)
     gen = torch.Generator().manual_seed(args.seed)
-    names = ("one sample", "gaussian mean", "verifier", "value", "oracle")
+    names = ("one sample", "gaussian mean", "verifier", "verifier + samples", "value", "oracle")
     errs = {name: {k: [] for k in KS} for name in names}
     h, a = spec.chunk_length, spec.dim
     for r in rows:
@@ -81,6 +83,9 @@ def main() -> None:
             errs["one sample"][k].append(e_s[0])
             errs["gaussian mean"][k].append(e_c[0])
             errs["verifier"][k].append(e_c[int(np.argmax(v_scores))])
+            union = keep.propose(s, k, gen)  # the draws and the samples (`--keep-samples`)
+            u_scores = verifier(cond.expand(len(union), -1), torch.from_numpy(union)).numpy()
+            errs["verifier + samples"][k].append(nrmse(union, expert, low, high)[int(np.argmax(u_scores))])
             errs["value"][k].append(e_s[int(np.argmax(q_scores))])
             errs["oracle"][k].append(min(e_c.min(), e_s.min()))
     mean = {name: {k: float(np.mean(v)) for k, v in per_k.items()} for name, per_k in errs.items()}
@@ -89,14 +94,15 @@ def main() -> None:
     success = {}
     for item in args.success:
         n, path = item.split("=", 1)
-        rs = json.loads(Path(path).read_text())["results"]
+        rs = [r for r in json.loads(Path(path).read_text())["results"] if r["variation"] == args.variation]
         wins, eps = sum(r["successes"] for r in rs), sum(r["episodes"] for r in rs)
         success[int(n)] = {"rate": wins / eps, "episodes": eps, "method": rs[0]["method"]}
     if success:
         result["success"] = {str(k): v for k, v in sorted(success.items())}
-    print(f"{'k':>4} " + " ".join(f"{n:>14}" for n in names))
+        result["variation"] = args.variation
+    print(f"{'k':>4} " + " ".join(f"{n:>18}" for n in names))
     for k in KS:
-        print(f"{k:>4} " + " ".join(f"{mean[n][k]:>14.4f}" for n in names))
+        print(f"{k:>4} " + " ".join(f"{mean[n][k]:>18.4f}" for n in names))
     for n, fit in result["power_law"].items():
         print(f"power law ({n}): err = {fit['a']:.4f} * k^{fit['b']:.3f}")
     _plot(result, Path(args.png))
@@ -128,7 +134,7 @@ def _plot(result: dict, png: Path) -> None:
         rates = [v["rate"] * 100 for v in result["success"].values()]
         ax.plot(ns, rates, "o-")
         ax.set(xscale="log", xlabel="policy samples n", ylabel="success %",
-               title=f"closed loop ({next(iter(result['success'].values()))['method']}, id)")
+               title=f"closed loop ({next(iter(result['success'].values()))['method']}, {result['variation']})")
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=120)

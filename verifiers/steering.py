@@ -1,6 +1,7 @@
 """Named steering methods -> a `SteeredPolicy`, and the simulator agent that runs one.
 
-- `robomonkey`: n policy samples -> m GaussianVote candidates -> the action verifier -> argmax.
+- `robomonkey`: n policy samples -> m GaussianVote candidates (+ the n samples with `keep_samples`)
+  -> the action verifier -> argmax.
 - `vgps`: the policy's own n samples (Identity) -> the value function's Q -> argmax or softmax.
 - `both`: GaussianVote candidates scored by verifier and value, summed as z-scores.
 - `none` is the unsteered policy (`vla_runtime.agents.PolicyAgent`), not built here.
@@ -36,6 +37,7 @@ class SteeringConfig:
     temperature: float = 1.0
     weights: tuple[tuple[str, float], ...] = ()  # `both`: (scorer, weight) pairs for the z-score sum; default 1
     safety: bool = False
+    keep_samples: bool = False  # GaussianVote also hands the n samples to the scorers (robomonkey, both)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -103,7 +105,7 @@ def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None) -> S
         else:
             chosen.append(load_scorer(name, getattr(cfg, name), policy))
     spec = policy.config.action_spec
-    proposal = Identity(spec) if cfg.method == "vgps" else GaussianVote(spec)
+    proposal = Identity(spec) if cfg.method == "vgps" else GaussianVote(spec, keep_samples=cfg.keep_samples)
     # One learned scorer: its raw scores (V-GPS's softmax over Q-values); several: z-scores on a common scale.
     learned = [s for s in cfg.scorer_names if s != "safety"]
     selector = Selector(mode=cfg.selection, temperature=cfg.temperature, weights=dict(cfg.weights),
@@ -165,7 +167,7 @@ class SteeredAgentFactory:
         """What `vla eval` writes beside `method` in each result row."""
         s = self.steering
         return {"n": s.n, "m": s.m, "selection": s.selection, "temperature": s.temperature, "safety": s.safety,
-                "weights": dict(s.weights),
+                "weights": dict(s.weights), "keep_samples": s.keep_samples,
                 "scorers": list(s.scorer_names)}
 
     def env_options(self) -> dict:

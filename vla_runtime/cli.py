@@ -174,7 +174,7 @@ def _steered_factory(args: argparse.Namespace, executor):
 
     steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
                               selection=args.selection, temperature=args.temperature, safety=args.safety,
-                              weights=args.weights)
+                              weights=args.weights, keep_samples=args.keep_samples)
     return SteeredAgentFactory(args.policy, steering, executor)
 
 
@@ -354,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=1.0, help="softmax selection temperature")
     p.add_argument("--weights", type=_weights, default=(), metavar="S=W,...",
                    help="`both`: per-scorer weights of the z-score sum (default 1 each), e.g. verifier=1,value=0.25")
+    p.add_argument("--keep-samples", action="store_true",
+                   help="robomonkey/both: score the n policy samples too, beside the m Gaussian draws")
     p.add_argument("--safety", action="store_true", help="add the depth-based safety scorer (renders depth)")
     p.add_argument("--json", help="write {'results': [...]} here")
     p.add_argument("--gifs", type=int, default=0, help="GIFs of the first N episodes per task")
