@@ -20,9 +20,12 @@ from vla_runtime.stats import mcnemar_exact, wilson_interval
 
 
 def column(r: dict) -> str:
+    """`base`, `base avg16`, `robomonkey` (n=m=16), `robomonkey n4 m4`, ..."""
     if r["method"] == "base":
         return "base" if r.get("samples", 1) == 1 else f"base avg{r['samples']}"
-    return r["method"]
+    if (r.get("n"), r.get("m")) in ((16, 16), (None, None)):
+        return r["method"]
+    return f"{r['method']} n{r['n']} m{r['m']}"
 
 
 def main() -> None:
@@ -43,6 +46,8 @@ def main() -> None:
     pooled = {c: [x for v in ood for x in cells.get((v, c), [])] for c in columns}
 
     def cell(x: list[int]) -> str:
+        if not x:
+            return "-"
         lo, hi = wilson_interval(sum(x), len(x))
         return f"{sum(x) / len(x):.0%} [{lo * 100:.0f}, {hi * 100:.0f}]"
 
