@@ -62,7 +62,8 @@ class Run:
         if not meta_path.is_file() or not state_path.is_file():
             raise FileNotFoundError(f"--resume: no training state in {self.sdir}")
         stored = json.loads(meta_path.read_text())
-        diff = {k: (stored.get(k), v) for k, v in self.meta.items() if stored.get(k) != v}
+        given = json.loads(json.dumps(self.meta))  # as stored: tuples become lists
+        diff = {k: (stored.get(k), v) for k, v in given.items() if stored.get(k) != v}
         if diff:
             raise ValueError(f"--resume with different data or parameters (stored, given): {diff}")
         state = load_file(str(state_path))

@@ -193,3 +193,34 @@ def test_perturbed_chunks_stay_in_bounds_and_flip_whole_gripper_tails() -> None:
     tails = g[flipped]
     assert torch.all(tails[:, -1] == 0) and torch.all(tails.diff(dim=-1) <= 0)  # open until a step, closed after
     assert ood[..., :6].abs().max() > 0.0  # motion is perturbed
+
+
+def test_an_interrupted_value_run_resumes_bit_for_bit(tmp_path: Path, write_tiny_episodes, monkeypatch) -> None:
+    import verifiers.train_value as tv
+
+    metas = [{"task": "pick_lift", "quality": "base", "seed": i, "instruction": "lift", "success": i % 2 == 0,
+              "scene": {"objects": [{"xy": [0.5, 0.1]}], "base_index": None}} for i in range(4)]
+    write_tiny_episodes(tmp_path / "data", metas, t=6)
+    pcfg = TrainConfig(steps=1, batch_size=4, val_every=1, ckpt_every=1, warmup=0, ema_decay=0.0, threads=1)
+    train_policy([tmp_path / "data"], tmp_path / "policy", TINY, pcfg, progress=False)
+    cfg = ValueTrainConfig(steps=6, batch_size=8, hidden=16, layers=1, bins=11, val_every=3, ckpt_every=2, threads=1,
+                           cql_alpha=0.5, cql_samples=2, val_fraction=0.25)
+    args = (tmp_path / "policy", [tmp_path / "data"])
+    full = train_value(*args, tmp_path / "full", cfg, progress=False)
+    real, calls = tv.critic_loss, {"n": 0}
+
+    def crash_at_step_5(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(tv, "critic_loss", crash_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train_value(*args, tmp_path / "half", cfg, progress=False)
+    monkeypatch.setattr(tv, "critic_loss", real)
+    resumed = train_value(*args, tmp_path / "half", cfg, resume=True, progress=False)
+    assert resumed["val_q_loss"] == full["val_q_loss"]
+    a, b = ValueFunction.from_pretrained(tmp_path / "full"), ValueFunction.from_pretrained(tmp_path / "half")
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=0, atol=0, msg=k)
