@@ -56,10 +56,9 @@ class GaussianVote:
     include_mean: candidate 0 is the Gaussian's mean itself, the chunk `vla eval --average n` executes.
     The scorers can then always fall back to the policy's consensus.
     min_std: a floor on the fitted std (robot units), so n=1 or identical samples still explore.
-    keep_samples: also hand the n samples themselves (gripper voted too) to the scorers, after the m
-    draws. The per-entry Gaussian draws are rougher than real samples; with the samples in the set
-    the verifier's pick on held-out states falls from 0.067 to 0.050 NRMSE at n=m=16
-    (`benchmarks/steering_scaling.py`).
+    keep_samples: also hand the n samples themselves to the scorers, after the m draws, each with its
+    own gripper command: the verifier then arbitrates the open/close decision where the samples
+    disagree, instead of the vote alone.
     """
 
     spec: ActionSpec
@@ -86,8 +85,8 @@ class GaussianVote:
         if self.include_mean:
             cand[0] = mean
         cand = np.clip(cand, self.spec.low_array(), self.spec.high_array()).astype(np.float32)
+        cand[:, :, self.spec.gripper_index] = gripper_vote(s, self.spec.gripper_index)  # (H,) broadcast
         if self.keep_samples:
             cand = np.concatenate([cand, s])
-        cand[:, :, self.spec.gripper_index] = gripper_vote(s, self.spec.gripper_index)  # (H,) broadcast
         _, first = np.unique(cand.reshape(len(cand), -1), axis=0, return_index=True)
         return cand[np.sort(first)]

@@ -103,13 +103,13 @@ def test_nan_samples_and_bad_m_are_rejected() -> None:
             GaussianVote(SPEC).propose(policy_samples(), m, gen(0))
 
 
-def test_keep_samples_appends_the_policy_samples_with_the_voted_gripper() -> None:
+def test_keep_samples_appends_the_policy_samples_with_their_own_gripper() -> None:
     samples = policy_samples(n=6, seed=4, open_fraction=0.5)  # 3 of 6 open: the tie closes
     draws = GaussianVote(SPEC).propose(samples, 5, gen(3))
     both = GaussianVote(SPEC, keep_samples=True).propose(samples, 5, gen(3))
     assert both.shape == (11, H, A)
     np.testing.assert_array_equal(both[:5], draws)  # the same draws first, from the same generator stream
-    np.testing.assert_allclose(both[5:, :, :G], samples[:, :, :G])  # then the samples' motion, unchanged
-    assert np.all(both[:, :, G] == 0.0)  # every candidate carries the vote
+    np.testing.assert_array_equal(both[5:], samples)  # then the samples, unchanged (their own gripper)
+    assert np.all(both[:5, :, G] == 0.0) and set(both[5:, 0, G]) == {0.0, 1.0}  # draws carry the vote
     again = GaussianVote(SPEC, keep_samples=True).propose(np.repeat(samples[:1], 3, axis=0), 4, gen(0))
     assert len(again) == 1  # identical samples: the mean, the draws (std 0) and the samples are one chunk
