@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
-from verifiers.features import FeatureTable, cache_key, cached_features
+from verifiers.features import QUALITIES, FeatureTable, cache_key, cached_features
 from verifiers.preferences import nrmse, perturb, preference_loss
 from verifiers.proposals import GaussianVote
 from verifiers.training import Run, state_dir, weights_fingerprint
@@ -104,8 +104,6 @@ def build_candidates(policy: VLAPolicy, table: FeatureTable, rows: np.ndarray, c
 
 def demonstration_rows(table: FeatureTable, rows: np.ndarray) -> np.ndarray:
     """Rows whose whole chunk is a valid expert label (expert or DART relabelled data, full chunk mask)."""
-    from verifiers.features import QUALITIES
-
     demo = np.isin(table.quality[table.episode[rows]], [QUALITIES.index("expert"), QUALITIES.index("dart")])
     return rows[demo & table.chunk_mask[rows].all(axis=1)]
 
@@ -200,6 +198,8 @@ def train_verifier(policy_dir: str | Path, data: list[str | Path], out: str | Pa
         b_cond, b_cands, b_errs = cond_all[idx], cands_all[idx], errs_all[idx]
         scores = model(b_cond.repeat_interleave(k, 0), b_cands.flatten(0, 1)).view(len(idx), k)
         state, win, lose, d_star = _random_pairs(b_errs, cfg.pairs_per_state, cfg.min_gap, gen)
+        if len(state) == 0:  # every drawn pair a tie: nothing to learn from this batch
+            return 0.0
         loss = preference_loss(scores[state, win], scores[state, lose], d_star, alpha=cfg.alpha)
         opt.zero_grad(set_to_none=True)
         loss.backward()
