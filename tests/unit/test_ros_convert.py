@@ -7,13 +7,13 @@ import pytest
 
 pytest.importorskip("sensor_msgs.msg", reason="ROS 2 message packages not installed (the `ros` extra)")
 
-from sensor_msgs.msg import CameraInfo as CameraInfoMsg  # noqa: E402
-from sensor_msgs.msg import Image, JointState  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
-from visualization_msgs.msg import Marker  # noqa: E402
+from sensor_msgs.msg import CameraInfo as CameraInfoMsg
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
 
-from ros_nodes import convert  # noqa: E402
-from vla_runtime.types import CameraInfo  # noqa: E402
+from ros_nodes import convert
+from vla_runtime.types import CameraInfo
 
 pytestmark = pytest.mark.unit
 HDR = Header(frame_id="base")
