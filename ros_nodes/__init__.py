@@ -1,1 +1,2 @@
-"""ROS 2 nodes (rclpy + message conversion only; no model logic). Filled in by the ROS 2 issue."""
+"""ROS 2 nodes (rclpy + message conversion only; no model logic). `convert` is the message layer; the nodes
+arrive with the ROS 2 issue."""
