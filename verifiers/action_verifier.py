@@ -8,18 +8,17 @@ preferences (`verifiers.preferences`); a higher score means closer to what an ex
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from vla_runtime.checkpoint import load_weights, read_json, read_typed_config, require_files, write_checkpoint
+from verifiers import token_scorer
 from vla_runtime.policy.normalize import Normalizer
 
 CONFIG_TYPE = "vla_steering.action_verifier"
-FILES = ("config.json", "model.safetensors", "normalization.json")
 
 
 @dataclass(frozen=True)
@@ -64,31 +63,14 @@ class ActionVerifier(nn.Module):
         a = self.chunk_in(self.normalizer.normalize_actions(chunks).flatten(1))
         return self.out(self.trunk(torch.cat([c, a, c * a], dim=-1))).squeeze(-1)
 
-    @torch.inference_mode()
     def score(self, ctx, candidates: np.ndarray) -> np.ndarray:
-        """The decision's policy `Context` (its token `cond` (1, cond_dim)) and candidates (m, H, A) -> (m,)
-        float64 scores (the `Scorer` contract of `verifiers.steered`)."""
-        cond = ctx.cond
-        cfg = self.config
-        c = np.asarray(candidates, dtype=np.float32)
-        if c.ndim != 3 or c.shape[1:] != (cfg.horizon, cfg.action_dim) or len(c) < 1:
-            raise ValueError(f"candidates must be (m >= 1, {cfg.horizon}, {cfg.action_dim}), got {c.shape}")
-        if not np.all(np.isfinite(c)):
-            raise ValueError("candidates contain NaN or inf")
-        if tuple(cond.shape) != (1, cfg.cond_dim):
-            raise ValueError(f"cond must be (1, {cfg.cond_dim}) (the policy's token), got {tuple(cond.shape)}")
-        return self(cond.expand(len(c), -1), torch.from_numpy(c)).double().numpy()
+        """The `Scorer` contract: the decision's `Context` (its token `cond` (1, cond_dim)) and candidates
+        (m, H, A) -> (m,) float64 scores."""
+        return token_scorer.score_on_token(self, ctx, candidates)
 
     def save_pretrained(self, out_dir: str | Path, model_card: str = "") -> Path:
-        """config.json + model.safetensors + normalization.json (+ README.md), atomically."""
-        return write_checkpoint(out_dir, {"type": CONFIG_TYPE, **asdict(self.config)}, self.normalizer.to_dict(),
-                                self.state_dict(), model_card)
+        return token_scorer.save(self, CONFIG_TYPE, out_dir, model_card)
 
     @classmethod
     def from_pretrained(cls, ckpt_dir: str | Path) -> ActionVerifier:
-        path = Path(ckpt_dir)
-        require_files(path, FILES, "verifier")
-        config = read_typed_config(path, CONFIG_TYPE, VerifierConfig, "action-verifier")
-        model = cls(config, Normalizer.from_dict(read_json(path / "normalization.json")))
-        load_weights(model, path / "model.safetensors")
-        return model.eval()
+        return token_scorer.load(cls, VerifierConfig, CONFIG_TYPE, "action verifier", ckpt_dir)

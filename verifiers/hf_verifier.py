@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from verifiers.preferences import PerturbConfig, nrmse, perturb, preference_loss, preference_pairs
+from verifiers.proposals import check_chunks
 from vla_runtime.checkpoint import load_weights, read_json, require_files, write_checkpoint
 from vla_runtime.types import ActionSpec
 
@@ -90,11 +91,7 @@ class HFVLMVerifier(nn.Module):
     @torch.inference_mode()
     def score(self, ctx, candidates: np.ndarray) -> np.ndarray:
         """The `Scorer` contract: reads the decision's observation (camera image + instruction)."""
-        c = np.asarray(candidates, dtype=np.float32)
-        if c.ndim != 3 or c.shape[1:] != (self.spec.chunk_length, self.spec.dim) or len(c) < 1:
-            raise ValueError(f"candidates must be (m >= 1, {self.spec.chunk_length}, {self.spec.dim}), got {c.shape}")
-        if not np.all(np.isfinite(c)):
-            raise ValueError("candidates contain NaN or inf")
+        c = check_chunks(candidates, self.spec.chunk_length, self.spec.dim)
         obs = ctx.observation
         if obs is None or self.config.camera not in obs.images:
             raise ValueError(f"the VLM verifier reads camera {self.config.camera!r}; the context's observation "

@@ -18,14 +18,21 @@ from vla_runtime.execution import gripper_vote
 from vla_runtime.types import ActionSpec
 
 
+def check_chunks(chunks: np.ndarray, horizon: int, action_dim: int, what: str = "candidates",
+                 count: str = "m") -> np.ndarray:
+    """-> chunks as float32 (k, H, A); a clear error for wrong shapes or non-finite values (every proposal and
+    scorer checks its input with this)."""
+    c = np.asarray(chunks, dtype=np.float32)
+    if c.ndim != 3 or c.shape[0] < 1 or c.shape[1:] != (horizon, action_dim):
+        raise ValueError(f"{what} must be ({count} >= 1, {horizon}, {action_dim}), got {c.shape}")
+    if not np.all(np.isfinite(c)):
+        raise ValueError(f"{what} contain NaN or inf")
+    return c
+
+
 def check_samples(samples: np.ndarray, spec: ActionSpec) -> np.ndarray:
-    """-> samples as float32 (n, H, A); a clear error for wrong shapes or non-finite values."""
-    s = np.asarray(samples, dtype=np.float32)
-    if s.ndim != 3 or s.shape[0] < 1 or s.shape[1:] != (spec.chunk_length, spec.dim):
-        raise ValueError(f"samples must be (n >= 1, {spec.chunk_length}, {spec.dim}), got {s.shape}")
-    if not np.all(np.isfinite(s)):
-        raise ValueError("samples contain NaN or inf")
-    return s
+    """-> samples as float32 (n, H, A) (`check_chunks`)."""
+    return check_chunks(samples, spec.chunk_length, spec.dim, "samples", "n")
 
 
 def _check_m(m: int) -> None:

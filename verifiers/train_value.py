@@ -210,17 +210,11 @@ def train_value(policy_dir: str | Path, data: list[str | Path], out: str | Path,
     rank_sets = (build_candidates(policy, table, rank_rows, VerifierTrainConfig(), seed=cfg.seed + 1)
                  if len(rank_rows) else None)  # none without expert or dart episodes
 
-    def target_q(c: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        outs = [t(torch.cat([c, model.normalizer.normalize_actions(a).flatten(1)], -1)) for t in target]
-        if vcfg.head == "hlgauss":
-            return torch.stack([o.softmax(-1) @ model.centres for o in outs]).min(0).values
-        return torch.stack([o.squeeze(-1) for o in outs]).min(0).values
-
     def losses(idx: torch.Tensor, trans: Transitions) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.from_numpy(trans.rows)[idx]
         s, a = cond[rows], actions[rows]
         with torch.no_grad():
-            q_t = target_q(s, a)
+            q_t = model.q_values(s, a, critics=target).min(0).values
             y = torch.from_numpy(trans.reward)[idx] + torch.from_numpy(trans.discount)[idx] * \
                 model.state_value(cond[torch.from_numpy(trans.next_rows)[idx]])
         v_loss = expectile_loss(q_t - model.state_value(s), cfg.expectile)

@@ -11,18 +11,17 @@ found to scale better than MSE.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from vla_runtime.checkpoint import load_weights, read_json, read_typed_config, require_files, write_checkpoint
+from verifiers import token_scorer
 from vla_runtime.policy.normalize import Normalizer
 
 CONFIG_TYPE = "vla_steering.value_function"
-FILES = ("config.json", "model.safetensors", "normalization.json")
 HEADS = ("regression", "hlgauss")
 
 
@@ -88,14 +87,17 @@ class ValueFunction(nn.Module):
         centres = torch.linspace(config.v_min, config.v_max, config.bins + 1)
         self.register_buffer("centres", (centres[1:] + centres[:-1]) / 2, persistent=False)
 
-    def critic_outputs(self, cond: torch.Tensor, chunks: torch.Tensor) -> list[torch.Tensor]:
-        """cond (B, cond_dim), chunks (B, H, A) robot units -> per critic (B, bins) logits or (B, 1) values."""
+    def critic_outputs(self, cond: torch.Tensor, chunks: torch.Tensor,
+                       critics: nn.ModuleList | None = None) -> list[torch.Tensor]:
+        """cond (B, cond_dim), chunks (B, H, A) robot units -> per critic (B, bins) logits or (B, 1) values.
+        critics: another set of the same shape (IQL's target critics); default these."""
         x = torch.cat([cond, self.normalizer.normalize_actions(chunks).flatten(1)], dim=-1)
-        return [c(x) for c in self.critics]
+        return [c(x) for c in (self.critics if critics is None else critics)]
 
-    def q_values(self, cond: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
-        """-> (2, B) expected returns of the two critics."""
-        outs = self.critic_outputs(cond, chunks)
+    def q_values(self, cond: torch.Tensor, chunks: torch.Tensor,
+                 critics: nn.ModuleList | None = None) -> torch.Tensor:
+        """-> (2, B) expected returns of the two critics (or of `critics`, see `critic_outputs`)."""
+        outs = self.critic_outputs(cond, chunks, critics)
         if self.config.head == "hlgauss":
             return torch.stack([o.softmax(-1) @ self.centres for o in outs])
         return torch.stack([o.squeeze(-1) for o in outs])
@@ -108,29 +110,14 @@ class ValueFunction(nn.Module):
         """-> (B,) min over the two critics: the score."""
         return self.q_values(cond, chunks).min(0).values
 
-    @torch.inference_mode()
     def score(self, ctx, candidates: np.ndarray) -> np.ndarray:
-        """The `Scorer` contract: the decision's `Context` and candidates (m, H, A) -> (m,) Q values."""
-        cfg = self.config
-        c = np.asarray(candidates, dtype=np.float32)
-        if c.ndim != 3 or c.shape[1:] != (cfg.horizon, cfg.action_dim) or len(c) < 1:
-            raise ValueError(f"candidates must be (m >= 1, {cfg.horizon}, {cfg.action_dim}), got {c.shape}")
-        if not np.all(np.isfinite(c)):
-            raise ValueError("candidates contain NaN or inf")
-        if tuple(ctx.cond.shape) != (1, cfg.cond_dim):
-            raise ValueError(f"cond must be (1, {cfg.cond_dim}) (the policy's token), got {tuple(ctx.cond.shape)}")
-        return self(ctx.cond.expand(len(c), -1), torch.from_numpy(c)).double().numpy()
+        """The `Scorer` contract: the decision's `Context` (its token `cond` (1, cond_dim)) and candidates
+        (m, H, A) -> (m,) float64 scores."""
+        return token_scorer.score_on_token(self, ctx, candidates)
 
     def save_pretrained(self, out_dir: str | Path, model_card: str = "") -> Path:
-        """config.json + model.safetensors + normalization.json (+ README.md), atomically."""
-        return write_checkpoint(out_dir, {"type": CONFIG_TYPE, **asdict(self.config)}, self.normalizer.to_dict(),
-                                self.state_dict(), model_card)
+        return token_scorer.save(self, CONFIG_TYPE, out_dir, model_card)
 
     @classmethod
     def from_pretrained(cls, ckpt_dir: str | Path) -> ValueFunction:
-        path = Path(ckpt_dir)
-        require_files(path, FILES, "value function")
-        config = read_typed_config(path, CONFIG_TYPE, ValueConfig, "value-function")
-        model = cls(config, Normalizer.from_dict(read_json(path / "normalization.json")))
-        load_weights(model, path / "model.safetensors")
-        return model.eval()
+        return token_scorer.load(cls, ValueConfig, CONFIG_TYPE, "value function", ckpt_dir)
