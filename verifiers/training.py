@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from vla_runtime.checkpoint import optimizer_tensors, restore_optimizer
 from vla_runtime.io import atomic_write_bytes, atomic_write_text
 
 STATE_DIR = "training_state"
@@ -49,10 +50,7 @@ class Run:
     def save_state(self) -> None:
         state = {f"{name}.{k}": v.detach().contiguous().clone()
                  for name, m in self.modules.items() for k, v in m.state_dict().items()}
-        for i, s in self.opt.state_dict()["state"].items():
-            for k, v in s.items():
-                state[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().clone().reshape(-1) if k == "step" else v
-        state["rng"] = self.gen.get_state()
+        state.update(optimizer_tensors(self.opt, self.gen))
         self.sdir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(self.sdir / "state.safetensors", save(state))
         atomic_write_text(self.sdir / "trainer.json", json.dumps({"step": self.step, **self.meta}, indent=2))
@@ -69,13 +67,7 @@ class Run:
         state = load_file(str(state_path))
         for name, m in self.modules.items():
             m.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(f"{name}.")})
-        opt_state = self.opt.state_dict()
-        for key, v in state.items():
-            if key.startswith("opt."):
-                _, i, k = key.split(".", 2)
-                opt_state["state"].setdefault(int(i), {})[k] = v.reshape(()) if k == "step" else v
-        self.opt.load_state_dict(opt_state)
-        self.gen.set_state(state["rng"])
+        restore_optimizer(self.opt, self.gen, state)
         self.step = int(stored["step"])
 
     def loop(self, steps: int, train_step: Callable[[], float], validate: Callable[[], dict],

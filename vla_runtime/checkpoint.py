@@ -81,3 +81,27 @@ def read_typed_config(path: Path, config_type: str, config_cls, what: str):
         return config_cls(**raw)
     except TypeError as exc:
         raise ValueError(f"{path / 'config.json'} has unknown or missing keys: {exc}") from exc
+
+
+def optimizer_tensors(opt, generator) -> dict:
+    """The optimizer's moments and step counts plus the generator's state as flat safetensors entries
+    (`opt.<param>.<name>`, `rng`), so a training state is one safetensors file, no pickle."""
+    import torch
+
+    out = {}
+    for i, s in opt.state_dict()["state"].items():
+        for k, v in s.items():
+            out[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().clone().reshape(-1) if k == "step" else v
+    out["rng"] = generator.get_state()
+    return out
+
+
+def restore_optimizer(opt, generator, state: dict) -> None:
+    """The inverse of `optimizer_tensors` on a loaded state dict."""
+    opt_state = opt.state_dict()
+    for key, v in state.items():
+        if key.startswith("opt."):
+            _, i, k = key.split(".", 2)
+            opt_state["state"].setdefault(int(i), {})[k] = v.reshape(()) if k == "step" else v
+    opt.load_state_dict(opt_state)
+    generator.set_state(state["rng"])

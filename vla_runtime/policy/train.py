@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from safetensors.torch import load_file
 
+from vla_runtime.checkpoint import optimizer_tensors, restore_optimizer
 from vla_runtime.dataset import EpisodeDataset, action_chunk
 from vla_runtime.io import atomic_write_bytes, atomic_write_text
 from vla_runtime.policy.config import PolicyConfig
@@ -298,11 +299,7 @@ class Trainer:
         state = {f"model.{k}": v.detach().clone() for k, v in self.model.state_dict().items()}
         if self.ema is not None:
             state.update({f"ema.{k}": v.detach().clone() for k, v in self.ema.state_dict().items()})
-        opt_state = self.opt.state_dict()
-        for i, s in opt_state["state"].items():
-            for k, v in s.items():
-                state[f"opt.{i}.{k}"] = torch.as_tensor(v).detach().clone().reshape(-1) if k == "step" else v
-        state["rng"] = self.gen.get_state()
+        state.update(optimizer_tensors(self.opt, self.gen))
         from safetensors.torch import save
 
         sdir = self.state_dir(self.out)
@@ -334,13 +331,7 @@ class Trainer:
         self.model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
         if self.ema is not None:
             self.ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
-        opt_state = self.opt.state_dict()
-        for key, v in state.items():
-            if key.startswith("opt."):
-                _, i, k = key.split(".", 2)
-                opt_state["state"].setdefault(int(i), {})[k] = v.reshape(()) if k == "step" else v
-        self.opt.load_state_dict(opt_state)
-        self.gen.set_state(state["rng"])
+        restore_optimizer(self.opt, self.gen, state)
         self.step = int(meta["step"])
 
 
