@@ -21,15 +21,24 @@ from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.types import Observation
 
 
-def timed(fn, repeats: int, warmup: int = 3) -> dict:
+def timed(fn, repeats: int, warmup: int = 3) -> tuple[dict, list]:
+    """-> ({"median", "p90"} ms over `repeats` calls after `warmup`, the calls' return values)."""
     for _ in range(warmup):
         fn()
-    ts = []
+    ts, outs = [], []
     for _ in range(repeats):
         t = time.perf_counter()
-        fn()
+        outs.append(fn())
         ts.append((time.perf_counter() - t) * 1000)
-    return {"median": round(float(np.median(ts)), 3), "p90": round(float(np.percentile(ts, 90)), 3)}
+    return {"median": round(float(np.median(ts)), 3), "p90": round(float(np.percentile(ts, 90)), 3)}, outs
+
+
+def random_observation(policy: VLAPolicy, seed: int = 0) -> Observation:
+    """Random images at the sizes the policy reads, a fixed instruction, zero proprio."""
+    rng = np.random.default_rng(seed)
+    return Observation(images={c: rng.integers(0, 255, (*hw, 3), dtype=np.uint8)
+                               for c, hw in policy.config.camera_sizes.items()},
+                       instruction="pick up the red cube", proprio=np.zeros(policy.config.proprio_dim, np.float32))
 
 
 def main() -> None:
@@ -40,15 +49,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     policy = VLAPolicy.from_pretrained(args.policy)
-    rng = np.random.default_rng(0)
-    obs = Observation(images={c: rng.integers(0, 255, (*hw, 3), dtype=np.uint8)
-                              for c, hw in policy.config.camera_sizes.items()},
-                      instruction="pick up the red cube", proprio=np.zeros(policy.config.proprio_dim, np.float32))
+    obs = random_observation(policy)
     ctx = policy.encode(obs)  # also warms the instruction-embedding cache, as in a running episode
     result = {"policy": args.policy, "threads": args.threads, "encode_ms": timed(lambda: policy.encode(obs),
-                                                                                   args.repeats)}
+                                                                                   args.repeats)[0]}
     gen = torch.Generator()
-    result["sample_ms"] = {str(n): timed(lambda n=n: policy.sample(ctx, n, gen.manual_seed(0)), args.repeats)
+    result["sample_ms"] = {str(n): timed(lambda n=n: policy.sample(ctx, n, gen.manual_seed(0)), args.repeats)[0]
                            for n in (1, 4, 16, 64)}
     result["ratio_n16_n1"] = round(result["sample_ms"]["16"]["median"] / result["sample_ms"]["1"]["median"], 3)
     print(f"encode: median {result['encode_ms']['median']:.2f} ms, p90 {result['encode_ms']['p90']:.2f} ms")

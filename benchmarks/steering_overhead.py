@@ -15,26 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
+from policy_latency import random_observation, timed  # benchmarks/ is on sys.path when run as a script
 
 from verifiers.steering import SteeringConfig, build_steered
 from vla_runtime.execution import average_chunks
 from vla_runtime.policy.model import VLAPolicy
-from vla_runtime.types import Observation
-
-
-def timed(fn, repeats: int, warmup: int = 3) -> tuple[dict, list]:
-    for _ in range(warmup):
-        fn()
-    ts, outs = [], []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        outs.append(fn())
-        ts.append((time.perf_counter() - t) * 1000)
-    return {"median": round(float(np.median(ts)), 3), "p90": round(float(np.percentile(ts, 90)), 3)}, outs
 
 
 def main() -> None:
@@ -47,10 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     policy = VLAPolicy.from_pretrained(args.policy)
-    rng = np.random.default_rng(0)
-    obs = Observation(images={c: rng.integers(0, 255, (*hw, 3), dtype=np.uint8)
-                              for c, hw in policy.config.camera_sizes.items()},
-                      instruction="pick up the red cube", proprio=np.zeros(policy.config.proprio_dim, np.float32))
+    obs = random_observation(policy)
     gen = torch.Generator().manual_seed(0)
     unsteered = build_steered(policy, SteeringConfig(method="none"))
     rows = {}

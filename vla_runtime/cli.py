@@ -199,6 +199,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scorer_io_args(p: argparse.ArgumentParser, data_help: str) -> None:
+    """What both scorer trainers (`train verifier`, `train value`) read and write."""
+    p.add_argument("--policy", default="models/policy", help="the frozen policy whose token it reads")
+    p.add_argument("--data", nargs="+", required=True, help=data_help)
+    p.add_argument("--out", required=True)
+
+
+def _scorer_run_args(p: argparse.ArgumentParser, val_every: int, ckpt_every: int) -> None:
+    """Both scorer trainers' run habits: seed, threads, validation/checkpoint cadence, feature cache, resume."""
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive, default=2)
+    p.add_argument("--val-every", type=_positive, default=val_every)
+    p.add_argument("--ckpt-every", type=_positive, default=ckpt_every)
+    p.add_argument("--feature-cache", default=None, metavar="DIR",
+                   help="cache the frozen policy's frame encodings here (default: beside --out)")
+    p.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla", description="VLA policy + test-time steering toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -278,9 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_policy)
 
     p = train.add_parser("verifier", help="the action verifier on synthetic preferences (RoboMonkey)")
-    p.add_argument("--policy", default="models/policy", help="the frozen policy whose token it reads")
-    p.add_argument("--data", nargs="+", required=True, help="dataset folder(s) with expert or dart episodes")
-    p.add_argument("--out", required=True)
+    _scorer_io_args(p, "dataset folder(s) with expert or dart episodes")
     p.add_argument("--steps", type=_positive, default=8000)
     p.add_argument("--batch-states", type=_positive, default=64, help="states per step (all their candidates)")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -291,21 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gaussian", type=int, default=8, help="GaussianVote draws around the samples per state")
     p.add_argument("--hidden", type=_positive, default=256)
     p.add_argument("--layers", type=_positive, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive, default=2)
-    p.add_argument("--val-every", type=_positive, default=500)
-    p.add_argument("--ckpt-every", type=_positive, default=1000)
-    p.add_argument("--feature-cache", default=None, metavar="DIR",
-                   help="cache the frozen policy's frame encodings here (default: beside --out)")
-    p.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
-    p.add_argument("--no-progress", action="store_true")
+    _scorer_run_args(p, val_every=500, ckpt_every=1000)
     p.set_defaults(func=cmd_train_verifier)
 
     p = train.add_parser("value", help="the V-GPS value function Q(s, chunk) by IQL on mixed-quality episodes")
-    p.add_argument("--policy", default="models/policy", help="the frozen policy whose token it reads")
-    p.add_argument("--data", nargs="+", required=True,
-                   help="dataset folders: expert, dart/noisy and policy rollouts (`vla eval --record`)")
-    p.add_argument("--out", required=True)
+    _scorer_io_args(p, "dataset folders: expert, dart/noisy and policy rollouts (`vla eval --record`)")
     p.add_argument("--steps", type=_positive, default=20_000)
     p.add_argument("--batch-size", type=_positive, default=256)
     p.add_argument("--lr", type=float, default=3e-4)
@@ -320,14 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bins", type=_positive, default=51, help="HL-Gauss value bins")
     p.add_argument("--hidden", type=_positive, default=256)
     p.add_argument("--layers", type=_positive, default=2)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=_positive, default=2)
-    p.add_argument("--val-every", type=_positive, default=1000)
-    p.add_argument("--ckpt-every", type=_positive, default=2000)
-    p.add_argument("--feature-cache", default=None, metavar="DIR",
-                   help="cache the frozen policy's frame encodings here (default: beside --out)")
-    p.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
-    p.add_argument("--no-progress", action="store_true")
+    _scorer_run_args(p, val_every=1000, ckpt_every=2000)
     p.set_defaults(func=cmd_train_value)
 
     p = sub.add_parser("eval", help="closed-loop success of a policy (or `expert`) in the simulator")
