@@ -106,6 +106,16 @@ def step_rewards(length: int, success: bool, reward: str) -> np.ndarray:
     return last_ok.astype(np.float32)
 
 
+def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
+    """(T,) per-step rewards -> (T,) discounted return from each step to the episode end."""
+    out = np.zeros(len(rewards), dtype=np.float64)
+    acc = 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = float(rewards[t]) + gamma * acc
+        out[t] = acc
+    return out
+
+
 def transitions(table: FeatureTable, rows: np.ndarray, cfg: ValueTrainConfig) -> Transitions:
     """Chunk-level transitions starting at `rows`. DART rows whose first k actions were relabelled (the
     recorded label is not what moved the arm) are dropped: their next state does not follow."""
@@ -113,6 +123,7 @@ def transitions(table: FeatureTable, rows: np.ndarray, cfg: ValueTrainConfig) ->
     keep_r, rew, nxt, disc, mc = [], [], [], [], []
     per_episode = {e: step_rewards(int(table.length[e]), bool(table.success[e]), cfg.reward)
                    for e in np.unique(table.episode[rows])}
+    returns = {e: discounted_returns(r, cfg.gamma) for e, r in per_episode.items()}  # Monte-Carlo, per step
     for r in rows:
         e, t = int(table.episode[r]), int(table.t[r])
         length = int(table.length[e])
@@ -120,8 +131,7 @@ def transitions(table: FeatureTable, rows: np.ndarray, cfg: ValueTrainConfig) ->
         if k < table.chunk_mask.shape[1] and not table.chunk_mask[r, k]:
             continue  # a relabelled step among t..t+k-1
         r_steps = per_episode[e][t:t + k]
-        rest = per_episode[e][t:]
-        mc.append(float(np.sum(rest * cfg.gamma ** np.arange(len(rest)))))
+        mc.append(float(returns[e][t]))
         rew.append(float(np.sum(r_steps * cfg.gamma ** np.arange(k))))
         end = t + k >= length
         terminal = end and bool(table.success[e])
