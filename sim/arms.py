@@ -7,6 +7,7 @@ arm. Adding an arm means adding one `ArmSpec`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,7 +109,7 @@ def get_arm_spec(name: str) -> ArmSpec:
 
 def load_arm_body(spec: ArmSpec, client: int) -> int:
     """Load the arm at its mounting point; poses everywhere are in the table ("base") frame."""
-    path = f"{pybullet_data.getDataPath()}/{spec.model}"
+    path = os.path.join(pybullet_data.getDataPath(), spec.model)  # an absolute `model` (a URDF parameter) wins
     if spec.model.endswith(".sdf"):
         with c_stdout_silenced():
             body = p.loadSDF(path, physicsClientId=client)[0]

@@ -17,15 +17,13 @@ import pybullet as p
 
 from sim.arms import DOWN_QUAT, Arm, IKSolver, get_arm_spec
 from sim.camera import CameraPose, Lighting, camera_info, render
+from sim.control import CartesianTarget, tcp_yaw
 from sim.scene import SHIFTED_TABLE_RGB, TABLE_RGB, build_container, build_object, build_region, build_table
 from sim.tasks import TaskInstance, WorldHandles, check_task, is_success, sample_task
 from sim.variations import get_variation
 from vla_runtime.types import PROPRIO_NAMES, ActionSpec, CameraInfo, Observation
 
 PHYSICS_HZ = 240
-WORKSPACE_LOW = np.array([0.25, -0.35, 0.005])
-WORKSPACE_HIGH = np.array([0.75, 0.35, 0.35])
-MAX_TILT = 0.6  # rad between the TCP axis and straight down
 PROPRIO_LIMIT = 10.0  # |metres| and |radians| of every proprio entry stay far below this
 # Oblique, from the front-left: the hand hides the objects far less than from straight in front.
 STATIC_CAMERA = CameraPose(eye=(0.85, 0.45, 0.6), target=(0.5, 0.0, 0.02), fov_deg=40.0)
@@ -140,7 +138,7 @@ class ArmEnv(gym.Env):
     # --- privileged state (experts, predicates, ROS sim node) ---------------------
     @property
     def target_pose(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._target_pos.copy(), self._target_quat.copy()
+        return self._target.pos.copy(), self._target.quat.copy()
 
     @property
     def steps(self) -> int:
@@ -181,26 +179,16 @@ class ArmEnv(gym.Env):
         objects = [build_object(c, o) for o in inst.objects]
         self.world = WorldHandles(client=c, objects=objects, table=table, container=container)
         self.arm = Arm(self.arm_spec, c, self.ik)
-        self._target_pos = self.arm.tcp_pose()[0]
-        self._target_quat = np.asarray(DOWN_QUAT)
-        self._gripper_cmd = 1.0
+        self._target = CartesianTarget(self.arm.tcp_pose()[0], DOWN_QUAT, gripper=1.0)
         for _ in range(self.substeps):  # let objects settle on the table
             p.stepSimulation(physicsClientId=c)
         h, w = self.config.image_size
         self._cam_infos = {"static": camera_info(self._camera, w, h)}
 
     def _apply(self, a: np.ndarray) -> None:
-        self._target_pos = np.clip(self._target_pos + a[:3], WORKSPACE_LOW, WORKSPACE_HIGH)
-        dq = p.getQuaternionFromEuler(a[3:6].astype(np.float64))
-        q_new = np.asarray(p.multiplyTransforms([0, 0, 0], dq, [0, 0, 0], self._target_quat)[1])
-        if _tilt(q_new) <= MAX_TILT:
-            self._target_quat = q_new
-        else:  # keep the yaw part only, so a policy can still turn the wrist
-            self._target_quat = np.asarray(p.multiplyTransforms(
-                [0, 0, 0], p.getQuaternionFromEuler([0, 0, float(a[5])]), [0, 0, 0], self._target_quat)[1])
-        self._gripper_cmd = float(a[self.spec_actions.gripper_index])
-        q_cmd, _ = self.ik.solve(self._target_pos, self._target_quat, self.arm.joint_positions())
-        self.arm.command(q_cmd, self._gripper_cmd)
+        self._target.apply(a, self.spec_actions.gripper_index)
+        q_cmd, _ = self.ik.solve(self._target.pos, self._target.quat, self.arm.joint_positions())
+        self.arm.command(q_cmd, self._target.gripper)
         for _ in range(self.substeps):
             p.stepSimulation(physicsClientId=self.client)
 
@@ -248,17 +236,6 @@ class ArmEnv(gym.Env):
         return {"success": bool(success), "is_success": bool(success), "task": self.config.task,
                 "variation": self.config.variation, "arm": self.arm_spec.name, "step": self._steps,
                 "instruction": self.instance.instruction}
-
-
-def tcp_yaw(quat) -> float:
-    """Yaw of the gripper about the world z axis (its x axis projected on the table)."""
-    rot = np.asarray(p.getMatrixFromQuaternion(quat)).reshape(3, 3)
-    return float(np.arctan2(rot[1, 0], rot[0, 0]))
-
-
-def _tilt(quat) -> float:
-    rot = np.asarray(p.getMatrixFromQuaternion(quat)).reshape(3, 3)
-    return float(np.arccos(np.clip(-rot[2, 2], -1.0, 1.0)))
 
 
 # `gymnasium.make("vla_steering/Arm-v0", config=EnvConfig(...))` for tools that expect registered ids.

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import pybullet as p
 
-from sim.env import ArmEnv, tcp_yaw
+from sim.control import tcp_yaw
+from sim.env import ArmEnv
 from sim.scene import OBJECT_HALF
 from sim.tasks import body_pos
 

@@ -14,7 +14,8 @@ from gymnasium.utils.env_checker import check_env
 
 from sim.arms import ARMS, DOWN_QUAT, IKSolver, get_arm_spec
 from sim.camera import CameraPose, Lighting, camera_info, render
-from sim.env import MAX_TILT, WORKSPACE_HIGH, ArmEnv, EnvConfig, tcp_yaw
+from sim.control import MAX_TILT, WORKSPACE_HIGH, tcp_yaw
+from sim.env import ArmEnv, EnvConfig
 from sim.experts import ExpertFactory
 from sim.language import PARAPHRASE_TEMPLATES, TRAIN_TEMPLATES
 from sim.runner import EpisodeJob, run_episode
