@@ -1,6 +1,7 @@
 """ament_python package `vla_steering` (also a plain pip-installable project)."""
 
 from glob import glob
+from pathlib import Path
 
 from setuptools import setup
 
@@ -33,7 +34,10 @@ ROS = [  # ROS 2 Jazzy from PyPI wheels; never install these over a system (apt)
     "ros-jazzy-std-srvs",
     "ros-jazzy-builtin-interfaces",
     "ros-jazzy-visualization-msgs",
+    "mcap-ros2-support>=0.5",  # the recorder node's MCAP writer
 ]
+MODELS = ("policy", "verifier", "value")  # bundled checkpoints (not their *.training_state resume folders)
+NODES = ("policy_node", "sim_robot_node", "recorder_node")  # console script `x` runs `ros_nodes.x:main`
 GPU = ["onnxruntime-gpu>=1.18", "tensorrt>=10"]
 DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "matplotlib>=3.7"]  # matplotlib: benchmark plots
 
@@ -46,6 +50,8 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py") + glob("launch/*.yaml")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        *((f"share/{PACKAGE}/models/{name}", sorted(p for p in glob(f"models/{name}/*") if Path(p).is_file()))
+          for name in MODELS),
     ],
     python_requires=">=3.10",
     install_requires=CORE,
@@ -55,5 +61,6 @@ setup(
     maintainer_email="dev@vla-steering.invalid",
     description="Test-time steering of a diffusion VLA policy, hosted in ROS 2, tested in PyBullet.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["vla = vla_runtime.cli:main"]},
+    entry_points={"console_scripts": ["vla = vla_runtime.cli:main",
+                                      *(f"{node} = ros_nodes.{node}:main" for node in NODES)]},
 )

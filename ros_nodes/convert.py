@@ -46,7 +46,7 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     if msg.encoding not in COLOUR_ENCODINGS:
         raise ValueError(f"colour image encoding must be one of {COLOUR_ENCODINGS}, got {msg.encoding!r}")
     rgb = _pixels(msg, 3, 1).reshape(int(msg.height), int(msg.width), 3)
-    return np.ascontiguousarray(rgb[..., ::-1] if msg.encoding == "bgr8" else rgb)
+    return np.array(rgb[..., ::-1] if msg.encoding == "bgr8" else rgb)  # a writable copy, not a view of msg.data
 
 
 def image_to_depth(msg: Image) -> np.ndarray:
@@ -150,6 +150,10 @@ def trajectory_targets(msg: JointTrajectory, names: list[str]) -> tuple[np.ndarr
     if missing or not msg.points:
         raise ValueError(f"JointTrajectory must name joints {names} and hold points; lacks {missing}, "
                          f"{len(msg.points)} points")
+    ragged = [k for k, p in enumerate(msg.points) if len(p.positions) != len(got)]
+    if ragged or len(set(got)) != len(got):
+        raise ValueError(f"JointTrajectory joint names must be unique ({got}) and every point hold one position "
+                         f"per name; points {ragged} do not")
     idx = [got.index(n) for n in names]
     q = np.array([[p.positions[i] for i in idx] for p in msg.points], dtype=np.float64)
     t = np.array([p.time_from_start.sec + p.time_from_start.nanosec * 1e-9 for p in msg.points])

@@ -162,6 +162,25 @@ class IKSolver:
             p.disconnect(self.client)
         self.client = -1
 
+    def joint_names(self, joints: tuple[int, ...]) -> list[str]:
+        """The model's names of these joint indices (what `sensor_msgs/JointState` carries)."""
+        return [p.getJointInfo(self.body, j, physicsClientId=self.client)[1].decode() for j in joints]
+
+    @property
+    def limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) positions of the IK joints; unlimited joints get ±pi."""
+        return np.asarray(self._lower)[self._ik_pos], np.asarray(self._upper)[self._ik_pos]
+
+    def gripper_width(self, fingers: np.ndarray) -> float:
+        """Finger joint positions (len gripper.joints) -> opening in metres, measured as `Arm.gripper_width`
+        does on the simulated robot (here on the shadow model, so a real robot's joint states serve)."""
+        g = self.spec.gripper
+        for j, v in zip(g.joints, fingers):
+            p.resetJointState(self.body, j, float(v), physicsClientId=self.client)
+        a, b = (np.asarray(p.getLinkState(self.body, link, computeForwardKinematics=True,
+                                          physicsClientId=self.client)[4]) for link in g.width_links)
+        return float(np.clip(np.linalg.norm(a - b) - g.pad_offset, 0.0, self.spec.max_width))
+
     def _set(self, q: np.ndarray) -> None:
         for j, v in zip(self.spec.ik_joints, q):
             p.resetJointState(self.body, j, float(v), physicsClientId=self.client)

@@ -147,6 +147,55 @@ class ArmEnv(gym.Env):
     def camera_infos(self) -> dict[str, CameraInfo]:
         return dict(self._cam_infos)
 
+    # --- real-time joint control (ROS sim node) ------------------------------------
+    # A ROS robot is driven by joint targets on its own clock, not by 10 Hz Cartesian actions: these methods
+    # bypass step() (and its IK) and leave the episode bookkeeping of reset()/step() untouched.
+    def command_joints(self, q_arm: np.ndarray, gripper: float) -> None:
+        """Position targets for the IK joints and the fingers (gripper 0 closed .. 1 open), held until the
+        next command; what a JointTrajectory / gripper command turns into."""
+        self._require_world("command_joints")
+        q = np.asarray(q_arm, dtype=np.float64)
+        n = len(self.arm_spec.ik_joints)
+        if q.shape != (n,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"q_arm must be {n} finite joint positions, got shape {q.shape}: {q.tolist()}")
+        if not np.isfinite(gripper):
+            raise ValueError(f"gripper command must be finite, got {gripper}")
+        self.arm.command(q, float(np.clip(gripper, 0.0, 1.0)))
+
+    def advance(self, substeps: int) -> bool:
+        """Step physics `substeps` times (1/240 s each) under the held targets; -> the success predicate."""
+        self._require_world("advance")
+        if int(substeps) != substeps or substeps < 1:
+            raise ValueError(f"substeps must be a positive integer, got {substeps}")
+        for _ in range(int(substeps)):
+            p.stepSimulation(physicsClientId=self.client)
+        return bool(is_success(self.instance, self.world, self.arm.in_contact_with))
+
+    def observe(self) -> Observation:
+        """Render the cameras and read proprio now (a ROS camera tick); `stamp` counts step() calls only."""
+        self._require_world("observe")
+        return self._observe()
+
+    def joint_names(self) -> tuple[list[str], list[str]]:
+        """(IK joint names, driven finger joint names) from the loaded model, the names JointState and
+        JointTrajectory use (panda_joint1..7, panda_finger_joint1/2 for the Panda)."""
+        self._require_world("joint_names")
+        names = [p.getJointInfo(self.arm.body, j, physicsClientId=self.client)[1].decode()
+                 for j in self.arm_spec.ik_joints + self.arm_spec.gripper.joints]
+        n = len(self.arm_spec.ik_joints)
+        return names[:n], names[n:]
+
+    def joint_state(self) -> tuple[list[str], np.ndarray]:
+        """Names and measured positions of the IK joints followed by the finger joints."""
+        arm, fingers = self.joint_names()
+        joints = list(self.arm_spec.ik_joints) + list(self.arm_spec.gripper.joints)
+        states = p.getJointStates(self.arm.body, joints, physicsClientId=self.client)
+        return arm + fingers, np.array([s[0] for s in states], dtype=np.float64)
+
+    def _require_world(self, what: str) -> None:
+        if self.arm is None:
+            raise RuntimeError(f"{what}() before reset(): no world is loaded")
+
     # --- internals -----------------------------------------------------------
     def _sample_view(self, rng: np.random.Generator) -> tuple[CameraPose, Lighting, tuple]:
         var = self.variation

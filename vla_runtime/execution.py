@@ -83,12 +83,26 @@ class ChunkExecutor:
     def needs_plan(self) -> bool:
         return self._last_plan is None or self._t - self._last_plan >= self.config.replan_every
 
-    def add_chunk(self, chunk: np.ndarray) -> None:
+    @property
+    def step(self) -> int:
+        """Steps executed since `reset()`."""
+        return self._t
+
+    def covers_step(self) -> bool:
+        """Whether some chunk has an action for the current step (an asynchronous planner may be late)."""
+        return any(self._t - start < self.spec.chunk_length for start, _ in self._chunks)
+
+    def add_chunk(self, chunk: np.ndarray, start: int | None = None) -> None:
+        """start: the step the chunk's first action belongs to (default: now). An asynchronous planner passes
+        the step at which it took its observation, so actions for steps executed while it ran are skipped."""
         c = self.spec.validate(chunk)
         if c.shape != (self.spec.chunk_length, self.spec.dim):
             raise ValueError(f"chunk must be ({self.spec.chunk_length}, {self.spec.dim}), got {c.shape}")
-        self._chunks.appendleft((self._t, c))
-        self._last_plan = self._t
+        start = self._t if start is None else int(start)
+        if not 0 <= start <= self._t:
+            raise ValueError(f"chunk start {start} must lie within 0..{self._t} (the current step)")
+        self._chunks.appendleft((start, c))
+        self._last_plan = start
         # Keep only chunks that still cover the current step.
         while self._chunks and self._chunks[-1][0] + self.spec.chunk_length <= self._t:
             self._chunks.pop()

@@ -252,3 +252,34 @@ def test_average_of_one_sample_is_that_sample_and_bad_shapes_fail() -> None:
     np.testing.assert_array_equal(average_chunks(one, 6), one[0])
     with pytest.raises(ValueError, match=r"\(8, 7\)"):
         average_chunks(one[0], 6)
+
+
+# --------------------------------------------------------------------------- asynchronous planning
+
+
+def test_chunk_started_in_the_past_skips_the_steps_executed_meanwhile() -> None:
+    ex = ChunkExecutor(SPEC, ExecutorConfig(replan_every=2))
+    first = np.zeros((HC, A), np.float32)
+    first[:, 0] = 0.001 * np.arange(HC)
+    ex.add_chunk(first)
+    ex.next_action(), ex.next_action()
+    assert ex.step == 2 and ex.needs_plan
+    planned_at = ex.step  # an observation taken now; the plan arrives one step later
+    ex.next_action()
+    second = np.zeros((HC, A), np.float32)
+    second[:, 0] = 0.01 * (1 + np.arange(HC))
+    ex.add_chunk(second, start=planned_at)
+    assert not ex.needs_plan
+    # step 3 is the second action of the new chunk (its first belonged to step 2, already executed)
+    assert ex.next_action()[0] == pytest.approx(0.02)
+    assert ex.covers_step()
+    ex.next_action(), ex.next_action()
+    assert not ex.covers_step()  # the planner is late: the node holds instead of guessing
+    with pytest.raises(RuntimeError, match="no chunk covers"):
+        ex.next_action()
+
+
+def test_chunk_start_in_the_future_is_refused() -> None:
+    ex = ChunkExecutor(SPEC)
+    with pytest.raises(ValueError, match="chunk start 3"):
+        ex.add_chunk(np.zeros((HC, A), np.float32), start=3)

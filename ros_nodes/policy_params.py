@@ -1,0 +1,133 @@
+"""The policy node's parameters: defaults, descriptions, ranges and validation (pure Python).
+
+One table serves the node (declaration with descriptors, on-set validation) and the unit tests. Parameters
+marked `live` take effect on the next decision; the rest are read in `on_configure` (change them, then
+cleanup + configure again).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+BACKENDS = ("torch",)  # the export work adds "onnx" and "tensorrt"
+STEERING = ("none", "robomonkey", "vgps", "both")
+SELECTION = ("argmax", "softmax")
+
+
+@dataclass(frozen=True)
+class Param:
+    default: object
+    description: str
+    live: bool = False
+    low: float | None = None  # inclusive numeric range
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+PARAMS: dict[str, Param] = {
+    "policy": Param("models/policy", "policy checkpoint folder"),
+    "verifier": Param("models/verifier", "action verifier checkpoint folder (steering robomonkey / both)"),
+    "value": Param("models/value", "V-GPS value function checkpoint folder (steering vgps / both)"),
+    "backend": Param("torch", "inference backend", choices=BACKENDS),
+    "steering": Param("robomonkey", "test-time steering method", choices=STEERING),
+    "n": Param(16, "policy samples per decision", live=True, low=1, high=256),
+    "m": Param(16, "candidates scored per decision", live=True, low=1, high=256),
+    "selection": Param("argmax", "how the scored candidate is picked", live=True, choices=SELECTION),
+    "temperature": Param(1.0, "softmax selection temperature", live=True, low=1e-3, high=1e3),
+    "safety": Param(False, "add the geometric safety scorer (needs depth and camera_pose)"),
+    "camera_pose": Param("", "camera optical frame in the base frame, 'x y z qx qy qz qw' (safety scorer only)"),
+    "control_rate_hz": Param(10.0, "command rate; the policy was trained at its action spec's rate", low=1.0,
+                             high=100.0),
+    "replan_every": Param(4, "steps executed from a chunk before the next decision is due", live=True, low=1,
+                          high=64),
+    "image_timeout_s": Param(0.5, "hold when the newest image is older than this", live=True, low=0.01, high=60.0),
+    "joint_state_timeout_s": Param(0.5, "hold when the newest joint state is older than this", live=True,
+                                   low=0.01, high=60.0),
+    "max_translation": Param(0.055, "end-effector translation limit per step (m)", live=True, low=1e-4, high=0.5),
+    "max_rotation": Param(0.3, "end-effector rotation limit per step and axis (rad)", live=True, low=1e-3,
+                          high=3.2),
+    "max_joint_step": Param(0.15, "joint motion limit per control period (rad)", low=1e-3, high=3.2),
+    "instruction": Param("", "the task instruction (the instruction topic overrides it)", live=True),
+    "urdf": Param("", "robot model for IK; empty = the arm's model from pybullet_data"),
+    "arm": Param("panda", "joint layout, TCP and gripper of the arm (sim.arms)", choices=("panda", "kuka")),
+    "frame_id": Param("panda_link0", "robot base frame of published poses and markers"),
+    "seed": Param(0, "seed of the sampling generator (re-seeded on ~/reset)", low=0, high=2**31 - 1),
+    "threads": Param(1, "torch intra-op threads", low=1, high=64),
+    "use_depth": Param(False, "subscribe to the depth image"),
+    "autostart": Param(False, "configure and activate at start-up"),
+    "start_enabled": Param(False, "command the robot from activation on (false: dry run until ~/enable)"),
+    "image_topic": Param("camera/image_raw", "rgb8/bgr8 camera image"),
+    "depth_topic": Param("camera/depth", "32FC1/16UC1 depth image"),
+    "camera_info_topic": Param("camera/camera_info", "camera intrinsics"),
+    "joint_states_topic": Param("joint_states", "measured joint positions"),
+    "instruction_topic": Param("instruction", "instruction (std_msgs/String, transient local)"),
+    "estop_topic": Param("estop", "e-stop (std_msgs/Bool; latched until ~/reset)"),
+    "trajectory_topic": Param("joint_trajectory", "joint targets for joint_trajectory_controller"),
+    "gripper_topic": Param("gripper_command", "gripper command (std_msgs/Float64: 1 open, 0 closed)"),
+    "ee_target_topic": Param("ee_target", "commanded end-effector pose"),
+}
+
+
+def check(name: str, value, values: dict) -> str | None:
+    """None when `value` is acceptable for `name` given the other current `values`; else the reason."""
+    if name not in PARAMS:
+        return f"unknown parameter {name!r}"
+    spec = PARAMS[name]
+    default = spec.default
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        return f"{name} must be a {type(default).__name__}, got {value!r}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            return f"{name} must be finite, got {value}"
+        if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
+            return f"{name} must lie within [{spec.low}, {spec.high}], got {value}"
+    if spec.choices and value not in spec.choices:
+        extra = " (onnx/tensorrt backends come with the export work)" if name == "backend" else ""
+        return f"{name} must be one of {list(spec.choices)}, got {value!r}{extra}"
+    if name in ("policy",) and not Path(value).is_dir():
+        return f"{name} checkpoint folder {value!r} does not exist"
+    if name == "urdf" and value and not Path(value).is_file():
+        return f"urdf {value!r} is not a file"
+    if name == "camera_pose" and value:
+        try:
+            parse_pose(value)
+        except ValueError as e:
+            return str(e)
+    steering, n, m = (value if k == name else values.get(k, PARAMS[k].default) for k in ("steering", "n", "m"))
+    if name in ("steering", "n", "m") and steering == "vgps" and m > n:
+        return f"vgps ranks the policy's own samples: m={m} must be <= n={n}"
+    if name.endswith("_topic") and not value:
+        return f"{name} must not be empty"
+    return None
+
+
+def defaults() -> dict:
+    return {k: p.default for k, p in PARAMS.items()}
+
+
+def parse_pose(text: str):
+    """'x y z qx qy qz qw' -> (4, 4) float64 transform."""
+    import numpy as np
+    from scipy.spatial.transform import Rotation
+
+    try:
+        v = np.array([float(t) for t in text.replace(",", " ").split()])
+    except ValueError:
+        v = np.array([])
+    if v.shape != (7,) or not np.all(np.isfinite(v)) or abs(np.linalg.norm(v[3:]) - 1) > 1e-3:
+        raise ValueError(f"camera_pose must be 7 finite numbers 'x y z qx qy qz qw' with a unit quaternion, "
+                         f"got {text!r}")
+    pose = np.eye(4)
+    pose[:3, :3] = Rotation.from_quat(v[3:]).as_matrix()
+    pose[:3, 3] = v[:3]
+    return pose

@@ -1,0 +1,214 @@
+"""`sim_robot`: the PyBullet arm as a ROS robot, so the whole policy loop runs over DDS.
+
+It publishes what a real cell would (camera image + depth + intrinsics, joint states) and takes what a
+real arm takes (a JointTrajectory for the arm, a gripper command). Physics runs on a wall-clock timer, so
+a slow policy sees the world move on without it, as on hardware. Episode plumbing a real robot lacks is
+kept on the node's private names: `~/reset` rebuilds the world and `~/instruction` / `~/success` say what
+the episode asks and when it is done.
+
+    python -m ros_nodes.sim_robot_node --ros-args -p task:=pick_lift -p image_size:=[64,64]
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Bool, Float64, Header, String
+from std_srvs.srv import Trigger
+from trajectory_msgs.msg import JointTrajectory
+
+from ros_nodes import convert
+from sim.env import PHYSICS_HZ, ArmEnv, EnvConfig
+
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# name -> (default, description). Changes are validated on set and take effect at the next ~/reset.
+PARAMETERS: dict[str, tuple[object, str]] = {
+    "task": ("pick_lift", "task to build (pick_lift, place_in, push_to, stack); applied on ~/reset"),
+    "variation": ("id", "scene variation id (see sim/variations.py); applied on ~/reset"),
+    "seed": (0, "episode seed: the same task/variation/seed rebuilds the same world; applied on ~/reset"),
+    "arm": ("panda", "arm model (panda, kuka); applied on ~/reset"),
+    "image_size": ([64, 64], "camera image [height, width] in pixels, 16..1024 each; applied on ~/reset"),
+    "depth": (True, "also publish camera/depth (32FC1 metres); applied on ~/reset"),
+    "camera_hz": (10.0, "camera publishing rate in Hz (0 < hz <= physics_hz); applied on ~/reset"),
+    "physics_hz": (60.0, f"physics tick rate in Hz; {PHYSICS_HZ} must be divisible by it; applied on ~/reset"),
+    "frame_id": ("panda_link0", "robot base frame id, stamped on joint_states"),
+    "camera_frame_id": ("camera_optical", "optical frame id stamped on the camera topics"),
+}
+
+
+def env_config(values: dict) -> EnvConfig:
+    """Parameter values -> EnvConfig; raises ValueError naming the bad value (EnvConfig checks the rest)."""
+    size = list(values["image_size"])
+    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        raise ValueError(f"image_size must be two positive integers [height, width], got {size}")
+    if values["seed"] < 0:
+        raise ValueError(f"seed must be >= 0, got {values['seed']}")
+    return EnvConfig(task=values["task"], variation=values["variation"], arm=values["arm"],
+                     image_size=(size[0], size[1]), depth=values["depth"], wrist_camera=False)
+
+
+def check_rates(physics_hz: float, camera_hz: float) -> None:
+    if not (math.isfinite(physics_hz) and physics_hz > 0) or abs(PHYSICS_HZ / physics_hz - round(
+            PHYSICS_HZ / physics_hz)) > 1e-9:
+        raise ValueError(f"physics_hz must divide {PHYSICS_HZ} (e.g. 60, 120, 240), got {physics_hz}")
+    if not (math.isfinite(camera_hz) and 0 < camera_hz <= physics_hz):
+        raise ValueError(f"camera_hz must be in (0, physics_hz={physics_hz}], got {camera_hz}")
+
+
+class SimRobotNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("sim_robot", **kwargs)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        for name, (default, text) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+        self.env: ArmEnv | None = None
+        self._timers: list = []
+        self._q_target = np.zeros(0)
+        self._gripper = 1.0
+        self._succeeded = False
+        self._names: list[str] = []
+        self._arm_names: list[str] = []
+
+        self.image_pub = self.create_publisher(Image, "camera/image_raw", 2)
+        self.depth_pub = self.create_publisher(Image, "camera/depth", 2)
+        self.info_pub = self.create_publisher(CameraInfo, "camera/camera_info", 2)
+        self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
+        self.instruction_pub = self.create_publisher(String, "~/instruction", LATCHED)
+        self.success_pub = self.create_publisher(Bool, "~/success", LATCHED)
+        self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, 10)
+        self.create_subscription(Float64, "gripper_command", self._on_gripper, 10)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.reset_world()  # raises on a start-up configuration that cannot be built
+
+    # --- parameters ------------------------------------------------------------------
+    def _values(self) -> dict:
+        return {n: (self.get_parameter(n).value if self.has_parameter(n) else d)
+                for n, (d, _) in PARAMETERS.items()}
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Reject a change that the next reset could not build, with the reason (also called per parameter
+        while declaring, so a bad `--ros-args -p` stops start-up)."""
+        values = self._values()
+        values.update({p.name: p.value for p in params})
+        try:
+            env_config(values)
+            check_rates(values["physics_hz"], values["camera_hz"])
+            for key in ("frame_id", "camera_frame_id"):
+                if not values[key]:
+                    raise ValueError(f"{key} must not be empty")
+        except ValueError as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
+
+    # --- episode ---------------------------------------------------------------------
+    def reset_world(self) -> str:
+        """Rebuild the world from the current parameters; the arm holds its home pose until commanded."""
+        values = self._values()
+        config = env_config(values)
+        if self.env is None or self.env.config != config:
+            if self.env is not None:
+                self.env.close()
+                self.env = None
+            self.env = ArmEnv(config)
+        self.env.reset(seed=int(values["seed"]))
+        self._arm_names, fingers = self.env.joint_names()
+        self._names = self._arm_names + fingers
+        self._q_target = self.env.arm.home_q.copy()
+        self._gripper = 1.0
+        self._succeeded = False
+        for timer in self._timers:
+            self.destroy_timer(timer)
+        physics_hz = values["physics_hz"]
+        self._substeps = round(PHYSICS_HZ / physics_hz)
+        self._timers = [self.create_timer(1.0 / physics_hz, self._on_physics),
+                        self.create_timer(1.0 / values["camera_hz"], self._on_camera)]
+        instruction = self.env.instance.instruction
+        self.instruction_pub.publish(String(data=instruction))
+        self.success_pub.publish(Bool(data=False))
+        self.get_logger().info(f"reset: {config.task}/{config.variation} seed {values['seed']}: {instruction!r}")
+        return instruction
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        try:
+            response.message = self.reset_world()
+            response.success = True
+        except ValueError as e:  # a parameter combination only the build rejects; the old world stays
+            response.success, response.message = False, str(e)
+        return response
+
+    # --- timers ----------------------------------------------------------------------
+    def _header(self, frame_id: str) -> Header:
+        return Header(stamp=self.get_clock().now().to_msg(), frame_id=frame_id)
+
+    def _on_physics(self) -> None:
+        success = self.env.advance(self._substeps)
+        names, q = self.env.joint_state()
+        self.joint_pub.publish(convert.joint_state(names, q, self._header(self.get_parameter("frame_id").value)))
+        if success and not self._succeeded:
+            self._succeeded = True
+            self.success_pub.publish(Bool(data=True))
+            self.get_logger().info("success")
+
+    def _on_camera(self) -> None:
+        header = self._header(self.get_parameter("camera_frame_id").value)  # the instant the frame shows
+        obs = self.env.observe()
+        self.image_pub.publish(convert.rgb_to_image(obs.images["static"], header))
+        if "static" in obs.depth:
+            self.depth_pub.publish(convert.depth_to_image(obs.depth["static"], header))
+        self.info_pub.publish(convert.camera_info_to_msg(obs.cameras["static"], header))
+
+    # --- commands --------------------------------------------------------------------
+    def _on_trajectory(self, msg: JointTrajectory) -> None:
+        """Hold the last point's positions (a position-controlled arm has no use for the timing)."""
+        try:
+            unknown = [n for n in msg.joint_names if n not in self._names]
+            if unknown:
+                raise ValueError(f"JointTrajectory names joints this robot lacks: {unknown}")
+            _, q = convert.trajectory_targets(msg, self._arm_names)
+            self.env.command_joints(q[-1], self._gripper)
+        except ValueError as e:
+            self.get_logger().warning(f"dropped joint_trajectory: {e}", throttle_duration_sec=1.0)
+            return
+        self._q_target = q[-1]
+
+    def _on_gripper(self, msg: Float64) -> None:
+        if not math.isfinite(msg.data):
+            self.get_logger().warning(f"dropped gripper_command {msg.data}", throttle_duration_sec=1.0)
+            return
+        self._gripper = float(np.clip(msg.data, 0.0, 1.0))
+        self.env.command_joints(self._q_target, self._gripper)
+
+    def destroy_node(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimRobotNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (InvalidParameterValueException, ValueError) as e:  # a start-up configuration that cannot be built
+        raise SystemExit(f"sim_robot: {e}") from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
