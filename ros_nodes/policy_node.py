@@ -253,6 +253,7 @@ class PolicyNode(LifecycleNode):
         self._epoch = 0  # bumps on every reset/hold: a plan started before is discarded
         self._in_flight = False
         self._chunk_image_stamp = None  # image stamp of the newest chunk until its first command
+        self._episode_t0 = 0.0  # images stamped before this belong to the previous episode
         self._tick0 = None
         self._ticks = self._misses = self._starved = 0
         self._dropped: Counter = Counter()
@@ -264,8 +265,11 @@ class PolicyNode(LifecycleNode):
         self._last_warning = ""
 
     def _new_episode(self, why: str) -> None:
-        """Forget chunks and the latched anchor; restart from the measured pose."""
+        """Forget chunks and the latched anchor; restart from the measured pose. The first plan waits for an
+        image taken after this moment: an anchor policy latches its episode anchor from that frame, and a
+        frame of the previous scene (a reset just happened) would misplace the whole episode."""
         self._epoch += 1
+        self._episode_t0 = self._now()
         if self._models is not None:
             self._executor.reset()
             self._models[1].reset()
@@ -420,8 +424,8 @@ class PolicyNode(LifecycleNode):
         now = self._now()
         self._apply_live_parameters()
         joints = self._joints
-        state, reason = self._watchdog.state(now, self._image[1] if self._image else None,
-                                             joints[2] if joints else None, self._instruction)
+        image_stamp = self._image[1] if self._image and self._image[1] >= self._episode_t0 else None
+        state, reason = self._watchdog.state(now, image_stamp, joints[2] if joints else None, self._instruction)
         if state != self._state:
             if self._state == OK:
                 self._hold(reason)
@@ -454,6 +458,12 @@ class PolicyNode(LifecycleNode):
         if self._chunk_image_stamp is not None:
             self._timings["image_to_command"].append((self._now() - self._chunk_image_stamp) * 1e3)
             self._chunk_image_stamp = None
+
+    def _measured_rate(self) -> float:
+        """Control ticks per second since activation (0 before the first tick)."""
+        if self._tick0 is None or self._ticks < 2:
+            return 0.0
+        return self._ticks / max(self._now() - self._tick0, 1e-9)
 
     def _apply_live_parameters(self) -> None:
         if not self._pending_live:
@@ -539,6 +549,7 @@ class PolicyNode(LifecycleNode):
             values = {"state": self._state, "reason": self._reason, "active": self._active,
                       "enabled": self._enabled, "decisions": self._decisions, "commands": self._commands,
                       "control_ticks": self._ticks, "deadline_misses": self._misses,
+                      "control_rate_hz": f"{self._measured_rate():.2f}",
                       "starved_ticks": self._starved, "estops": self._watchdog.estop_count,
                       "steering": self._steering.method, "n": self._steering.n, "m": self._steering.m}
             for stage, xs in self._timings.items():

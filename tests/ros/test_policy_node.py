@@ -114,7 +114,11 @@ def diagnostics(probe: Probe, since: float, timeout: float = 10.0, where=None) -
 
 
 def commands_after(probe: Probe, t: float) -> list[float]:
-    return probe.arrivals("joint_trajectory", since=t)
+    """Header stamps (the node's publish time) of the commands published after `t` (time.monotonic()).
+    Publish stamps, not arrival times: a late delivery to this process must not count as a late command."""
+    offset = probe.node.get_clock().now().nanoseconds * 1e-9 - time.monotonic()  # ROS (system) - monotonic
+    stamps = [convert.stamp_seconds(m.header.stamp) for m in probe.received("joint_trajectory")]
+    return [s for s in stamps if s > t + offset]
 
 
 def ensure_running(robot: FakeArm) -> None:
@@ -225,6 +229,8 @@ def test_malformed_messages_are_dropped_with_a_diagnostic(robot) -> None:
 
     status = diagnostics(probe, t, where=dropped)
     assert status["state"] == "OK"
+    warned = diagnostics(probe, t, where=lambda s, v: s.message.startswith("dropped"))
+    assert warned["level"] == 1  # WARN, with the reason of the latest drop
     # Still alive and commanding with the good messages that keep coming.
     t = time.monotonic()
     probe.wait_for(lambda: commands_after(probe, t), 10.0, "commands after the malformed messages")
@@ -243,3 +249,4 @@ def test_bad_parameters_are_rejected_with_a_reason_and_good_ones_apply_live(robo
     t = time.monotonic()
     status = diagnostics(probe, t, where=lambda s, v: v["n"] == "8" and int(v["decisions"]) > 0)
     assert status["m"] == "8"
+    assert 8.0 < float(status["control_rate_hz"]) < 12.0

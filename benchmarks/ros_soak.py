@@ -1,0 +1,166 @@
+"""Soak benchmark: the sim graph (`launch/sim_bringup.graph.yaml`) under steered control for a fixed time.
+
+    python benchmarks/ros_soak.py --minutes 10 --json benchmarks/results/ros_soak.json
+
+Episodes run back to back over real DDS (sim robot, steered policy at 10 Hz, MCAP recorder optional):
+each one resets the simulator to the next task/seed, resets the policy, and ends on the success event or
+after `--episode-s` seconds. Printed at the end:
+- control-deadline miss rate (the node's count: a skipped tick or a command published after the next tick
+  was due) and, measured here, the share of command gaps longer than 1.5 periods inside episodes;
+- image-to-command latency p50/p99 (image header stamp to the first command planned from it, per decision)
+  and the decision (`act`) latency;
+- resident memory of each node after the first minute and at the end, and its growth;
+- episode success over ROS with a Wilson 95% interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
+from trajectory_msgs.msg import JointTrajectory  # noqa: E402
+
+from ros_nodes.launcher import GraphProcesses, isolated_ros_env  # noqa: E402
+from ros_nodes.probe import Probe  # noqa: E402
+from vla_runtime.stats import wilson_interval  # noqa: E402
+
+LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+TASKS = ("pick_lift", "push_to", "place_in", "stack")
+PERIOD = 0.1
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def policy_status(probe: Probe, since: float) -> dict:
+    msg = probe.wait_message("/diagnostics", 5.0, since=since,
+                             where=lambda m: m.status and m.status[0].name.startswith("vla_policy"))
+    return {kv.key: kv.value for kv in msg.status[0].values}
+
+
+def run_episode(probe: Probe, task: str, seed: int, limit_s: float) -> tuple[bool, list[float]]:
+    """-> (success, command gaps inside the episode in seconds)."""
+    probe.call(SetBool, "/vla_policy/enable", SetBool.Request(data=False))
+    results = probe.set_parameters("/sim_robot", task=task, seed=seed)
+    if not all(r.successful for r in results):
+        raise RuntimeError(f"sim_robot refused task={task} seed={seed}: {[r.reason for r in results]}")
+    if not probe.call(Trigger, "/sim_robot/reset", Trigger.Request()).success:
+        raise RuntimeError("sim_robot reset failed")
+    probe.call(Trigger, "/vla_policy/reset", Trigger.Request())
+    t0 = time.monotonic()
+    probe.call(SetBool, "/vla_policy/enable", SetBool.Request(data=True))
+    try:
+        probe.wait_message("sim_robot/success", limit_s, since=t0, where=lambda m: m.data)
+        success = True
+    except TimeoutError:
+        success = False
+    arrivals = probe.arrivals("joint_trajectory", since=t0)
+    gaps = np.diff(arrivals[1:]).tolist() if len(arrivals) > 2 else []  # from the second command on
+    return success, gaps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--episode-s", type=float, default=10.0, help="episode time limit (100 control steps)")
+    ap.add_argument("--steering", default="robomonkey")
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--m", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=20000, help="first episode seed (tasks cycle, seeds count up)")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks, cycled")
+    ap.add_argument("--record", action="store_true", help="also run the MCAP recorder")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--log-dir", type=Path, default=ROOT / "runs" / "ros_soak")
+    args = ap.parse_args()
+    if args.minutes <= 0 or args.episode_s <= 0:
+        ap.error(f"--minutes and --episode-s must be positive, got {args.minutes} and {args.episode_s}")
+
+    tasks = args.tasks.split(",")
+    env = isolated_ros_env()
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+    values = {"models_dir": str(ROOT / "models"), "steering": args.steering, "n": str(args.n), "m": str(args.m),
+              "enable": "false", "record": str(args.record).lower(),
+              "record_path": str(args.log_dir / "soak.mcap") if args.record else ""}
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    (args.log_dir / "soak.mcap").unlink(missing_ok=True)
+    with GraphProcesses(ROOT / "launch" / "sim_bringup.graph.yaml", values, env=env, log_dir=args.log_dir) as graph, \
+            Probe("soak") as probe:
+        probe.subscribe(Bool, "sim_robot/success", LATCHED)
+        probe.subscribe(JointTrajectory, "joint_trajectory")
+        probe.subscribe(DiagnosticArray, "/diagnostics")
+        probe.wait_message("/diagnostics", 120.0, where=lambda m: m.status[0].name.startswith("vla_policy"))
+        pids = {name: graph.pids[name] for name in ("vla_policy", "sim_robot")}
+        t_start = time.monotonic()
+        end = t_start + args.minutes * 60.0
+        outcomes: list[tuple[str, int, bool]] = []
+        gaps: list[float] = []
+        rss_start: dict[str, float] | None = None
+        k = 0
+        while time.monotonic() < end:
+            if rss_start is None and time.monotonic() - t_start > 60.0:
+                rss_start = {name: rss_mb(pid) for name, pid in pids.items()}
+            task, seed = tasks[k % len(tasks)], args.seed + k
+            success, episode_gaps = run_episode(probe, task, seed, args.episode_s)  # whole episodes, may overrun
+            outcomes.append((task, seed, success))
+            gaps += episode_gaps
+            k += 1
+            dead = {n: c for n, c in graph.poll().items() if c is not None}
+            if dead:
+                raise RuntimeError(f"nodes exited during the soak: {dead}; logs in {args.log_dir}")
+        elapsed = time.monotonic() - t_start
+        rss_end = {name: rss_mb(pid) for name, pid in pids.items()}
+        rss_start = rss_start or rss_end
+        status = policy_status(probe, time.monotonic())
+
+    ticks, misses = int(status["control_ticks"]), int(status["deadline_misses"])
+    wins = sum(o[2] for o in outcomes)
+    lo, hi = wilson_interval(wins, len(outcomes))
+    figures = {
+        "minutes": elapsed / 60.0, "steering": args.steering, "n": args.n, "m": args.m,
+        "control_ticks": ticks, "deadline_misses": misses, "deadline_miss_rate": misses / max(ticks, 1),
+        "starved_ticks": int(status["starved_ticks"]), "decisions": int(status["decisions"]),
+        "command_gaps": len(gaps), "command_gaps_over_1.5_periods": int(np.sum(np.asarray(gaps) > 1.5 * PERIOD)),
+        "image_to_command_p50_ms": float(status["image_to_command_p50_ms"]),
+        "image_to_command_p99_ms": float(status["image_to_command_p99_ms"]),
+        "act_p50_ms": float(status["act_p50_ms"]), "act_p99_ms": float(status["act_p99_ms"]),
+        "control_tick_p99_ms": float(status["control_tick_p99_ms"]),
+        "rss_mb_after_1min": rss_start, "rss_mb_end": rss_end,
+        "rss_growth": {n: (rss_end[n] - rss_start[n]) / rss_start[n] for n in rss_end},
+        "episodes": len(outcomes), "successes": wins, "success_rate": wins / max(len(outcomes), 1),
+        "success_ci95": [lo, hi],
+        "per_task": {t: [int(o[2]) for o in outcomes if o[0] == t] for t in tasks},
+    }
+    print(f"soak: {figures['minutes']:.1f} min of {args.steering} n={args.n} m={args.m} control at 10 Hz")
+    print(f"  control deadlines missed: {misses}/{ticks} = {100 * figures['deadline_miss_rate']:.2f}% "
+          f"(target < 1%); starved ticks (no plan yet) {figures['starved_ticks']}")
+    print(f"  command gaps > 1.5 periods inside episodes: {figures['command_gaps_over_1.5_periods']}/{len(gaps)}")
+    print(f"  image-to-command latency p50 {figures['image_to_command_p50_ms']:.0f} ms, "
+          f"p99 {figures['image_to_command_p99_ms']:.0f} ms; decision p50 {figures['act_p50_ms']:.0f} ms, "
+          f"p99 {figures['act_p99_ms']:.0f} ms")
+    for n in rss_end:
+        print(f"  {n} RSS {rss_start[n]:.0f} MB after 1 min -> {rss_end[n]:.0f} MB at the end: "
+              f"{100 * figures['rss_growth'][n]:+.2f}% (target < 5%)")
+    print(f"  episodes {len(outcomes)}, success {100 * figures['success_rate']:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
