@@ -23,11 +23,9 @@ import time
 from collections import Counter, deque
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo as CameraInfoMsg
@@ -39,6 +37,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ros_nodes import convert
 from ros_nodes.arm_commander import ArmCommander, CommanderConfig
+from ros_nodes.node_main import run_node
 from ros_nodes.policy_params import PARAMS, check, parse_pose
 from ros_nodes.watchdog import OK, Watchdog, WatchdogConfig
 
@@ -71,7 +70,7 @@ class PolicyNode(LifecycleNode):
         self._models = None  # (policy, SteeredPolicy) once configured
         self._commander: ArmCommander | None = None
         self._steering = self._watchdog = None
-        self._entities: list = []  # subscriptions, publishers, timers, guard condition created on configure
+        self._entities: list = []  # subscriptions, publishers, timers created on configure
         self._active = False
         self._enabled = bool(self.get_parameter("start_enabled").value)
         self.create_service(SetBool, "~/enable", self._on_enable)
@@ -238,14 +237,14 @@ class PolicyNode(LifecycleNode):
             self._planner.join(timeout=10.0)
             self._planner = None
         destroy = {"Subscription": self.destroy_subscription, "Publisher": self.destroy_publisher,
-                   "Timer": self.destroy_timer, "GuardCondition": self.destroy_guard_condition}
+                   "Timer": self.destroy_timer}
         for entity in self._entities:
             destroy[type(entity).__name__](entity)
         self._entities.clear()
 
     # --- episode state -----------------------------------------------------------------------------
     def _clear_state(self) -> None:
-        self._image = self._depth = self._camera = None  # (array, stamp s) / CameraInfo
+        self._image = self._depth = self._camera = None  # newest (value, stamp s): rgb, depth, CameraInfo
         self._joints = None  # (q_arm, q_fingers, received s)
         self._fingers = None
         self._instruction = ""
@@ -307,29 +306,23 @@ class PolicyNode(LifecycleNode):
         s = convert.stamp_seconds(header.stamp)
         return s if s > 0 else self._now()  # an unstamped message counts from its arrival
 
-    def _on_image(self, msg: Image) -> None:
+    def _store(self, kind: str, msg, parse) -> None:
+        """Keep the newest valid message of a kind as (value, stamp s); drop a bad one with the reason."""
         try:
-            rgb = convert.image_to_rgb(msg)
+            value = parse(msg)
         except ValueError as e:
-            return self._drop("image", str(e))
+            return self._drop(kind, str(e))
         with self._lock:
-            self._image = (rgb, self._stamp(msg.header))
+            setattr(self, f"_{kind}", (value, self._stamp(msg.header)))
+
+    def _on_image(self, msg: Image) -> None:
+        self._store("image", msg, convert.image_to_rgb)
 
     def _on_depth(self, msg: Image) -> None:
-        try:
-            depth = convert.image_to_depth(msg)
-        except ValueError as e:
-            return self._drop("depth", str(e))
-        with self._lock:
-            self._depth = (depth, self._stamp(msg.header))
+        self._store("depth", msg, convert.image_to_depth)
 
     def _on_camera_info(self, msg: CameraInfoMsg) -> None:
-        try:
-            cam = convert.camera_info_from_msg(msg, self._camera_pose)
-        except ValueError as e:
-            return self._drop("camera_info", str(e))
-        with self._lock:
-            self._camera = cam
+        self._store("camera", msg, lambda m: convert.camera_info_from_msg(m, self._camera_pose))
 
     def _on_joints(self, msg: JointState) -> None:
         commander = self._commander
@@ -506,7 +499,7 @@ class PolicyNode(LifecycleNode):
                 return
             (rgb, image_stamp), (q_arm, fingers, _) = self._image, self._joints
             depth = {"static": self._depth[0]} if self._depth is not None else {}
-            cameras = {"static": self._camera} if self._camera is not None else {}
+            cameras = {"static": self._camera[0]} if self._camera is not None else {}
             proprio = self._commander.proprio(q_arm, fingers)
             obs = Observation(images={"static": rgb}, instruction=self._instruction, proprio=proprio,
                               depth=depth, cameras=cameras, stamp=image_stamp)
@@ -573,22 +566,15 @@ class PolicyNode(LifecycleNode):
                                                   hardware_id=self.get_fully_qualified_name()))
 
 
+def _autostart(node: PolicyNode) -> None:
+    if node.get_parameter("autostart").value:
+        node.trigger_configure()
+        if node._models is not None:
+            node.trigger_activate()
+
+
 def main(args=None) -> None:
-    rclpy.init(args=args)
-    node = PolicyNode()
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        if node.get_parameter("autostart").value:
-            node.trigger_configure()
-            if node._models is not None:
-                node.trigger_activate()
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(PolicyNode, "vla_policy", args, on_start=_autostart)
 
 
 if __name__ == "__main__":

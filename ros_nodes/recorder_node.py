@@ -14,13 +14,12 @@ from __future__ import annotations
 import sys
 import time
 
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
 from ros_nodes.mcap_writer import McapRecorder, message_class, type_name
+from ros_nodes.node_main import run_node
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -90,6 +89,10 @@ class RecorderNode(Node):
         except (OSError, ValueError) as e:  # e.g. a full disk: say so, keep the node (and what is on disk) alive
             self.get_logger().error(f"could not record {topic}: {e}", throttle_duration_sec=5.0)
 
+    def destroy_node(self) -> None:
+        self.close()
+        super().destroy_node()
+
     def close(self) -> None:
         if self.recorder.closed:
             return
@@ -102,20 +105,7 @@ class RecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = RecorderNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ValueError, FileExistsError) as e:  # a start-up configuration that cannot be recorded
-        raise SystemExit(f"recorder: {e}") from None
-    finally:
-        if node is not None:
-            node.close()
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(RecorderNode, "recorder", args, startup_errors=(ValueError, FileExistsError))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -27,6 +25,7 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from ros_nodes import convert
+from ros_nodes.node_main import run_node
 from sim.env import PHYSICS_HZ, ArmEnv, EnvConfig
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -195,19 +194,7 @@ class SimRobotNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimRobotNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (InvalidParameterValueException, ValueError) as e:  # a start-up configuration that cannot be built
-        raise SystemExit(f"sim_robot: {e}") from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SimRobotNode, "sim_robot", args, startup_errors=(InvalidParameterValueException, ValueError))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 The graph is a one-node graph (the simulated robot) written into tmp_path, so this tests the launcher
 (argv, environment, process groups, stop signals, the CLI) rather than the full sim + policy loop.
-Each test runs on its own ROS domain with localhost discovery; waits are deadlines on conditions.
+Each run uses its own ROS domain with localhost discovery; waits are deadlines on conditions.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,14 +18,10 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed (the `ros` extra)")
 
-import rclpy
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import JointState
-from trajectory_msgs.msg import JointTrajectory
 
 from ros_nodes.launcher import DOMAIN_RANGE, GraphProcesses, isolated_ros_env
+from ros_nodes.probe import Probe
 
 pytestmark = pytest.mark.ros
 
@@ -51,43 +46,31 @@ nodes:
     return path
 
 
-class JointStateProbe:
-    """The test's own rclpy context on `domain`, counting joint_states messages."""
-
-    def __init__(self, domain: int) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain, signal_handler_options=SignalHandlerOptions.NO)
-        self.node = rclpy.create_node("launcher_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.names: list[list[str]] = []
-        self.trajectories: list[JointTrajectory] = []
-        self.node.create_subscription(JointState, "joint_states", lambda m: self.names.append(list(m.name)), 10)
-        self.node.create_subscription(JointTrajectory, "joint_trajectory", self.trajectories.append, 10)
-
-    def wait(self, received: list, count: int, timeout: float, alive=lambda: True) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and len(received) < count and alive():
-            self.executor.spin_once(timeout_sec=0.1)
-        return len(received) >= count
-
-    def wait_for_joint_states(self, count: int, timeout: float, alive=lambda: True) -> bool:
-        return self.wait(self.names, count, timeout, alive)
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+@pytest.fixture
+def ros_env(monkeypatch) -> dict[str, str]:
+    """This run's own domain (derived from the pid, so concurrent test runs never hear each other)."""
+    env = isolated_ros_env()
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):  # read by rmw when the probe inits
+        monkeypatch.setenv(key, env[key])
+    return env
 
 
 @pytest.fixture
-def probe(request, monkeypatch) -> Iterator[JointStateProbe]:
-    domain = request.param
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(domain))
-    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # read by rmw at init
-    p = JointStateProbe(domain)
-    yield p
-    p.close()
+def probe(ros_env) -> Iterator[Probe]:
+    with Probe("launcher_probe") as p:
+        p.subscribe(JointState, "joint_states")
+        yield p
+
+
+def joint_states_arrive(probe: Probe, alive) -> JointState:
+    """The first joint_states message; fails at once if the process under test died."""
+    def check():
+        if not alive():
+            raise AssertionError("the launched process exited")
+        msgs = probe.received("joint_states")
+        return msgs[-1] if msgs else None
+
+    return probe.wait_for(check, START_TIMEOUT_S, "joint_states from the launched sim_robot")
 
 
 def test_isolated_ros_env():
@@ -99,33 +82,34 @@ def test_isolated_ros_env():
         isolated_ros_env(300)
 
 
-@pytest.mark.parametrize("probe", [51], indirect=True)
-def test_graph_processes_run_and_stop_cleanly(tmp_path, probe):
-    graph = GraphProcesses(one_node_graph(tmp_path), {"seed": "2"}, env=isolated_ros_env(51), log_dir=tmp_path / "log")
+def test_graph_processes_run_and_stop_cleanly(tmp_path, probe, ros_env):
+    graph = GraphProcesses(one_node_graph(tmp_path), {"seed": "2"}, env=ros_env, log_dir=tmp_path / "log")
     with graph:
         assert set(graph.pids) == {"sim_robot"}
-        alive = lambda: graph.poll()["sim_robot"] is None  # noqa: E731
-        got = probe.wait_for_joint_states(3, START_TIMEOUT_S, alive)
-        assert got, f"no joint_states from the launched sim_robot; its log:\n{graph.log('sim_robot')}"
-        assert "panda_joint1" in probe.names[-1]
+        try:
+            msg = joint_states_arrive(probe, lambda: graph.poll()["sim_robot"] is None)
+        except (TimeoutError, AssertionError) as e:
+            raise AssertionError(f"{e}; its log:\n{graph.log('sim_robot')}") from e
+        assert "panda_joint1" in msg.name
         assert graph.poll() == {"sim_robot": None}
         codes = graph.stop(timeout=15.0)
     assert codes == {"sim_robot": 0}, f"SIGINT should end a node cleanly; log:\n{graph.log('sim_robot')}"
     assert "seed" in " ".join(graph.specs[0].argv()) and (tmp_path / "log" / "sim_robot.log").is_file()
 
 
-@pytest.mark.parametrize("probe", [52], indirect=True)
-def test_launcher_cli_runs_until_ctrl_c(tmp_path, probe):
+def test_launcher_cli_runs_until_ctrl_c(tmp_path, probe, ros_env):
     """`python -m ros_nodes.launcher graph name:=value` runs the nodes until SIGINT, then exits 0."""
     log = tmp_path / "launcher.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ros_nodes.launcher", str(one_node_graph(tmp_path)), "seed:=1",
              "--log-dir", str(tmp_path / "log")],
-            cwd=ROOT, env=isolated_ros_env(52), stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            cwd=ROOT, env=ros_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            got = probe.wait_for_joint_states(3, START_TIMEOUT_S, lambda: proc.poll() is None)
-            assert got, f"no joint_states; launcher output:\n{log.read_text()}"
+            try:
+                joint_states_arrive(probe, lambda: proc.poll() is None)
+            except (TimeoutError, AssertionError) as e:
+                raise AssertionError(f"{e}; launcher output:\n{log.read_text()}") from e
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal does: the launcher's group only
             assert proc.wait(timeout=30) == 0, log.read_text()
         finally:

@@ -136,6 +136,12 @@ def ensure_running(robot: FakeArm) -> None:
 def test_lifecycle_transitions_and_the_enable_gate(robot) -> None:
     probe = robot.probe
     assert probe.lifecycle_state(NODE) == "unconfigured"  # robot_bringup never starts itself
+    # A folder that holds no verifier checkpoint: configure fails (the log says why), nothing is half-built.
+    assert probe.set_parameters(NODE, verifier=str(ROOT / "config"))[0].successful
+    assert not probe.change_state(NODE, "configure")
+    assert probe.lifecycle_state(NODE) == "unconfigured"
+    assert "configure failed" in robot.graph.log("vla_policy")
+    assert probe.set_parameters(NODE, verifier=str(ROOT / "models" / "verifier"))[0].successful
     assert probe.change_state(NODE, "configure")
     assert probe.lifecycle_state(NODE) == "inactive"
     assert probe.change_state(NODE, "activate")

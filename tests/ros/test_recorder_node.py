@@ -29,12 +29,13 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float64, Header, String
 
 from ros_nodes import convert
+from ros_nodes.launcher import isolated_ros_env
 from ros_nodes.mcap_writer import iter_records
 
 pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[2]
-DOMAIN = 41
+DOMAIN = int(isolated_ros_env()["ROS_DOMAIN_ID"])  # this run's own (pid-derived): concurrent runs never mix
 ROS_ENV = {"ROS_DOMAIN_ID": str(DOMAIN), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 

@@ -32,11 +32,12 @@ from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ros_nodes import convert
+from ros_nodes.launcher import isolated_ros_env
 
 pytestmark = pytest.mark.ros
 
 ROOT = Path(__file__).resolve().parents[2]
-DOMAIN = 46
+DOMAIN = int(isolated_ros_env()["ROS_DOMAIN_ID"])  # this run's own (pid-derived): concurrent runs never mix
 ROS_ENV = {"ROS_DOMAIN_ID": str(DOMAIN), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 H, W = 48, 64
 ARM = [f"panda_joint{i}" for i in range(1, 8)]

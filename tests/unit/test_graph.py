@@ -204,7 +204,7 @@ def test_launch_file_reads_its_graph(launch_file):
     strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
     names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
     assert LAUNCH_FILES[launch_file].name in strings
-    assert {"load_graph", "DeclareLaunchArgument", "OpaqueFunction", "Node", "LaunchConfiguration"} <= names
+    assert "graph_launch_description" in names
     assert "generate_launch_description" in {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     imported = {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     imported |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
