@@ -89,7 +89,7 @@ class GraphProcesses:
                     self._logs.append(out)
                 self.processes[spec.name] = subprocess.Popen(
                     spec.argv(self.python), env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None,
-                    stdin=subprocess.DEVNULL, start_new_session=True)
+                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
         except BaseException:
             self.stop()
             raise
@@ -146,6 +146,15 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM it when the process that started it dies, so a launcher
+    or test that is killed outright (SIGKILL) leaves no node running in its own process group."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a graph until Ctrl-C (or until a node exits); the exit status is 0 when every node exited 0."""
     parser = argparse.ArgumentParser(prog="python -m ros_nodes.launcher", description=__doc__.split("\n\n")[0])
@@ -170,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
             print(shlex.join(spec.argv()))
         return 0
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <launcher>` stops the nodes too, like Ctrl-C
+    signal.signal(signal.SIGINT, _interrupt)  # even where it started ignored (a background job of a script)
     with graph:
         print(f"[launcher] started {graph.pids}; Ctrl-C stops", flush=True)
         try:

@@ -87,6 +87,10 @@ class PolicyNode(LifecycleNode):
             values[p.name] = p.value
         for p in params:
             reason = check(p.name, p.value, values)
+            if not reason and p.name == "replan_every" and self._models is not None:
+                horizon = self._models[0].config.action_spec.chunk_length
+                if p.value > horizon:
+                    reason = f"replan_every must be <= the policy's chunk length {horizon}, got {p.value}"
             if reason:
                 self.get_logger().warning(f"rejected parameter: {reason}")
                 return SetParametersResult(successful=False, reason=reason)

@@ -247,7 +247,8 @@ def test_bad_parameters_are_rejected_with_a_reason_and_good_ones_apply_live(robo
     probe = robot.probe
     ensure_running(robot)
     for name, value, needle in (("n", 0, "n"), ("steering", "beam", "steering"), ("backend", "onnx", "backend"),
-                                ("temperature", -1.0, "temperature"), ("image_timeout_s", "fast", "")):
+                                ("temperature", -1.0, "temperature"), ("image_timeout_s", "fast", ""),
+                                ("replan_every", 20, "chunk length 8")):
         result = probe.set_parameters(NODE, **{name: value})[0]
         assert not result.successful, f"{name}={value!r} was accepted"
         assert needle in result.reason
