@@ -141,24 +141,27 @@ class PolicyNode(LifecycleNode):
     def _load_models(self) -> None:
         import torch
 
-        from verifiers.steering import SteeringConfig, build_steered
+        from verifiers.steering import SteeringConfig, steered_pipeline
         from vla_runtime.execution import ChunkExecutor, ExecutorConfig
-        from vla_runtime.policy.model import VLAPolicy
 
-        torch.set_num_threads(int(self._param("threads")))
-        policy = VLAPolicy.from_pretrained(self._param("policy"))
-        spec = policy.config.action_spec
-        rate = float(self._param("control_rate_hz"))
-        if abs(rate - spec.control_hz) > 1e-6:
-            self.get_logger().warning(f"control_rate_hz {rate} differs from the rate the policy was trained at "
-                                      f"({spec.control_hz} Hz): its actions are per-step deltas")
+        backend = self._param("backend")
+        # onnx / tensorrt run their own threads; torch then only does pre/post-processing
+        torch.set_num_threads(int(self._param("threads")) if backend == "torch" else 1)
         steering = SteeringConfig(method=self._param("steering"), n=self._param("n"), m=self._param("m"),
                                   verifier=self._param("verifier"), value=self._param("value"),
                                   selection=self._param("selection"), temperature=self._param("temperature"),
                                   safety=self._param("safety"))
         if steering.safety and not (self._param("use_depth") and self._param("camera_pose")):
             raise ValueError("safety needs use_depth:=true and camera_pose (the camera in the base frame)")
-        steered = build_steered(policy, steering)
+        steered = steered_pipeline(self._param("policy"), steering, backend,
+                                   export_dir=self._param("export_dir") or None,
+                                   threads=int(self._param("threads")), trt_cache=self._param("engine_cache"))
+        policy = steered.policy
+        spec = policy.config.action_spec
+        rate = float(self._param("control_rate_hz"))
+        if abs(rate - spec.control_hz) > 1e-6:
+            self.get_logger().warning(f"control_rate_hz {rate} differs from the rate the policy was trained at "
+                                      f"({spec.control_hz} Hz): its actions are per-step deltas")
         self._steering = steering
         self._scorers = {s.name: s for s in steered.scorers}
         self._camera_pose = parse_pose(self._param("camera_pose")) if self._param("camera_pose") else np.eye(4)

@@ -11,7 +11,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-BACKENDS = ("torch",)  # the export work adds "onnx" and "tensorrt"
+from vla_runtime.backends import BACKENDS
+
 STEERING = ("none", "robomonkey", "vgps", "both")
 SELECTION = ("argmax", "softmax")
 
@@ -30,7 +31,11 @@ PARAMS: dict[str, Param] = {
     "policy": Param("models/policy", "policy checkpoint folder"),
     "verifier": Param("models/verifier", "action verifier checkpoint folder (steering robomonkey / both)"),
     "value": Param("models/value", "V-GPS value function checkpoint folder (steering vgps / both)"),
-    "backend": Param("torch", "inference backend", choices=BACKENDS),
+    "backend": Param("torch", "inference backend (onnx / tensorrt export the checkpoints on first use)",
+                     choices=BACKENDS),
+    "export_dir": Param("", "onnx / tensorrt: a `vla export onnx` folder; empty = export the checkpoints on first "
+                            "use (into runs/onnx)"),
+    "engine_cache": Param("runs/tensorrt", "tensorrt: where engines are built and reused"),
     "steering": Param("robomonkey", "test-time steering method", choices=STEERING),
     "n": Param(16, "policy samples per decision", live=True, low=1, high=256),
     "m": Param(16, "candidates scored per decision", live=True, low=1, high=256),
@@ -92,9 +97,8 @@ def check(name: str, value, values: dict) -> str | None:
         if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
             return f"{name} must lie within [{spec.low}, {spec.high}], got {value}"
     if spec.choices and value not in spec.choices:
-        extra = " (onnx/tensorrt backends come with the export work)" if name == "backend" else ""
-        return f"{name} must be one of {list(spec.choices)}, got {value!r}{extra}"
-    if name in ("policy",) and not Path(value).is_dir():
+        return f"{name} must be one of {list(spec.choices)}, got {value!r}"
+    if (name == "policy" or (name == "export_dir" and value)) and not Path(value).is_dir():
         return f"{name} checkpoint folder {value!r} does not exist"
     if name == "urdf" and value and not Path(value).is_file():
         return f"urdf {value!r} is not a file"

@@ -146,6 +146,7 @@ class SteeredAgentFactory:
     policy_dir: str
     steering: SteeringConfig
     executor: object = None  # vla_runtime.execution.ExecutorConfig (None = defaults)
+    backend: str = "torch"
 
     @property
     def method(self) -> str:
@@ -156,9 +157,11 @@ class SteeredAgentFactory:
         from vla_runtime.execution import ChunkExecutor, ExecutorConfig
 
         torch.set_num_threads(1)  # one worker per core
-        key = (str(Path(self.policy_dir).resolve()), self.steering)
+        key = (str(Path(self.policy_dir).resolve()), self.steering, self.backend)
         if key not in _STEERED:
-            _STEERED[key] = build_steered(load_policy_cached(self.policy_dir), self.steering)
+            _STEERED[key] = (build_steered(load_policy_cached(self.policy_dir), self.steering)
+                             if self.backend == "torch" else
+                             steered_pipeline(self.policy_dir, self.steering, self.backend, threads=1))
         steered = _STEERED[key]
         executor = ChunkExecutor(steered.policy.config.action_spec, self.executor or ExecutorConfig())
         return SteeredAgent(steered, executor, seed)
@@ -166,8 +169,8 @@ class SteeredAgentFactory:
     def row_fields(self) -> dict:
         """What `vla eval` writes beside `method` in each result row."""
         s = self.steering
-        return {"n": s.n, "m": s.m, "selection": s.selection, "temperature": s.temperature, "safety": s.safety,
-                "weights": dict(s.weights), "keep_samples": s.keep_samples,
+        return {"backend": self.backend, "n": s.n, "m": s.m, "selection": s.selection, "temperature": s.temperature,
+                "safety": s.safety, "weights": dict(s.weights), "keep_samples": s.keep_samples,
                 "scorers": list(s.scorer_names)}
 
     def env_options(self) -> dict:
@@ -175,3 +178,37 @@ class SteeredAgentFactory:
 
         options = PolicyAgentFactory(self.policy_dir).env_options()
         return {**options, "depth": True} if self.steering.safety else options
+
+
+def ensure_export(policy_dir: str | Path, scorer_dirs: dict[str, str], root: str | Path = "runs/onnx") -> Path:
+    """The ONNX export of this policy + its learned scorers, made once (`vla_runtime.backends.cached_export`)."""
+    from vla_runtime.backends import cached_export
+    from vla_runtime.export import export_onnx
+    from vla_runtime.policy.model import VLAPolicy
+
+    def make(out: Path) -> None:
+        policy = VLAPolicy.from_pretrained(policy_dir)
+        scorers = {name: (load_scorer(name, folder, policy), folder) for name, folder in scorer_dirs.items()}
+        export_onnx(policy_dir, out, scorers, replace=False)
+
+    return cached_export({"policy": policy_dir, **scorer_dirs}, make, root)
+
+
+def steered_pipeline(policy_dir: str | Path, cfg: SteeringConfig, backend: str = "torch",
+                     export_dir: str | Path | None = None, threads: int | None = None,
+                     trt_cache: str | Path = "runs/tensorrt") -> SteeredPolicy:
+    """`build_steered` on a backend: the policy and its learned scorers from the same backend (onnx /
+    tensorrt: from `export_dir`, or an export made and cached on first use)."""
+    from vla_runtime.backends import check_backend, load_exported_scorer, load_policy
+
+    check_backend(backend)
+    if backend == "torch":
+        return build_steered(load_policy("torch", policy_dir), cfg)
+    learned = {name: getattr(cfg, name) for name in cfg.scorer_names if name != "safety"}
+    if export_dir is None:
+        export_dir = ensure_export(policy_dir, learned)
+    policy = load_policy(backend, export_dir=export_dir, threads=threads, trt_cache=trt_cache)
+    # The scorer heads run on the calling thread (see `OrtGraph`): their idle pools would spin on the cores
+    # the sampler needs.
+    scorers = {name: load_exported_scorer(backend, export_dir, name, trt_cache=trt_cache) for name in learned}
+    return build_steered(policy, cfg, scorers=scorers)

@@ -28,14 +28,11 @@ def state_dir(out: Path) -> Path:
 
 
 def weights_fingerprint(module: nn.Module) -> str:
-    """16 hex digits of sha256 over the module's tensors: names which policy a scorer's features came from."""
-    import hashlib
+    """16 hex digits of sha256 over the module's tensors: names which policy a scorer's features came from
+    (an exported policy carries the same digest in its manifest)."""
+    from vla_runtime.export import policy_fingerprint
 
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return policy_fingerprint(module)
 
 
 class Run:

@@ -16,12 +16,12 @@ from vla_runtime.execution import ChunkExecutor, ExecutorConfig, average_chunks
 _POLICIES: dict[str, object] = {}
 
 
-def load_policy_cached(path: str):
-    from vla_runtime.policy.model import VLAPolicy
+def load_policy_cached(path: str, backend: str = "torch"):
+    from vla_runtime.backends import load_policy_on
 
-    key = str(Path(path).resolve())
+    key = f"{Path(path).resolve()}:{backend}"
     if key not in _POLICIES:
-        _POLICIES[key] = VLAPolicy.from_pretrained(path)
+        _POLICIES[key] = load_policy_on(backend, path, threads=1)
     return _POLICIES[key]
 
 
@@ -63,6 +63,7 @@ class PolicyAgentFactory:
     policy_dir: str
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     samples: int = 1  # chunks drawn per plan; > 1 executes their mean (see `PolicyAgent`)
+    backend: str = "torch"  # vla_runtime.backends.BACKENDS
 
     def __post_init__(self) -> None:
         if self.samples < 1:
@@ -72,7 +73,7 @@ class PolicyAgentFactory:
         import torch
 
         torch.set_num_threads(1)  # one worker per core
-        policy = load_policy_cached(self.policy_dir)
+        policy = load_policy_cached(self.policy_dir, self.backend)
         return PolicyAgent(policy, ChunkExecutor(policy.config.action_spec, self.executor), seed, self.samples)
 
     def env_options(self) -> dict:

@@ -91,7 +91,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vla_runtime.demo import run_demo
 
     report = run_demo(Path(args.out), policy=args.policy, episodes_per_task=args.episodes_per_task,
-                      workers=args.workers, seed=args.seed, samples=args.average)
+                      workers=args.workers, seed=args.seed, samples=args.average, backend=args.backend)
     print((Path(args.out) / "report.md").read_text())
     print(f"GIFs: {', '.join(report['gifs'])}")
     return 0
@@ -175,7 +175,7 @@ def _steered_factory(args: argparse.Namespace, executor):
     steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
                               selection=args.selection, temperature=args.temperature, safety=args.safety,
                               weights=args.weights, keep_samples=args.keep_samples)
-    return SteeredAgentFactory(args.policy, steering, executor)
+    return SteeredAgentFactory(args.policy, steering, executor, backend=args.backend)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -189,13 +189,64 @@ def cmd_eval(args: argparse.Namespace) -> int:
         cfg = EvalConfig(policy=args.policy, tasks=tasks, variation=variation, episodes=args.episodes,
                          workers=args.workers, seed=args.seed, arm=args.arm, gifs=args.gifs, gif_dir=args.gif_dir,
                          record=args.record if args.record is None else f"{args.record}/{variation}",
-                         samples=args.average)
+                         samples=args.average, backend=args.backend)
         executor = ExecutorConfig(replan_every=args.replan, ensemble=args.ensemble, ensemble_alpha=args.alpha)
         part = evaluate(cfg, executor=executor, progress=not args.no_progress, factory=_steered_factory(args, executor))
         print(format_table(part), flush=True)
         rows += part
     if args.json:
         write_json(args.json, rows)
+    return 0
+
+
+def _backend_arg(p: argparse.ArgumentParser) -> None:
+    from vla_runtime.backends import BACKENDS
+
+    p.add_argument("--backend", default="torch", choices=BACKENDS,
+                   help="torch (eager), onnx (onnxruntime; exports on first use into runs/onnx), tensorrt")
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from verifiers.steering import load_scorer
+    from vla_runtime.export import export_onnx, read_manifest
+    from vla_runtime.policy.model import VLAPolicy
+
+    scorers = {}
+    if args.verifier or args.value:
+        policy = VLAPolicy.from_pretrained(args.policy)
+        scorers = {name: (load_scorer(name, folder, policy), folder)
+                   for name, folder in (("verifier", args.verifier), ("value", args.value)) if folder}
+    out = export_onnx(args.policy, args.out, scorers)
+    manifest = read_manifest(out)
+    print(json.dumps({"out": str(out), "opset": manifest["opset"], "graphs": sorted(manifest["graphs"])}))
+    return 0
+
+
+def cmd_export_trt(args: argparse.Namespace) -> int:
+    from vla_runtime.backends.tensorrt import build_engines, trt_available
+
+    ok, why = trt_available()
+    if not ok:
+        raise ValueError(f"cannot build TensorRT engines here: {why}")
+    engines = build_engines(args.onnx, args.cache, fp16=not args.fp32, max_batch=args.max_batch)
+    print(json.dumps({name: str(path) for name, path in engines.items()}))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from vla_runtime.bench import BenchConfig, format_table, run_bench, write_plot
+
+    cfg = BenchConfig(backends=tuple(args.backend.split(",")), ns=tuple(int(n) for n in args.n.split(",")),
+                      repeats=args.repeats, threads=args.threads, policy=args.policy, verifier=args.verifier,
+                      value=args.value)
+    result = run_bench(cfg)
+    print(format_table(result))
+    if args.json:
+        from vla_runtime.io import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps(result, indent=2) + "\n")
+    if args.plot:
+        write_plot(result, Path(args.plot))
     return 0
 
 
@@ -357,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-samples", action="store_true",
                    help="robomonkey/both: score the n policy samples too, beside the m Gaussian draws")
     p.add_argument("--safety", action="store_true", help="add the depth-based safety scorer (renders depth)")
+    _backend_arg(p)
     p.add_argument("--json", help="write {'results': [...]} here")
     p.add_argument("--gifs", type=int, default=0, help="GIFs of the first N episodes per task")
     p.add_argument("--gif-dir", default="runs/eval_gifs")
@@ -372,7 +424,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=10_000)
     p.add_argument("--average", type=_positive, default=16, metavar="N",
                    help="execute the mean of N sampled chunks per plan (default 16; 1 = one sample)")
+    _backend_arg(p)
     p.set_defaults(func=cmd_demo)
+
+    export = sub.add_parser("export", help="ONNX graphs and TensorRT engines").add_subparsers(
+        dest="export_command", required=True)
+    p = export.add_parser("onnx", help="the policy's encoder, denoiser and unrolled sampler (+ scorer heads)")
+    p.add_argument("--policy", default="models/policy")
+    p.add_argument("--verifier", default=None, help="also export this action verifier's head")
+    p.add_argument("--value", default=None, help="also export this value function's head")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export_onnx)
+    p = export.add_parser("trt", help="TensorRT engines from an ONNX export (needs a CUDA GPU and tensorrt)")
+    p.add_argument("--onnx", required=True, help="a `vla export onnx` folder")
+    p.add_argument("--cache", default="runs/tensorrt", help="engine cache folder")
+    p.add_argument("--fp32", action="store_true", help="build fp32 engines (default fp16)")
+    p.add_argument("--max-batch", type=_positive, default=64, help="largest N / M the profiles cover")
+    p.set_defaults(func=cmd_export_trt)
+
+    p = sub.add_parser("bench", help="latency per backend, n and stage (median, p90, ratios, GFLOP/s) + plot")
+    p.add_argument("--backend", default="torch,onnx", help="comma list of backends")
+    p.add_argument("--n", default="1,4,16,64", help="comma list of sample counts (n = m)")
+    p.add_argument("--repeats", type=_positive, default=30)
+    p.add_argument("--threads", type=_positive, default=2)
+    p.add_argument("--policy", default="models/policy")
+    p.add_argument("--verifier", default="models/verifier")
+    p.add_argument("--value", default="models/value")
+    p.add_argument("--json", default=None, help="write the rows here")
+    p.add_argument("--plot", default=None, help="write a PNG here")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

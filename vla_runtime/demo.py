@@ -11,7 +11,7 @@ from vla_runtime.io import atomic_write_text
 
 
 def run_demo(out: Path, policy: str = "models/policy", episodes_per_task: int = 3, workers: int = 2,
-             seed: int = 10_000, variation: str = "id", samples: int = 16) -> dict:
+             seed: int = 10_000, variation: str = "id", samples: int = 16, backend: str = "torch") -> dict:
     """`samples`: chunks averaged per plan (`PolicyAgent`); the default is the execution the README's
     headline success rate uses. Ignored by the expert."""
     from sim.tasks import TASKS
@@ -27,9 +27,9 @@ def run_demo(out: Path, policy: str = "models/policy", episodes_per_task: int = 
         old.unlink()
     cfg = EvalConfig(policy=policy, tasks=TASKS, variation=variation, episodes=episodes_per_task, workers=workers,
                      seed=seed, gifs=1, gif_dir=str(out), record=str(episodes),
-                     samples=1 if policy == "expert" else samples)
+                     samples=1 if policy == "expert" else samples, backend=backend)
     rows = evaluate(cfg)
-    report = {"policy": policy, "results": rows, "average": summary_row(rows),
+    report = {"policy": policy, "backend": backend, "results": rows, "average": summary_row(rows),
               "gifs": sorted(str(p) for p in out.glob("*.gif"))}
     atomic_write_text(out / "report.json", json.dumps(report, indent=2))
     execution = f", mean of {cfg.samples} samples" if cfg.samples > 1 else ""

@@ -30,6 +30,7 @@ class EvalConfig:
     gifs: int = 0  # GIFs of the first `gifs` episodes per task
     gif_dir: str | None = None
     record: str | None = None  # save evaluated episodes in the dataset format
+    backend: str = "torch"  # vla_runtime.backends.BACKENDS (the policy's; steered factories carry their own)
 
     def __post_init__(self) -> None:
         if self.episodes < 1 or self.workers < 1 or self.gifs < 0:
@@ -37,6 +38,9 @@ class EvalConfig:
                              f"workers={self.workers} gifs={self.gifs}")
         if self.samples < 1:
             raise ValueError(f"samples must be >= 1, got {self.samples}")
+        from vla_runtime.backends import check_backend
+
+        check_backend(self.backend)
         if self.policy != "expert" and not Path(self.policy).is_dir():
             raise FileNotFoundError(f"policy checkpoint folder {self.policy} does not exist")
 
@@ -50,13 +54,14 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True, factory=None
     from vla_runtime.agents import PolicyAgentFactory
     from vla_runtime.execution import ExecutorConfig
 
-    extra = {"samples": cfg.samples}
+    extra = {"samples": cfg.samples, "backend": cfg.backend}
     if factory is not None:
         env_options, method, extra = factory.env_options(), factory.method, factory.row_fields()
     elif cfg.policy == "expert":
         factory, env_options, method = ExpertFactory("expert"), {"image_size": (64, 64)}, "expert"
     else:
-        factory = PolicyAgentFactory(cfg.policy, executor or ExecutorConfig(), samples=cfg.samples)
+        factory = PolicyAgentFactory(cfg.policy, executor or ExecutorConfig(), samples=cfg.samples,
+                                     backend=cfg.backend)
         env_options, method = factory.env_options(), cfg.method
     jobs = [EpisodeJob(index=i * cfg.episodes + k, seed=cfg.seed + k,
                        env=EnvConfig(task=t, variation=cfg.variation, arm=cfg.arm, **{"depth": False, **env_options}),

@@ -246,7 +246,7 @@ def test_malformed_messages_are_dropped_with_a_diagnostic(robot) -> None:
 def test_bad_parameters_are_rejected_with_a_reason_and_good_ones_apply_live(robot) -> None:
     probe = robot.probe
     ensure_running(robot)
-    for name, value, needle in (("n", 0, "n"), ("steering", "beam", "steering"), ("backend", "onnx", "backend"),
+    for name, value, needle in (("n", 0, "n"), ("steering", "beam", "steering"), ("backend", "cuda", "backend"),
                                 ("temperature", -1.0, "temperature"), ("image_timeout_s", "fast", ""),
                                 ("replan_every", 20, "chunk length 8")):
         result = probe.set_parameters(NODE, **{name: value})[0]

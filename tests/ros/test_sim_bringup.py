@@ -1,5 +1,5 @@
-"""The whole loop over Fast DDS: `launch/sim_bringup.graph.yaml` (simulated arm + steered policy + MCAP
-recorder) as real processes completes an `id` task.
+"""The whole loop over Fast DDS: `launch/sim_bringup.graph.yaml` (simulated arm + steered policy on the
+onnx backend + MCAP recorder) as real processes completes an `id` task.
 
 push_to seed 10001: robomonkey (n=m=16) succeeds on it in `vla eval` (13/13 push_to id episodes in
 benchmarks/results/steering_eval.json). Over ROS the episode runs in real time with asynchronous
@@ -42,7 +42,7 @@ def test_sim_graph_completes_an_id_task_and_records_it(tmp_path) -> None:
         os.environ[key] = ros_env[key]
     mcap = tmp_path / "episode.mcap"
     args = {"models_dir": str(ROOT / "models"), "task": TASK, "seed": SEED, "record": "true",
-            "record_path": str(mcap)}
+            "record_path": str(mcap), "backend": "onnx"}  # the edge path; the torch one: test_policy_node
     graph = GraphProcesses(ROOT / "launch" / "sim_bringup.graph.yaml", args, env=ros_env, log_dir=tmp_path)
     logs = lambda: "\n".join(f"--- {n}\n{graph.log(n)[-2000:]}" for n in graph.pids)  # noqa: E731
     with graph, Probe("observer") as probe:

@@ -61,7 +61,7 @@ def test_defaults_pass_their_own_checks(tmp_path, monkeypatch) -> None:
     ("n", 2.5, "must be a int"),
     ("temperature", float("nan"), "finite"),
     ("steering", "beam", "one of"),
-    ("backend", "onnx", "export work"),
+    ("backend", "cuda", "one of"),
     ("control_rate_hz", 500.0, "within"),
     ("policy", "/no/such/folder", "does not exist"),
     ("urdf", "/no/such.urdf", "not a file"),

@@ -44,3 +44,25 @@ class DiTHead(nn.Module):
         tokens = torch.cat([cond[:, None], t_tok[:, None], self.action_in(noisy)], dim=1) + self.pos
         h = self.norm(self.blocks(tokens))
         return self.action_out(h[:, 2:])
+
+
+def dit_forward_static(head: DiTHead, noisy: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    """`DiTHead.forward` written for export: the same weights and maths, but every reshape uses the known
+    token count, width and head count (batch as -1), so the exported graph carries no runtime shape
+    arithmetic (Shape/Gather/Concat chains) and one fused qkv projection per layer. On the 2-core CPU
+    that overhead, not the matmuls, was most of onnxruntime's time."""
+    d = head.d_model
+    t_tok = head.time_mlp(timestep_embedding(t, d))
+    x = torch.cat([cond[:, None], t_tok[:, None], head.action_in(noisy)], dim=1) + head.pos  # (B, T, d)
+    tokens = x.shape[1]
+    for layer in head.blocks.layers:
+        attn = layer.self_attn
+        heads = attn.num_heads
+        hd = d // heads
+        qkv = nn.functional.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias)  # (B, T, 3d)
+        qkv = qkv.reshape(-1, tokens, 3, heads, hd).permute(2, 0, 3, 1, 4)  # (3, B, heads, T, hd)
+        scores = torch.matmul(qkv[0], qkv[1].transpose(-1, -2)) * (hd ** -0.5)  # (B, heads, T, T)
+        mixed = torch.matmul(scores.softmax(-1), qkv[2]).transpose(1, 2).reshape(-1, tokens, d)
+        x = x + attn.out_proj(mixed)
+        x = x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
+    return head.action_out(head.norm(x)[:, 2:])

@@ -165,20 +165,12 @@ class VLAPolicy(nn.Module):
 
     def images_to_tensor(self, images: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
         """(B, H, W, 3) uint8 -> (B, 3, h, w) float [0, 1] at `size` (default: the main camera's)."""
-        size = tuple(size or self.config.image_size)
-        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
-        if tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-        return x
+        return images_to_tensor(images, tuple(size or self.config.image_size))
 
     @torch.inference_mode()
     def encode(self, obs: Observation, anchor: np.ndarray | None = None) -> Context:
         """anchor (4,) metres: the episode's latched anchor (anchor policies; None = estimate it here)."""
-        missing = [c for c in self.config.cameras if c not in obs.images]
-        if missing:
-            raise ValueError(f"policy needs camera(s) {missing}, observation has {sorted(obs.images)}")
-        if obs.proprio.shape != (self.config.proprio_dim,):
-            raise ValueError(f"policy needs proprio of shape ({self.config.proprio_dim},), got {obs.proprio.shape}")
+        check_observation(self.config, obs)
         lang = shared_language_encoder(self.config.language_model).encode([obs.instruction])
         images = self.images_to_tensor(obs.images[self.config.camera][None])
         wrist = (self.images_to_tensor(obs.images[self.config.wrist_camera][None], self.config.wrist_image_size)
@@ -210,8 +202,10 @@ class VLAPolicy(nn.Module):
         spec = self.config.action_spec
         return np.clip(actions, spec.low_array(), spec.high_array())
 
-    def denoise(self, cond: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """DDIM (eta=0, deterministic given the noise) from noise (n, H, A) -> normalised actions."""
+    def denoise(self, cond: torch.Tensor, noise: torch.Tensor, head=None) -> torch.Tensor:
+        """DDIM (eta=0, deterministic given the noise) from noise (n, H, A) -> normalised actions. head: the
+        denoiser `(x, t, cond) -> eps` (default `self.head`; the ONNX export passes its static form)."""
+        head = head or self.head
         n = noise.shape[0]
         cond_n = cond.expand(n, -1)
         guided = self.config.guidance_scale != 1.0
@@ -220,7 +214,7 @@ class VLAPolicy(nn.Module):
         x = noise
         for t in self.sample_scheduler.timesteps:
             xin = torch.cat([x, x]) if guided else x
-            eps = self.head(xin, t.expand(xin.shape[0]), cond_n)
+            eps = head(xin, t.expand(xin.shape[0]), cond_n)
             if guided:
                 eps_c, eps_u = eps.chunk(2)
                 eps = eps_u + self.config.guidance_scale * (eps_c - eps_u)
@@ -315,6 +309,24 @@ class VLAPolicy(nn.Module):
         model = cls(config, Normalizer.from_dict(read_json(path / "normalization.json")))
         load_weights(model, path / "model.safetensors")
         return model.eval()
+
+
+def images_to_tensor(images: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, h, w) float [0, 1] at `size` (antialiased bilinear when it differs);
+    every backend prepares images through this one function."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+    if tuple(x.shape[-2:]) != tuple(size):
+        x = F.interpolate(x, size=tuple(size), mode="bilinear", antialias=True, align_corners=False)
+    return x
+
+
+def check_observation(config, obs: Observation) -> None:
+    """What every backend's `encode` refuses: missing cameras, a wrong proprio shape."""
+    missing = [c for c in config.cameras if c not in obs.images]
+    if missing:
+        raise ValueError(f"policy needs camera(s) {missing}, observation has {sorted(obs.images)}")
+    if obs.proprio.shape != (config.proprio_dim,):
+        raise ValueError(f"policy needs proprio of shape ({config.proprio_dim},), got {obs.proprio.shape}")
 
 
 def _object_centre(dtype: torch.dtype) -> torch.Tensor:

@@ -1,0 +1,79 @@
+"""`vla bench`: config validation, the analytic DiT FLOPs, and a tiny end-to-end run on the torch backend."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from tiny_models import TINY, uniform_normalizer
+
+from verifiers.action_verifier import ActionVerifier, VerifierConfig
+from verifiers.value import ValueConfig, ValueFunction
+from vla_runtime.bench import STAGES, BenchConfig, dit_flops, format_table, run_bench, write_plot
+from vla_runtime.policy.model import VLAPolicy
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"backends": ("torch", "jax")}, r"unknown backend\(s\) \['jax'\]; known: \['torch', 'onnx', 'tensorrt'\]"),
+    ({"backends": ()}, "at least one backend"),
+    ({"backends": ("torch", "torch")}, "distinct"),
+    ({"ns": (1, 0)}, r"ns must be .* got \(1, 0\)"),
+    ({"ns": ()}, "ns must be"),
+    ({"ns": (4, 4)}, "distinct"),
+    ({"repeats": 0}, "repeats must be an integer >= 1, got 0"),
+    ({"warmup": -1}, "warmup must be an integer >= 0, got -1"),
+    ({"threads": 0}, "threads must be an integer >= 1, got 0"),
+])
+def test_config_rejects_bad_values(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        BenchConfig(**kwargs)
+
+
+def test_dit_flops_hand_example() -> None:
+    # d=32, H=8 (T=10), A=7, f=int(32*4)=128, L=2, 4 steps.
+    # Per token per layer: 2*4*32^2 = 8192 (projections) + 2*2*32*128 = 16384 (MLP) + 2*2*10*32 = 1280 (attention)
+    # = 25856; x T=10 x L=2 = 517120. action_in + action_out: 2*(2*8*7*32) = 7168. Forward: 524288.
+    # sample(3): 4 steps x 3 samples x 524288 = 6291456.
+    assert dit_flops(TINY, 3) == 6_291_456.0
+    assert dit_flops(dataclasses.replace(TINY, guidance_scale=2.0), 3) == 2 * 6_291_456.0  # cond + uncond batch
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+        dit_flops(TINY, 0)
+
+
+@pytest.fixture
+def tiny_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    policy = VLAPolicy(TINY, uniform_normalizer()).eval()
+    policy.save_pretrained(tmp_path / "policy")
+    ActionVerifier(VerifierConfig(cond_dim=TINY.d_model, hidden=16, layers=1),
+                   uniform_normalizer()).save_pretrained(tmp_path / "verifier")
+    ValueFunction(ValueConfig(cond_dim=TINY.d_model, hidden=16, layers=1, bins=11),
+                  uniform_normalizer()).save_pretrained(tmp_path / "value")
+    return {name: str(tmp_path / name) for name in ("policy", "verifier", "value")}
+
+
+def test_run_bench_torch_end_to_end(tiny_checkpoints, tmp_path) -> None:
+    cfg = BenchConfig(backends=("torch",), ns=(1, 2), repeats=2, warmup=1, threads=1, **tiny_checkpoints)
+    before = torch.get_num_threads()
+    result = run_bench(cfg)
+    assert torch.get_num_threads() == before
+    json.dumps(result)  # JSON-serialisable as written by `vla bench --json`
+    assert {"rows", "peak_gflops", "machine", "torch", "onnxruntime", "command"} <= set(result)
+    assert result["peak_gflops"] > 0
+    rows = result["rows"]
+    assert {(r["n"], r["stage"]) for r in rows} == {(1, "act_unsteered")} | {
+        (n, s) for n in (1, 2) for s in STAGES if s != "act_unsteered"}
+    for r in rows:
+        assert r["backend"] == "torch"
+        assert r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"]
+        assert r["ratio_vs_torch"] == 1.0
+        assert ("gflops" in r) == (r["stage"] == "sample")
+    assert all(r["gflops"] > 0 for r in rows if r["stage"] == "sample")
+    table = format_table(result)
+    assert table.count("\n| torch |") == len(rows) and "act_steered" in table
+    png = write_plot(result, tmp_path / "plots" / "latency.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000

@@ -1,0 +1,293 @@
+"""`vla bench`: per-stage latency of the policy and the steering pipeline on each inference backend.
+
+Per backend and n: `encode`, `sample`, `verifier`, `value` (direct calls on one fixed observation and its
+context) and `act_steered` (the full `SteeredPolicy.act()` with `method="both"`, n samples, m = n
+candidates), plus `act_unsteered` (`method="none"`, n = 1 only). Every figure is the median and p90 of
+`repeats` timed calls after `warmup` untimed ones, all in ONE process, so the ratios against torch compare
+runs on the same machine under the same load. `sample` rows also carry the achieved GFLOP/s (`dit_flops`
+over the median), set against this CPU's fp32 matmul peak (`measure_peak_gflops`): the physical limit.
+
+Result schema (`run_bench`): `{"rows": [{"backend", "n", "stage", "median_ms", "p90_ms", "gflops"? (sample),
+"ratio_vs_torch"? (when torch was measured)}], "peak_gflops", "machine", "torch", "onnxruntime", "command",
+"config"}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_runtime.backends import BACKENDS
+from vla_runtime.types import Observation
+
+STAGES = ("encode", "sample", "verifier", "value", "act_unsteered", "act_steered")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    backends: tuple[str, ...] = ("torch", "onnx")
+    ns: tuple[int, ...] = (1, 4, 16, 64)
+    repeats: int = 30  # timed calls per figure
+    warmup: int = 5  # untimed calls before them
+    threads: int = 2  # torch intra-op threads (torch backend) / onnxruntime session threads (onnx)
+    policy: str = "models/policy"
+    verifier: str = "models/verifier"
+    value: str = "models/value"
+    seed: int = 0  # the observation's pixels and the torch generators' seeds
+
+    def __post_init__(self) -> None:
+        if not self.backends:
+            raise ValueError(f"backends must name at least one backend of {list(BACKENDS)}, got {self.backends!r}")
+        unknown = [b for b in self.backends if b not in BACKENDS]
+        if unknown:
+            raise ValueError(f"unknown backend(s) {unknown}; known: {list(BACKENDS)}")
+        if len(set(self.backends)) != len(self.backends):
+            raise ValueError(f"backends must be distinct, got {self.backends!r}")
+        if not self.ns or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in self.ns):
+            raise ValueError(f"ns must be a non-empty list of integers >= 1, got {self.ns!r}")
+        if len(set(self.ns)) != len(self.ns):
+            raise ValueError(f"ns must be distinct, got {self.ns!r}")
+        for name, low in (("repeats", 1), ("warmup", 0), ("threads", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
+
+
+def measure_peak_gflops(threads: int, size: int = 1024, repeats: int = 10) -> float:
+    """fp32 GFLOP/s of a (size x size) @ (size x size) torch matmul on `threads` threads: the best of
+    `repeats` timed calls (2 size^3 FLOPs each) after two warm-up calls. The torch thread count is
+    restored afterwards."""
+    if threads < 1 or size < 1 or repeats < 1:
+        raise ValueError(f"threads, size and repeats must be >= 1, got {threads}, {size}, {repeats}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(size, size, generator=g)
+        b = torch.randn(size, size, generator=g)
+        out = torch.empty(size, size)
+        for _ in range(2):
+            torch.matmul(a, b, out=out)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            torch.matmul(a, b, out=out)
+            best = min(best, time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    return 2.0 * size**3 / best / 1e9
+
+
+def dit_flops(policy_config, n: int) -> float:
+    """Analytic FLOPs (multiply-add = 2) of one `sample(n)`: `inference_steps` DDIM steps, each one DiT
+    forward on a batch of n (2n with classifier-free guidance, `guidance_scale != 1`).
+
+    Per forward and sample, with d = d_model, T = horizon + 2 tokens (condition, timestep, H actions),
+    f = int(d * dit_mlp_ratio), A = action_dim, L = dit_layers:
+      L * T * [2 (4 d^2)   q, k, v and output projections
+               + 2 (2 d f)  the two MLP matmuls
+               + 2 (2 T d)] attention scores Q K^T and their mix with V (all heads together)
+      + 2 (H A d) * 2      action_in and action_out on the H action tokens.
+    Left out (each under ~1 %, or not matmuls): the timestep MLP, layer norms, softmax, GELU, the DDIM
+    update and the encoders (they run in `encode`, not `sample`)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    c = policy_config
+    d, h, a = c.d_model, c.horizon, c.action_dim
+    t = h + 2
+    f = int(d * c.dit_mlp_ratio)
+    per_token_layer = 2 * (4 * d * d) + 2 * (2 * d * f) + 2 * (2 * t * d)
+    forward = c.dit_layers * t * per_token_layer + 2 * (2 * h * a * d)
+    batch = n * (2 if c.guidance_scale != 1.0 else 1)
+    return float(c.inference_steps * batch * forward)
+
+
+def random_observation(policy_config, rng: np.random.Generator) -> Observation:
+    """Random uint8 images at the sizes the policy reads, a fixed instruction, standard-normal proprio."""
+    return Observation(images={cam: rng.integers(0, 256, (*hw, 3), dtype=np.uint8)
+                               for cam, hw in policy_config.camera_sizes.items()},
+                       instruction="pick up the red cube",
+                       proprio=rng.normal(size=policy_config.proprio_dim).astype(np.float32))
+
+
+def _timed(fn, repeats: int, warmup: int, before=None) -> dict:
+    """{"median_ms", "p90_ms"} of `repeats` calls of fn after `warmup`; `before()` runs untimed before each."""
+    for _ in range(warmup):
+        if before is not None:
+            before()
+        fn()
+    ts = []
+    for _ in range(repeats):
+        if before is not None:
+            before()
+        t0 = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t0) * 1000.0)
+    return {"median_ms": float(np.median(ts)), "p90_ms": float(np.percentile(ts, 90))}
+
+
+def _machine() -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model, "cores": cores, "platform": platform.platform()}
+
+
+def _onnxruntime_version() -> str | None:
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    return onnxruntime.__version__
+
+
+def _bench_backend(backend: str, cfg: BenchConfig, export_dir) -> list[dict]:
+    """The rows of one backend: act_unsteered at n = 1, then per n the direct stages and act_steered."""
+    from verifiers.steering import SteeringConfig, steered_pipeline
+
+    torch.set_num_threads(cfg.threads if backend == "torch" else 1)  # onnx / trt sessions own their threads
+    threads = None if backend == "torch" else cfg.threads
+    unsteered = steered_pipeline(cfg.policy, SteeringConfig(method="none", verifier=cfg.verifier, value=cfg.value),
+                                 backend=backend, export_dir=export_dir, threads=threads)
+    obs = random_observation(unsteered.policy.config, np.random.default_rng(cfg.seed))
+    gen = torch.Generator()
+    rows = [{"backend": backend, "n": 1, "stage": "act_unsteered",
+             **_timed(lambda: unsteered.act(obs, gen), cfg.repeats, cfg.warmup,
+                      before=lambda: (unsteered.reset(), gen.manual_seed(cfg.seed)))}]
+    for n in cfg.ns:
+        sp = steered_pipeline(cfg.policy, SteeringConfig(method="both", n=n, m=n, verifier=cfg.verifier,
+                                                         value=cfg.value),
+                              backend=backend, export_dir=export_dir, threads=threads)
+        rows += [{"backend": backend, "n": n, **r} for r in _bench_steered(sp, obs, n, cfg)]
+    return rows
+
+
+def _bench_steered(sp, obs: Observation, n: int, cfg: BenchConfig) -> list[dict]:
+    """encode / sample / verifier / value by direct calls on `obs` and its context, then the full act()."""
+    policy, gen = sp.policy, torch.Generator()
+    ctx = policy.encode(obs)  # also fills the instruction-embedding cache, as in a running episode
+    samples = policy.sample(ctx, n, torch.Generator().manual_seed(cfg.seed))
+    candidates = sp.proposal.propose(samples, n, torch.Generator().manual_seed(cfg.seed))  # what act() scores
+    rows = [{"stage": "encode", **_timed(lambda: policy.encode(obs), cfg.repeats, cfg.warmup)},
+            {"stage": "sample", **_timed(lambda: policy.sample(ctx, n, gen), cfg.repeats, cfg.warmup,
+                                         before=lambda: gen.manual_seed(cfg.seed))}]
+    rows[-1]["gflops"] = dit_flops(policy.config, n) / (rows[-1]["median_ms"] / 1e3) / 1e9
+    scorers = {s.name: s for s in sp.scorers}
+    for stage in ("verifier", "value"):
+        scorer = scorers[stage]
+        rows.append({"stage": stage, "candidates": len(candidates),
+                     **_timed(lambda s=scorer: s.score(ctx, candidates), cfg.repeats, cfg.warmup)})
+    rows.append({"stage": "act_steered", **_timed(lambda: sp.act(obs, gen), cfg.repeats, cfg.warmup,
+                                                  before=lambda: (sp.reset(), gen.manual_seed(cfg.seed)))})
+    return rows
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    """Measure every backend in `cfg.backends` in this process (see the module docstring for the schema).
+    onnx / tensorrt read one ONNX export of the policy + verifier + value, made and cached under runs/onnx on
+    first use. The torch thread count is restored afterwards."""
+    before = torch.get_num_threads()
+    export_dir = None
+    if any(b != "torch" for b in cfg.backends):
+        from verifiers.steering import ensure_export
+
+        export_dir = ensure_export(cfg.policy, {"verifier": cfg.verifier, "value": cfg.value})
+    try:
+        peak = measure_peak_gflops(cfg.threads)
+        rows = []
+        for backend in cfg.backends:
+            rows += _bench_backend(backend, cfg, export_dir)
+    finally:
+        torch.set_num_threads(before)
+    torch_median = {(r["n"], r["stage"]): r["median_ms"] for r in rows if r["backend"] == "torch"}
+    for r in rows:
+        ref = torch_median.get((r["n"], r["stage"]))
+        if ref is not None:
+            r["ratio_vs_torch"] = r["median_ms"] / ref
+    return {"rows": rows, "peak_gflops": peak, "machine": _machine(), "torch": torch.__version__,
+            "onnxruntime": _onnxruntime_version(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "config": dataclasses.asdict(cfg), "export_dir": None if export_dir is None else str(export_dir)}
+
+
+def write_plot(result: dict, path: str | Path) -> Path:
+    """A PNG: per stage, the median ms against n for each backend (log scales), and the achieved GFLOP/s of
+    `sample` against the measured matmul peak."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullLocator
+
+    rows = result["rows"]
+    ns = sorted({r["n"] for r in rows})
+
+    def n_axis(ax) -> None:  # the measured n as ticks, the same range on every panel
+        ax.set_xscale("log")
+        ax.set_xlim(ns[0] / 1.5, ns[-1] * 1.5)
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.xaxis.set_minor_locator(NullLocator())
+
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
+    panels = list(axes.flat)
+    for ax, stage in zip(panels, STAGES, strict=False):
+        for backend in backends:
+            pts = sorted((r["n"], r["median_ms"]) for r in rows if r["backend"] == backend and r["stage"] == stage)
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", label=backend)
+        ax.set(title=stage, xlabel="n", ylabel="median ms", yscale="log")
+        n_axis(ax)
+        ax.grid(True, which="both", alpha=0.3)
+    ax = panels[len(STAGES)]
+    for backend in backends:
+        pts = sorted((r["n"], r["gflops"]) for r in rows
+                     if r["backend"] == backend and r["stage"] == "sample" and "gflops" in r)
+        if pts:
+            ax.plot(*zip(*pts, strict=True), marker="o", label=backend)
+    ax.axhline(result["peak_gflops"], color="k", linestyle="--", label=f"matmul peak {result['peak_gflops']:.0f}")
+    ax.set(title="sample: achieved GFLOP/s", xlabel="n", ylabel="GFLOP/s", yscale="log")
+    n_axis(ax)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    panels[0].legend(fontsize=8)
+    for extra in panels[len(STAGES) + 1:]:
+        extra.axis("off")
+    machine = result.get("machine", {})
+    fig.suptitle(f"vla bench on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores), "
+                 f"{result.get('config', {}).get('threads', '?')} threads")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def format_table(result: dict) -> str:
+    """A markdown table of every row (backend, n, stage, median, p90, ratio vs torch, GFLOP/s)."""
+    order = {s: i for i, s in enumerate(STAGES)}
+    backends = list(dict.fromkeys(r["backend"] for r in result["rows"]))
+    rows = sorted(result["rows"], key=lambda r: (backends.index(r["backend"]), r["n"], order.get(r["stage"], 99)))
+    lines = ["| backend | n | stage | median ms | p90 ms | vs torch | GFLOP/s |", "|---|---:|---|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = f"{r['ratio_vs_torch']:.2f}x" if "ratio_vs_torch" in r else "-"
+        gflops = f"{r['gflops']:.2f}" if "gflops" in r else "-"
+        lines.append(f"| {r['backend']} | {r['n']} | {r['stage']} | {r['median_ms']:.2f} | {r['p90_ms']:.2f} "
+                     f"| {ratio} | {gflops} |")
+    lines.append("")
+    lines.append(f"fp32 matmul peak: {result['peak_gflops']:.1f} GFLOP/s")
+    return "\n".join(lines) + "\n"
