@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--episode-s", type=float, default=10.0, help="episode time limit (100 control steps)")
     ap.add_argument("--steering", default="robomonkey")
+    ap.add_argument("--backend", default="torch", help="torch | onnx | tensorrt (the policy node's parameter)")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--seed", type=int, default=20000, help="first episode seed (tasks cycle, seeds count up)")
@@ -95,7 +96,8 @@ def main() -> None:
     tasks = args.tasks.split(",")
     env = isolated_ros_env()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    values = {"models_dir": str(ROOT / "models"), "steering": args.steering, "n": str(args.n), "m": str(args.m),
+    values = {"models_dir": str(ROOT / "models"), "steering": args.steering, "backend": args.backend,
+              "n": str(args.n), "m": str(args.m),
               "enable": "false", "record": str(args.record).lower(),
               "record_path": str(args.log_dir / "soak.mcap") if args.record else ""}
     args.log_dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,7 @@ def main() -> None:
     wins = sum(o[2] for o in outcomes)
     lo, hi = wilson_interval(wins, len(outcomes))
     figures = {
-        "minutes": elapsed / 60.0, "steering": args.steering, "n": args.n, "m": args.m,
+        "minutes": elapsed / 60.0, "steering": args.steering, "backend": args.backend, "n": args.n, "m": args.m,
         "control_ticks": ticks, "deadline_misses": misses, "deadline_miss_rate": misses / max(ticks, 1),
         "starved_ticks": int(status["starved_ticks"]), "decisions": int(status["decisions"]),
         "command_gaps": len(gaps), "command_gaps_over_1.5_periods": int(np.sum(np.asarray(gaps) > 1.5 * PERIOD)),
@@ -147,7 +149,8 @@ def main() -> None:
         "success_ci95": [lo, hi],
         "per_task": {t: [int(o[2]) for o in outcomes if o[0] == t] for t in tasks},
     }
-    print(f"soak: {figures['minutes']:.1f} min of {args.steering} n={args.n} m={args.m} control at 10 Hz")
+    print(f"soak: {figures['minutes']:.1f} min of {args.steering} n={args.n} m={args.m} on {args.backend}, "
+          f"control at 10 Hz")
     print(f"  control deadlines missed: {misses}/{ticks} = {100 * figures['deadline_miss_rate']:.2f}% "
           f"(target < 1%); starved ticks (no plan yet) {figures['starved_ticks']}")
     print(f"  command gaps > 1.5 periods inside episodes: {figures['command_gaps_over_1.5_periods']}/{len(gaps)}")

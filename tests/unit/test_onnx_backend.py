@@ -250,3 +250,13 @@ def test_split_batch_sampler_gives_the_bits_of_one_session(plain) -> None:
         noise = np.random.default_rng(n).normal(size=(n, H, A)).astype(np.float32)
         np.testing.assert_array_equal(split(cond=cond, noise=noise)["actions"],
                                       whole(cond=cond, noise=noise)["actions"])
+
+
+def test_tensorrt_backend_says_why_it_cannot_run_here(plain) -> None:
+    from vla_runtime.backends import load_policy
+    from vla_runtime.backends.tensorrt import trt_available
+
+    if trt_available()[0]:
+        pytest.skip("TensorRT runs here: tests/unit/test_tensorrt_backend.py covers it")
+    with pytest.raises(ValueError, match="tensorrt backend cannot run here"):
+        load_policy("tensorrt", export_dir=plain.export)

@@ -37,7 +37,16 @@ def load_policy(backend: str, policy_dir: str | Path | None = None, export_dir: 
         return OnnxPolicy(export_dir, threads=threads)
     from vla_runtime.backends.tensorrt import TrtPolicy
 
+    _require_tensorrt()
     return TrtPolicy(export_dir, trt_cache)
+
+
+def _require_tensorrt() -> None:
+    from vla_runtime.backends.tensorrt import trt_available
+
+    ok, why = trt_available()
+    if not ok:
+        raise ValueError(f"the tensorrt backend cannot run here: {why} (use --backend onnx or torch)")
 
 
 def load_exported_scorer(backend: str, export_dir: str | Path, name: str, threads: int | None = None,
@@ -50,6 +59,7 @@ def load_exported_scorer(backend: str, export_dir: str | Path, name: str, thread
     if backend == "tensorrt":
         from vla_runtime.backends.tensorrt import TrtScorer
 
+        _require_tensorrt()
         return TrtScorer(export_dir, name, trt_cache)
     raise ValueError("torch scorers load from their checkpoints (verifiers.steering.load_scorer)")
 
