@@ -12,33 +12,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import numpy as np
 import torch
 
+from vla_runtime import bench
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.types import Observation
 
 
 def timed(fn, repeats: int, warmup: int = 3) -> tuple[dict, list]:
-    """-> ({"median", "p90"} ms over `repeats` calls after `warmup`, the calls' return values)."""
-    for _ in range(warmup):
-        fn()
-    ts, outs = [], []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        outs.append(fn())
-        ts.append((time.perf_counter() - t) * 1000)
-    return {"median": round(float(np.median(ts)), 3), "p90": round(float(np.percentile(ts, 90)), 3)}, outs
+    """`vla_runtime.bench.timed` in this script's output form: ({"median", "p90"} ms, rounded; the calls'
+    return values)."""
+    stats, outs = bench.timed(fn, repeats, warmup)
+    return {"median": round(stats["median_ms"], 3), "p90": round(stats["p90_ms"], 3)}, outs
 
 
 def random_observation(policy: VLAPolicy, seed: int = 0) -> Observation:
-    """Random images at the sizes the policy reads, a fixed instruction, zero proprio."""
-    rng = np.random.default_rng(seed)
-    return Observation(images={c: rng.integers(0, 255, (*hw, 3), dtype=np.uint8)
-                               for c, hw in policy.config.camera_sizes.items()},
-                       instruction="pick up the red cube", proprio=np.zeros(policy.config.proprio_dim, np.float32))
+    """Random images at the sizes the policy reads, a fixed instruction (`vla_runtime.bench`)."""
+    return bench.random_observation(policy.config, np.random.default_rng(seed))
 
 
 def main() -> None:

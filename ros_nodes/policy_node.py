@@ -5,8 +5,9 @@ Models load in `on_configure`, control starts in `on_activate`, `on_deactivate` 
 and run on a SingleThreadedExecutor; inference runs in its own thread, woken by an event when the chunk
 executor needs a plan. Sensor callbacks only store the newest message, so a plan always starts from the
 newest observation, and the control timer pops one action per period, never waiting for a plan. (rclpy's
-MultiThreadedExecutor with a callback group for inference was the first design: its executor loop took
-~80% of a core and the GIL, slowing sampling from 37 ms to 640 ms and missing 74% of control deadlines.)
+MultiThreadedExecutor with a callback group for inference was the first design: its executor loop polled
+its futures on most of a core and held the GIL, slowing sampling many times over and missing most control
+deadlines.)
 A chunk planned from an observation taken at step s starts at step s, so the steps executed while it was
 computed are skipped.
 
@@ -178,7 +179,7 @@ class PolicyNode(LifecycleNode):
 
     def _warm_up(self, policy, steered) -> None:
         """One decision on a blank observation: loads the language encoder and touches every kernel, so the
-        first real decision after activation is as fast as the rest (it took ~2 s cold)."""
+        first real decision after activation is as fast as the rest (cold, it loads the encoder: seconds)."""
         import torch
 
         from vla_runtime.types import CameraInfo, Observation
@@ -536,9 +537,9 @@ class PolicyNode(LifecycleNode):
                 first = next(iter(result.scores.values()))
                 finite = first[np.isfinite(first)]
                 self._spreads.append(float(finite.max() - finite.min()) if len(finite) else 0.0)
-            paths = np.stack([self._commander.chunk_path(c) for c in result.candidates]) \
-                if self._commander.target is not None else None
-        if paths is not None and self._marker_pub.get_subscription_count() > 0:
+            watched = self._commander.target is not None and self._marker_pub.get_subscription_count() > 0
+            paths = np.stack([self._commander.chunk_path(c) for c in result.candidates]) if watched else None
+        if paths is not None:  # candidate paths only when someone displays them
             scores = sum(result.scores.values()) if result.scores else np.zeros(len(result.candidates))
             self._marker_pub.publish(convert.candidate_markers(paths, np.asarray(scores), result.index,
                                                                self._header()))

@@ -25,6 +25,14 @@ def load_policy_cached(path: str, backend: str = "torch"):
     return _POLICIES[key]
 
 
+def read_policy_config(path: str):
+    """A checkpoint's `PolicyConfig` without its weights (what the simulator must render depends on it)."""
+    from vla_runtime.checkpoint import read_json
+    from vla_runtime.policy.config import PolicyConfig
+
+    return PolicyConfig.from_dict(read_json(Path(path) / "config.json"))
+
+
 class PolicyAgent:
     """Encode once per plan, draw `samples` chunks in one batched run, execute one (the draw itself, or
     for samples > 1 their mean with a voted gripper: `average_chunks`) through `ChunkExecutor`. Encoding
@@ -79,7 +87,7 @@ class PolicyAgentFactory:
     def env_options(self) -> dict:
         """What the simulator must render for this policy (`EnvConfig` fields): the main camera's size and
         the wrist camera when the policy reads one (rendered at the same size, resized by the policy)."""
-        cfg = load_policy_cached(self.policy_dir).config
+        cfg = read_policy_config(self.policy_dir)  # the config alone: no weights loaded here
         if cfg.camera != "static" or cfg.wrist_camera not in ("", "wrist"):
             raise ValueError(f"the simulator renders cameras 'static' and 'wrist'; policy {self.policy_dir} "
                              f"reads {list(cfg.cameras)}")

@@ -118,20 +118,22 @@ def random_observation(policy_config, rng: np.random.Generator) -> Observation:
                        proprio=rng.normal(size=policy_config.proprio_dim).astype(np.float32))
 
 
-def _timed(fn, repeats: int, warmup: int, before=None) -> dict:
-    """{"median_ms", "p90_ms"} of `repeats` calls of fn after `warmup`; `before()` runs untimed before each."""
+def timed(fn, repeats: int, warmup: int, before=None) -> tuple[dict, list]:
+    """-> ({"median_ms", "p90_ms"} of `repeats` calls of fn after `warmup`, the timed calls' return values);
+    `before()` runs untimed before each call."""
     for _ in range(warmup):
         if before is not None:
             before()
         fn()
-    ts = []
+    ts, outs = [], []
     for _ in range(repeats):
         if before is not None:
             before()
         t0 = time.perf_counter()
-        fn()
+        outs.append(fn())
         ts.append((time.perf_counter() - t0) * 1000.0)
-    return {"median_ms": float(np.median(ts)), "p90_ms": float(np.percentile(ts, 90))}
+    return {"median_ms": float(np.median(ts)), "p90_ms": float(np.percentile(ts, 90))}, outs
+
 
 
 def _machine() -> dict:
@@ -166,8 +168,8 @@ def _bench_backend(backend: str, cfg: BenchConfig, export_dir) -> list[dict]:
     obs = random_observation(unsteered.policy.config, np.random.default_rng(cfg.seed))
     gen = torch.Generator()
     rows = [{"backend": backend, "n": 1, "stage": "act_unsteered",
-             **_timed(lambda: unsteered.act(obs, gen), cfg.repeats, cfg.warmup,
-                      before=lambda: (unsteered.reset(), gen.manual_seed(cfg.seed)))}]
+             **timed(lambda: unsteered.act(obs, gen), cfg.repeats, cfg.warmup,
+                      before=lambda: (unsteered.reset(), gen.manual_seed(cfg.seed)))[0]}]
     for n in cfg.ns:
         sp = steered_pipeline(cfg.policy, SteeringConfig(method="both", n=n, m=n, verifier=cfg.verifier,
                                                          value=cfg.value),
@@ -182,17 +184,17 @@ def _bench_steered(sp, obs: Observation, n: int, cfg: BenchConfig) -> list[dict]
     ctx = policy.encode(obs)  # also fills the instruction-embedding cache, as in a running episode
     samples = policy.sample(ctx, n, torch.Generator().manual_seed(cfg.seed))
     candidates = sp.proposal.propose(samples, n, torch.Generator().manual_seed(cfg.seed))  # what act() scores
-    rows = [{"stage": "encode", **_timed(lambda: policy.encode(obs), cfg.repeats, cfg.warmup)},
-            {"stage": "sample", **_timed(lambda: policy.sample(ctx, n, gen), cfg.repeats, cfg.warmup,
-                                         before=lambda: gen.manual_seed(cfg.seed))}]
+    rows = [{"stage": "encode", **timed(lambda: policy.encode(obs), cfg.repeats, cfg.warmup)[0]},
+            {"stage": "sample", **timed(lambda: policy.sample(ctx, n, gen), cfg.repeats, cfg.warmup,
+                                         before=lambda: gen.manual_seed(cfg.seed))[0]}]
     rows[-1]["gflops"] = dit_flops(policy.config, n) / (rows[-1]["median_ms"] / 1e3) / 1e9
     scorers = {s.name: s for s in sp.scorers}
     for stage in ("verifier", "value"):
         scorer = scorers[stage]
         rows.append({"stage": stage, "candidates": len(candidates),
-                     **_timed(lambda s=scorer: s.score(ctx, candidates), cfg.repeats, cfg.warmup)})
-    rows.append({"stage": "act_steered", **_timed(lambda: sp.act(obs, gen), cfg.repeats, cfg.warmup,
-                                                  before=lambda: (sp.reset(), gen.manual_seed(cfg.seed)))})
+                     **timed(lambda s=scorer: s.score(ctx, candidates), cfg.repeats, cfg.warmup)[0]})
+    rows.append({"stage": "act_steered", **timed(lambda: sp.act(obs, gen), cfg.repeats, cfg.warmup,
+                                                  before=lambda: (sp.reset(), gen.manual_seed(cfg.seed)))[0]})
     return rows
 
 

@@ -49,11 +49,11 @@ class OrtGraph:
     allocates an output array). Threads: intra-op `threads` (default: the cores this process may use, at
     most 2), one inter-op thread (the graphs are sequential). Only the sampler gets a pool: the encoder and
     the scorer heads are tiny and run on the calling thread, because a decision runs the sessions back to
-    back and idle pools spin on the cores the next session needs (steered act 43 ms with three 2-thread
-    pools, 23 ms with spinning off everywhere, which slowed the sampler by 25%; see latency.md)."""
+    back and idle pools spin on the cores the next session needs (turning spinning off everywhere instead
+    slowed the sampler). TensorRT's engines (where that provider exists) are cached beside the graph."""
 
     def __init__(self, path: str | Path, threads: int | None = None, trt_cache: str | Path | None = None,
-                 fp16: bool = True, spin: bool = True) -> None:
+                 fp16: bool = True) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -61,11 +61,10 @@ class OrtGraph:
             raise FileNotFoundError(f"ONNX graph {path} is missing; re-run `vla export onnx`")
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(2, len(os.sched_getaffinity(0)))
-        if options.intra_op_num_threads > 1 and not spin:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        trt_cache = trt_cache or path.parent / "ort_tensorrt_cache"
         self.session = ort.InferenceSession(str(path), options, providers=providers(trt_cache, fp16))
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]
@@ -97,8 +96,8 @@ class OrtGraph:
 class SplitBatchGraph:
     """A graph whose rows are independent (the sampler: each noise chunk denoises on its own), run as
     `workers` single-thread sessions on contiguous slices of the batch at once; onnxruntime releases the GIL,
-    so the slices run on separate cores. Measured on the 2-core CPU at n = 16: 12.6 ms split against 16.8 ms
-    for one 2-thread session (whose per-op threading barely pays on these small matrices), the same bits.
+    so the slices run on separate cores. On the 2-core CPU this beats one 2-thread session, whose per-op
+    threading barely pays on these small matrices (`vla bench`: 228 GFLOP/s at n = 16), with the same bits.
     Batches smaller than `workers` go to one `workers`-thread session."""
 
     def __init__(self, path: str | Path, split_input: str, workers: int | None = None) -> None:
