@@ -41,6 +41,7 @@ from ros_nodes.arm_commander import ArmCommander, CommanderConfig
 from ros_nodes.node_main import run_node
 from ros_nodes.policy_params import PARAMS, check, parse_pose
 from ros_nodes.watchdog import OK, Watchdog, WatchdogConfig
+from vla_runtime.execution import check_replan
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
 WINDOW = 4096  # decisions kept for latency percentiles
@@ -89,9 +90,10 @@ class PolicyNode(LifecycleNode):
         for p in params:
             reason = check(p.name, p.value, values)
             if not reason and p.name == "replan_every" and self._models is not None:
-                horizon = self._models[0].config.action_spec.chunk_length
-                if p.value > horizon:
-                    reason = f"replan_every must be <= the policy's chunk length {horizon}, got {p.value}"
+                try:
+                    check_replan(p.value, self._models[0].config.action_spec.chunk_length)
+                except ValueError as e:
+                    reason = str(e)
             if reason:
                 self.get_logger().warning(f"rejected parameter: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
@@ -143,7 +145,7 @@ class PolicyNode(LifecycleNode):
         import torch
 
         from verifiers.steering import SteeringConfig, steered_pipeline
-        from vla_runtime.execution import ChunkExecutor, ExecutorConfig
+        from vla_runtime.execution import ChunkExecutor
 
         backend = self._param("backend")
         # onnx / tensorrt run their own threads; torch then only does pre/post-processing
@@ -169,7 +171,7 @@ class PolicyNode(LifecycleNode):
         self._models = (policy, steered)
         self._commander = ArmCommander(CommanderConfig(arm=self._param("arm"), urdf=self._param("urdf"),
                                                        max_joint_step=self._param("max_joint_step")))
-        self._executor = ChunkExecutor(spec, self._executor_config(ExecutorConfig))
+        self._executor = ChunkExecutor(spec, self._executor_config())
         self._watchdog = Watchdog(self._watchdog_config())
         self._generator = torch.Generator().manual_seed(int(self._param("seed")))
         self._pending_live = False
@@ -195,8 +197,10 @@ class PolicyNode(LifecycleNode):
         steered.reset()
         self.get_logger().info(f"warm-up decision took {(time.perf_counter() - t0) * 1e3:.0f} ms")
 
-    def _executor_config(self, cls):
-        return cls(replan_every=self._param("replan_every"), max_translation=self._param("max_translation"),
+    def _executor_config(self):
+        from vla_runtime.execution import ExecutorConfig
+
+        return ExecutorConfig(replan_every=self._param("replan_every"), max_translation=self._param("max_translation"),
                    max_rotation=self._param("max_rotation"))
 
     def _watchdog_config(self) -> WatchdogConfig:
@@ -470,7 +474,6 @@ class PolicyNode(LifecycleNode):
         if not self._pending_live:
             return
         from verifiers.steering import SteeringConfig, build_steered
-        from vla_runtime.execution import ExecutorConfig
 
         self._pending_live = False
         cfg = SteeringConfig(method=self._steering.method, n=self._param("n"), m=self._param("m"),
@@ -481,7 +484,7 @@ class PolicyNode(LifecycleNode):
         steered = build_steered(policy, cfg, scorers=self._scorers)
         steered.episode = old.episode  # keep the latched anchor
         self._models, self._steering = (policy, steered), cfg
-        self._executor.config = self._executor_config(ExecutorConfig)
+        self._executor.configure(self._executor_config())
         self._watchdog.config = self._watchdog_config()
         text = self._param("instruction").strip()
         if text and text != self._instruction:

@@ -64,15 +64,24 @@ def gripper_vote(samples: np.ndarray, gripper_index: int) -> np.ndarray:
     return (np.mean(samples[:, :, gripper_index] > 0.5, axis=0) > 0.5).astype(samples.dtype)
 
 
+def check_replan(replan_every: int, chunk_length: int) -> None:
+    """A plan must come before the chunk runs out."""
+    if replan_every > chunk_length:
+        raise ValueError(f"replan_every={replan_every} exceeds the chunk length {chunk_length}")
+
+
 class ChunkExecutor:
     """Queue of chunk predictions; `next_action()` pops one safe per-step command."""
 
     def __init__(self, spec: ActionSpec, config: ExecutorConfig | None = None) -> None:
         self.spec = spec
-        self.config = config or ExecutorConfig()
-        if self.config.replan_every > spec.chunk_length:
-            raise ValueError(f"replan_every={self.config.replan_every} exceeds the chunk length {spec.chunk_length}")
+        self.configure(config or ExecutorConfig())
         self.reset()
+
+    def configure(self, config: ExecutorConfig) -> None:
+        """Take new settings (a running node's live parameters); the queued chunks stay."""
+        check_replan(config.replan_every, self.spec.chunk_length)
+        self.config = config
 
     def reset(self) -> None:
         self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (step the chunk starts at, (H, A))

@@ -283,3 +283,14 @@ def test_chunk_start_in_the_future_is_refused() -> None:
     ex = ChunkExecutor(SPEC)
     with pytest.raises(ValueError, match="chunk start 3"):
         ex.add_chunk(np.zeros((HC, A), np.float32), start=3)
+
+
+def test_reconfiguring_keeps_the_replan_rule_and_the_queue() -> None:
+    ex = ChunkExecutor(SPEC, ExecutorConfig(replan_every=2))
+    ex.add_chunk(np.zeros((HC, A), np.float32))
+    with pytest.raises(ValueError, match=f"replan_every={HC + 1} exceeds the chunk length {HC}"):
+        ex.configure(ExecutorConfig(replan_every=HC + 1))
+    assert ex.config.replan_every == 2
+    ex.configure(ExecutorConfig(replan_every=1, max_translation=0.01))
+    a = ex.next_action()  # the queued chunk survives; the new clamp applies
+    assert ex.needs_plan and a.shape == (A,)
