@@ -81,15 +81,26 @@ class Probe:
 
     # --- waiting -------------------------------------------------------------------------------------
     @staticmethod
-    def wait_for(predicate: Callable[[], object], timeout: float, what: str, poll: float = 0.01):
-        """Return predicate()'s first truthy value; TimeoutError naming `what` after `timeout` seconds."""
+    def wait_for(predicate: Callable[[], object], timeout: float, what: str, poll: float = 0.01,
+                 repeat: Callable[[], object] | None = None, every: float = 0.5,
+                 alive: Callable[[], bool] | None = None):
+        """Return predicate()'s first truthy value; TimeoutError naming `what` after `timeout` seconds.
+        repeat: called every `every` s meanwhile (republish a best-effort message until it lands); alive:
+        False ends the wait at once with RuntimeError (the process under test died)."""
         deadline = time.monotonic() + timeout
+        next_repeat = time.monotonic()
         while True:
             value = predicate()
             if value:
                 return value
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if alive is not None and not alive():
+                raise RuntimeError(f"the process under test exited while waiting for {what}")
+            if now > deadline:
                 raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+            if repeat is not None and now >= next_repeat:
+                repeat()
+                next_repeat = now + every
             time.sleep(poll)
 
     def wait_message(self, topic: str, timeout: float, since: float = 0.0, where: Callable | None = None):

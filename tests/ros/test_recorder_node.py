@@ -10,8 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +18,7 @@ import pytest
 pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed (the `ros` extra)")
 pytest.importorskip("mcap_ros2", reason="mcap-ros2-support not installed (the `ros` extra)")
 
-import rclpy
 from mcap_ros2.reader import read_ros2_messages
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64, Header, String
@@ -31,6 +26,7 @@ from std_msgs.msg import Float64, Header, String
 from ros_nodes import convert
 from ros_nodes.launcher import isolated_ros_env
 from ros_nodes.mcap_writer import iter_records
+from ros_nodes.probe import Probe
 
 pytestmark = pytest.mark.ros
 
@@ -40,79 +36,65 @@ ROS_ENV = {"ROS_DOMAIN_ID": str(DOMAIN), "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCAL
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen, log: Path,
-             executor: SingleThreadedExecutor, repeat: Callable[[], None] | None = None) -> None:
-    """Spin until `predicate()` holds; `repeat` (e.g. republish a best-effort message) runs every 0.2 s."""
-    deadline = time.monotonic() + timeout
-    next_repeat = time.monotonic()
-    while not predicate():
-        now = time.monotonic()
-        if now > deadline or proc.poll() is not None:
-            pytest.fail(f"{what}: not within {timeout} s (recorder exit code {proc.poll()}); log:\n"
-                        f"{log.read_text()[-3000:]}")
-        if repeat is not None and now >= next_repeat:
-            repeat()
-            next_repeat = now + 0.2
-        executor.spin_once(timeout_sec=0.05)
-
-
 def test_published_messages_are_recorded_and_the_file_is_finished_on_sigint(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in ROS_ENV.items():
         monkeypatch.setenv(k, v)  # read by rcl when the contexts (the node's and ours) initialise
     path, log = tmp_path / "rec" / "episode.mcap", tmp_path / "recorder.log"
     part = path.with_name("episode.mcap.part")
-    context = Context()
-    rclpy.init(context=context, domain_id=DOMAIN)
     proc = None
-    try:
-        node = rclpy.create_node("recorder_probe", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        image_pub = node.create_publisher(Image, "camera/image_raw", 5)
-        gripper_pub = node.create_publisher(Float64, "gripper", 10)
-        instruction_pub = node.create_publisher(String, "instruction", LATCHED)
+    with Probe("recorder_probe") as probe:
+        image_pub = probe.publisher(Image, "camera/image_raw", 5)
+        gripper_pub = probe.publisher(Float64, "gripper", 10)
+        instruction_pub = probe.publisher(String, "instruction", LATCHED)
         instruction_pub.publish(String(data="pick up the green cube"))  # before the recorder exists: latched
-        with log.open("w") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "ros_nodes.recorder_node", "--ros-args", "-p", f"path:={path}",
-                 "-p", "topics:=[camera/image_raw, gripper_command, instruction]",
-                 "-p", "types:=[sensor_msgs/msg/Image, std_msgs/Float64, std_msgs/msg/String]",
-                 "-r", "gripper_command:=gripper"],
-                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        for pub in (image_pub, gripper_pub, instruction_pub):
-            wait_for(lambda p=pub: p.get_subscription_count() > 0, 15.0, f"the recorder to subscribe {pub.topic_name}",
-                     proc, log, executor)
-        rgb = np.random.default_rng(0).integers(0, 256, (8, 10, 3), dtype=np.uint8)
-        for i in range(3):
-            gripper_pub.publish(Float64(data=float(i)))
-
-        def part_topics() -> dict[str, int]:
-            counts: dict[str, int] = {}
-            for r in iter_records(part) if part.exists() else []:
-                counts[r.topic] = counts.get(r.topic, 0) + 1
-            return counts
-
-        # flushed while recording (within the 1 s flush period), readable from the .part file
-        wait_for(lambda: part_topics().get("/gripper", 0) == 3 and part_topics().get("/instruction", 0) == 1, 10.0,
-                 "the reliable messages to reach the .part file", proc, log, executor)
-        # the camera subscription is best effort: images published before the recorder's reader has matched
-        # our writer are dropped (get_subscription_count sees only our side), so publish until one lands
-        wait_for(lambda: part_topics().get("/camera/image_raw", 0) >= 1, 10.0, "an image to reach the .part file",
-                 proc, log, executor, repeat=lambda: image_pub.publish(convert.rgb_to_image(rgb, Header())))
-        proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            pytest.fail(f"recorder ignored SIGINT; log:\n{log.read_text()[-3000:]}")
-        assert proc.returncode == 0, f"recorder exited {proc.returncode}; log:\n{log.read_text()[-3000:]}"
-    finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        rclpy.shutdown(context=context)
+            with log.open("w") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "ros_nodes.recorder_node", "--ros-args", "-p", f"path:={path}",
+                     "-p", "topics:=[camera/image_raw, gripper_command, instruction]",
+                     "-p", "types:=[sensor_msgs/msg/Image, std_msgs/Float64, std_msgs/msg/String]",
+                     "-r", "gripper_command:=gripper"],
+                    cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+            def wait(predicate, what: str, repeat=None) -> None:
+                try:
+                    probe.wait_for(predicate, 15.0, what, repeat=repeat, every=0.2,
+                                   alive=lambda: proc.poll() is None)
+                except (TimeoutError, RuntimeError) as e:
+                    pytest.fail(f"{e} (recorder exit code {proc.poll()}); log:\n{log.read_text()[-3000:]}")
+
+            for pub in (image_pub, gripper_pub, instruction_pub):
+                wait(lambda p=pub: p.get_subscription_count() > 0, f"the recorder to subscribe {pub.topic_name}")
+            rgb = np.random.default_rng(0).integers(0, 256, (8, 10, 3), dtype=np.uint8)
+            for i in range(3):
+                gripper_pub.publish(Float64(data=float(i)))
+
+            def part_topics() -> dict[str, int]:
+                counts: dict[str, int] = {}
+                for r in iter_records(part) if part.exists() else []:
+                    counts[r.topic] = counts.get(r.topic, 0) + 1
+                return counts
+
+            # flushed while recording (within the 1 s flush period), readable from the .part file
+            wait(lambda: part_topics().get("/gripper", 0) == 3 and part_topics().get("/instruction", 0) == 1,
+                 "the reliable messages to reach the .part file")
+            # the camera subscription is best effort: images published before the recorder's reader has matched
+            # our writer are dropped (get_subscription_count sees only our side), so publish until one lands
+            wait(lambda: part_topics().get("/camera/image_raw", 0) >= 1, "an image to reach the .part file",
+                 repeat=lambda: image_pub.publish(convert.rgb_to_image(rgb, Header())))
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                pytest.fail(f"recorder ignored SIGINT; log:\n{log.read_text()[-3000:]}")
+            assert proc.returncode == 0, f"recorder exited {proc.returncode}; log:\n{log.read_text()[-3000:]}"
+        finally:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
     assert path.exists() and not part.exists()
     got: dict[str, list] = {}

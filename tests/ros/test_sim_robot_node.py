@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,10 +19,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 (rclpy) not installed (the `ros` extra)")
 
-import rclpy
 from rcl_interfaces.srv import SetParameters
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, JointState
@@ -33,6 +29,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ros_nodes import convert
 from ros_nodes.launcher import isolated_ros_env
+from ros_nodes.probe import Probe
 
 pytestmark = pytest.mark.ros
 
@@ -52,64 +49,63 @@ def node_command(*ros_args: str) -> list[str]:
     return [sys.executable, "-m", "ros_nodes.sim_robot_node", *ros_args]
 
 
-class Probe:
-    """The test's side of the graph: subscriptions that keep what arrived, publishers, service clients."""
+TOPICS = {"image": (Image, "camera/image_raw", 5), "depth": (Image, "camera/depth", 5),
+          "info": (CameraInfo, "camera/camera_info", 5), "joints": (JointState, "joint_states", 10),
+          "instruction": (String, "sim_robot/instruction", LATCHED), "success": (Bool, "sim_robot/success", LATCHED)}
+RESET = (Trigger, "sim_robot/reset")
+SET_PARAMS = (SetParameters, "sim_robot/set_parameters")
+
+
+class Received:
+    """A live view: `got["image"]` is every image that has arrived so far (read at each lookup)."""
+
+    def __init__(self, ros: Probe) -> None:
+        self.ros = ros
+
+    def __getitem__(self, key: str) -> list:
+        return self.ros.received(TOPICS[key][1])
+
+
+class SimRobot:
+    """The node under test and the test's side of the graph (a `ros_nodes.probe.Probe`): what arrived per
+    topic, publishers, services; every wait fails at once with the node's log if the node died."""
 
     def __init__(self, proc: subprocess.Popen, log: Path) -> None:
         self.proc, self.log = proc, log
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=DOMAIN)
-        self.node = rclpy.create_node("sim_robot_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.got: dict[str, list] = {k: [] for k in ("image", "depth", "info", "joints", "instruction", "success")}
-        for key, typ, topic, qos in [("image", Image, "camera/image_raw", 5), ("depth", Image, "camera/depth", 5),
-                                     ("info", CameraInfo, "camera/camera_info", 5),
-                                     ("joints", JointState, "joint_states", 10),
-                                     ("instruction", String, "sim_robot/instruction", LATCHED),
-                                     ("success", Bool, "sim_robot/success", LATCHED)]:
-            self.node.create_subscription(typ, topic, lambda m, k=key: self.got[k].append(m), qos)
-        self.trajectory_pub = self.node.create_publisher(JointTrajectory, "joint_trajectory", 10)
-        self.gripper_pub = self.node.create_publisher(Float64, "gripper_command", 10)
-        self.reset = self.node.create_client(Trigger, "sim_robot/reset")
-        self.set_params = self.node.create_client(SetParameters, "sim_robot/set_parameters")
+        self.ros = Probe("sim_robot_probe")
+        for typ, topic, qos in TOPICS.values():
+            self.ros.subscribe(typ, topic, qos)
+        self.trajectory_pub = self.ros.publisher(JointTrajectory, "joint_trajectory", 10)
+        self.gripper_pub = self.ros.publisher(Float64, "gripper_command", 10)
+
+    @property
+    def got(self) -> Received:
+        return Received(self.ros)
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        self.ros.close()
 
     def wait(self, predicate: Callable[[], bool], timeout: float, what: str,
              repeat: Callable[[], None] | None = None) -> None:
-        """Spin until `predicate()` holds; `repeat` (e.g. republish a command) runs every 0.5 s meanwhile."""
-        deadline = time.monotonic() + timeout
-        next_repeat = time.monotonic()
-        while not predicate():
-            now = time.monotonic()
-            if now > deadline or self.proc.poll() is not None:
-                pytest.fail(f"{what}: not within {timeout} s (node exit code {self.proc.poll()}); node log:\n"
-                            f"{self.log.read_text()[-3000:]}")
-            if repeat is not None and now >= next_repeat:
-                repeat()
-                next_repeat = now + 0.5
-            self.executor.spin_once(timeout_sec=0.05)
+        """Until `predicate()` holds; `repeat` (e.g. republish a command) runs every 0.5 s meanwhile."""
+        try:
+            self.ros.wait_for(predicate, timeout, what, repeat=repeat, alive=lambda: self.proc.poll() is None)
+        except (TimeoutError, RuntimeError) as e:
+            pytest.fail(f"{e} (node exit code {self.proc.poll()}); node log:\n{self.log.read_text()[-3000:]}")
 
-    def call(self, client, request, timeout: float = 10.0):
-        self.wait(lambda: client.service_is_ready(), timeout, f"service {client.srv_name} to appear")
-        future = client.call_async(request)
-        self.wait(future.done, timeout, f"service {client.srv_name} to answer")
-        return future.result()
+    def call(self, service: tuple, request, timeout: float = 10.0):
+        return self.ros.call(*service, request, timeout)
 
     def measured(self) -> np.ndarray:
-        return convert.joint_positions(self.got["joints"][-1], JOINTS)
+        return convert.joint_positions(self.ros.received("joint_states")[-1], JOINTS)
 
     def new_joint_states(self, n: int, timeout: float = 5.0) -> None:
-        start = len(self.got["joints"])
-        self.wait(lambda: len(self.got["joints"]) >= start + n, timeout, f"{n} more joint_states")
+        start = len(self.ros.received("joint_states"))
+        self.wait(lambda: len(self.ros.received("joint_states")) >= start + n, timeout, f"{n} more joint_states")
 
 
 @pytest.fixture(scope="module")
-def probe(tmp_path_factory) -> Iterator[Probe]:
+def probe(tmp_path_factory) -> Iterator[SimRobot]:
     log = tmp_path_factory.mktemp("sim_robot") / "node.log"
     with pytest.MonkeyPatch.context() as mp:
         for k, v in ROS_ENV.items():
@@ -117,7 +113,7 @@ def probe(tmp_path_factory) -> Iterator[Probe]:
         with log.open("w") as out:
             proc = subprocess.Popen(node_command(*NODE_ARGS), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        probe = Probe(proc, log)
+        probe = SimRobot(proc, log)
         try:
             yield probe
         finally:
@@ -138,7 +134,7 @@ def trajectory(names: list[str], points: list[list[float]]) -> JointTrajectory:
                            points=[JointTrajectoryPoint(positions=q) for q in points])
 
 
-def test_sensors_arrive_with_sizes_names_and_shared_stamps(probe: Probe) -> None:
+def test_sensors_arrive_with_sizes_names_and_shared_stamps(probe: SimRobot) -> None:
     g = probe.got
     probe.wait(lambda: all(len(g[k]) >= 3 for k in ("image", "depth", "info")) and g["joints"], 30.0,
                "camera, depth, camera_info and joint_states")
@@ -158,7 +154,7 @@ def test_sensors_arrive_with_sizes_names_and_shared_stamps(probe: Probe) -> None
     assert g["instruction"][-1].data == INSTRUCTION and g["success"][-1].data is False
 
 
-def test_joint_trajectory_moves_the_measured_joint(probe: Probe) -> None:
+def test_joint_trajectory_moves_the_measured_joint(probe: SimRobot) -> None:
     probe.new_joint_states(1)
     target = probe.measured()[:7]
     target[0] += 0.3
@@ -171,7 +167,7 @@ def test_joint_trajectory_moves_the_measured_joint(probe: Probe) -> None:
     assert probe.measured()[7:].min() > 0.03
 
 
-def test_malformed_commands_are_dropped_and_the_node_keeps_publishing(probe: Probe) -> None:
+def test_malformed_commands_are_dropped_and_the_node_keeps_publishing(probe: SimRobot) -> None:
     probe.new_joint_states(1)
     before = probe.measured()
     good = before[:7].tolist()
@@ -190,13 +186,13 @@ def test_malformed_commands_are_dropped_and_the_node_keeps_publishing(probe: Pro
     np.testing.assert_allclose(after, before, atol=0.02)  # still holding the last good target
 
 
-def test_bad_parameters_are_rejected_with_a_reason(probe: Probe) -> None:
+def test_bad_parameters_are_rejected_with_a_reason(probe: SimRobot) -> None:
     request = SetParameters.Request(parameters=[
         Parameter("physics_hz", value=7.0).to_parameter_msg(),
         Parameter("task", value="juggle").to_parameter_msg(),
         Parameter("image_size", value=[48, 0]).to_parameter_msg(),
         Parameter("camera_hz", value=20.0).to_parameter_msg()])
-    results = probe.call(probe.set_params, request).results
+    results = probe.call(SET_PARAMS, request).results
     reasons = [(r.successful, r.reason) for r in results]
     assert [ok for ok, _ in reasons] == [False, False, False, True], reasons
     assert "physics_hz must divide 240" in reasons[0][1] and "7.0" in reasons[0][1]
@@ -204,7 +200,7 @@ def test_bad_parameters_are_rejected_with_a_reason(probe: Probe) -> None:
     assert "image_size" in reasons[2][1]
 
 
-def test_reset_applies_parameters_returns_the_instruction_and_rehomes_the_arm(probe: Probe) -> None:
+def test_reset_applies_parameters_returns_the_instruction_and_rehomes_the_arm(probe: SimRobot) -> None:
     g = probe.got
     probe.wait(lambda: len(g["instruction"]) >= 1, 5.0, "the start-up instruction")
     n_instr, n_success = len(g["instruction"]), len(g["success"])
@@ -212,8 +208,8 @@ def test_reset_applies_parameters_returns_the_instruction_and_rehomes_the_arm(pr
     probe.trajectory_pub.publish(trajectory(ARM, [(home[:7] + 0.2).tolist()]))
     probe.wait(lambda: abs(probe.measured()[0] - home[0]) > 0.1, 15.0, "the arm to leave home")
     resize = SetParameters.Request(parameters=[Parameter("image_size", value=[32, 40]).to_parameter_msg()])
-    assert probe.call(probe.set_params, resize).results[0].successful
-    response = probe.call(probe.reset, Trigger.Request())
+    assert probe.call(SET_PARAMS, resize).results[0].successful
+    response = probe.call(RESET, Trigger.Request())
     assert response.success and response.message == INSTRUCTION
     probe.wait(lambda: (g["image"][-1].height, g["image"][-1].width) == (32, 40), 5.0,
                "images of the new size after the reset rebuilt the env")
