@@ -72,10 +72,6 @@ class Probe:
         with self._lock:
             return [t for t, _ in self._received[topic] if t > since]
 
-    def clear(self, topic: str) -> None:
-        with self._lock:
-            self._received[topic].clear()
-
     def publisher(self, msg_type, topic: str, qos=10):
         return self.node.create_publisher(msg_type, topic, qos)
 

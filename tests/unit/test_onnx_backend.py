@@ -235,9 +235,16 @@ def test_policy_loads_on_every_cpu_backend_with_the_same_contract(plain, tmp_pat
     assert (tmp_path / "runs" / "onnx").is_dir()
 
 
-def test_providers_end_with_the_cpu() -> None:
-    chosen = providers()
-    assert chosen[-1] == "CPUExecutionProvider"
+def test_providers_prefer_tensorrt_then_cuda_with_a_kept_engine_cache(tmp_path, monkeypatch) -> None:
+    import onnxruntime as ort
+
+    assert providers() == ["CPUExecutionProvider"]  # this CPU build
+    monkeypatch.setattr(ort, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    (trt, trt_options), (cuda, _), cpu = providers(tmp_path / "engines", fp16=False)
+    assert (trt, cuda, cpu) == ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+    assert trt_options["trt_engine_cache_enable"] and trt_options["trt_fp16_enable"] is False
+    assert trt_options["trt_engine_cache_path"] == str(tmp_path / "engines") and (tmp_path / "engines").is_dir()
 
 
 def test_split_batch_sampler_gives_the_bits_of_one_session(plain) -> None:
