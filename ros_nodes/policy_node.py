@@ -40,7 +40,7 @@ from ros_nodes import convert
 from ros_nodes.arm_commander import ArmCommander, CommanderConfig
 from ros_nodes.node_main import run_node
 from ros_nodes.policy_params import PARAMS, check, parse_pose
-from ros_nodes.watchdog import OK, Watchdog, WatchdogConfig
+from ros_nodes.watchdog import ESTOP, OK, STALE_IMAGE, STALE_JOINTS, WAITING, Watchdog, WatchdogConfig
 from vla_runtime.execution import check_replan
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
@@ -258,9 +258,8 @@ class PolicyNode(LifecycleNode):
     def _clear_state(self) -> None:
         self._image = self._depth = self._camera = None  # newest (value, stamp s): rgb, depth, CameraInfo
         self._joints = None  # (q_arm, q_fingers, received s)
-        self._fingers = None
         self._instruction = ""
-        self._state, self._reason = "WAITING", "not configured"
+        self._state, self._reason = WAITING, "not configured"
         self._epoch = 0  # bumps on every reset/hold: a plan started before is discarded
         self._in_flight = False
         self._chunk_image_stamp = None  # image stamp of the newest chunk until its first command
@@ -279,27 +278,31 @@ class PolicyNode(LifecycleNode):
         """Forget chunks and the latched anchor; restart from the measured pose. The first plan waits for an
         image taken after this moment: an anchor policy latches its episode anchor from that frame, and a
         frame of the previous scene (a reset just happened) would misplace the whole episode."""
-        self._epoch += 1
+        self._forget_plan()
         self._episode_t0 = self._now()
         if self._models is not None:
-            self._executor.reset()
             self._models[1].reset()
-            self._commander.target = None
         self._chunk_image_stamp = None
         self.get_logger().info(f"new episode ({why})")
 
     def _hold(self, why: str) -> None:
         """Stop where the arm is: one trajectory to the measured joints, and no chunk survives the hold."""
-        self._epoch += 1
+        self._forget_plan()
         if self._models is None:
             return
-        self._executor.reset()
-        self._commander.target = None
         if self._enabled and self._joints is not None:
             q_arm = self._joints[0]
             self._traj_pub.publish(convert.joint_trajectory(self._commander.arm_joints, q_arm[None], self._period,
                                                             self._header()))
         self.get_logger().warning(f"holding: {why}")
+
+    def _forget_plan(self) -> None:
+        """No chunk survives (a plan in flight is discarded when it lands) and the next command restarts
+        from the measured pose."""
+        self._epoch += 1
+        if self._models is not None:
+            self._executor.reset()
+            self._commander.target = None
 
     def _header(self) -> Header:
         return Header(stamp=self.get_clock().now().to_msg(), frame_id=self._param("frame_id"))
@@ -344,13 +347,14 @@ class PolicyNode(LifecycleNode):
             q_arm = convert.joint_positions(msg, commander.arm_joints)
         except ValueError as e:
             return self._drop("joint_states", str(e))
-        try:  # fingers may come in the same message or from a separate gripper driver
+        try:  # fingers may come in the same message or from a separate gripper driver (then: the last known)
             fingers = convert.joint_positions(msg, commander.finger_joints)
         except ValueError:
-            fingers = self._fingers
+            fingers = None
         with self._lock:
-            self._fingers = fingers if fingers is not None else np.full(len(commander.finger_joints), 0.04)
-            self._joints = (q_arm, self._fingers, self._now())
+            if fingers is None:
+                fingers = self._joints[1] if self._joints else np.full(len(commander.finger_joints), 0.04)
+            self._joints = (q_arm, fingers, self._now())
 
     def _on_instruction(self, msg: String) -> None:
         text = msg.data.strip()
@@ -368,10 +372,8 @@ class PolicyNode(LifecycleNode):
             was = self._watchdog.estopped
             self._watchdog.estop(bool(msg.data))
             if self._watchdog.estopped and not was:
-                self._state, self._reason = "ESTOP", "e-stop engaged; call ~/reset to clear"
-                self._epoch += 1
-                self._executor.reset()
-                self._commander.target = None
+                self._state, self._reason = ESTOP, "e-stop engaged; call ~/reset to clear"
+                self._forget_plan()
                 self.get_logger().error("E-STOP: commands stopped until ~/reset")
 
     # --- services -------------------------------------------------------------------------------------
@@ -566,7 +568,7 @@ class PolicyNode(LifecycleNode):
                 values["score_spread_mean"] = f"{np.mean(self._spreads):.3f}"
             for what, count in sorted(self._dropped.items()):
                 values[f"dropped_{what}"] = count
-            if self._state in ("ESTOP", "STALE_IMAGE", "STALE_JOINTS"):
+            if self._state in (ESTOP, STALE_IMAGE, STALE_JOINTS):
                 level, message = "ERROR", self._reason
             elif self._last_warning:
                 level, message = "WARN", self._last_warning
