@@ -34,11 +34,20 @@ def episode_frames(ds: EpisodeDataset, k: int, min_width: int = 320) -> list[Ima
     return frames
 
 
+def _check_gif_args(out: str | Path, fps: float) -> None:
+    if not (fps > 0 and np.isfinite(fps)):
+        raise ValueError(f"fps must be a positive number, got {fps}")
+    if Path(out).is_dir():
+        raise IsADirectoryError(f"GIF path {out} is a folder; give a file name")
+
+
 def write_gif(frames: list[Image.Image], out: str | Path, fps: float = 10.0) -> Path:
+    _check_gif_args(out, fps)
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     return atomic_write_bytes(out, buf.getvalue())
 
 
 def replay_to_gif(dataset_dir: str | Path, k: int, out: str | Path, fps: float = 10.0) -> Path:
+    _check_gif_args(out, fps)  # before the episode is read
     return write_gif(episode_frames(EpisodeDataset(dataset_dir), k), out, fps)

@@ -11,7 +11,7 @@ pipeline as `ActionVerifier` (`fit_preferences`). Nothing is downloaded: the fol
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -114,11 +114,14 @@ class HFVLMVerifier(nn.Module):
         raw = read_json(path / "config.json")
         if raw.pop("type", None) != CONFIG_TYPE or not isinstance(raw.get("spec"), dict):
             raise ValueError(f"{path / 'config.json'} is not a VLM-verifier config")
-        spec = ActionSpec.from_dict(raw.pop("spec"))
+        missing = sorted({f.name for f in fields(HFVerifierConfig)} - set(raw))
+        if missing:
+            raise ValueError(f"{path / 'config.json'} is missing required keys {missing}")
         try:
+            spec = ActionSpec.from_dict(raw.pop("spec"))
             config = HFVerifierConfig(**raw)
-        except TypeError as exc:
-            raise ValueError(f"{path / 'config.json'} has unknown or missing keys: {exc}") from exc
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path / 'config.json'}: {exc}") from exc
         model = cls(config, spec)
         load_weights(_Saved(model), path / "model.safetensors")
         return model.eval()

@@ -50,6 +50,10 @@ class SteeringConfig:
             raise ValueError(f"unknown selection {self.selection!r}; known: {MODES}")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+        for name in {"verifier", "value"} & set(self.scorer_names):
+            if not Path(getattr(self, name)).is_dir():
+                raise FileNotFoundError(f"steering {self.method!r} needs a {name} checkpoint: --{name} "
+                                        f"{getattr(self, name)} does not exist")
         unknown = sorted({name for name, _ in self.weights} - set(self.scorer_names))
         if unknown:
             raise ValueError(f"weights name scorers {unknown} that method {self.method!r} does not use "

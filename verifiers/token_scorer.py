@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from verifiers.proposals import check_chunks
-from vla_runtime.checkpoint import load_weights, read_json, read_typed_config, require_files, write_checkpoint
+from vla_runtime.checkpoint import load_weights, parse_json_file, read_typed_config, require_files, write_checkpoint
 from vla_runtime.policy.normalize import Normalizer
 
 FILES = ("config.json", "model.safetensors", "normalization.json")
@@ -41,6 +41,9 @@ def load(cls, config_cls, config_type: str, what: str, ckpt_dir: str | Path):
     path = Path(ckpt_dir)
     require_files(path, FILES, what)
     config = read_typed_config(path, config_type, config_cls, what)
-    model = cls(config, Normalizer.from_dict(read_json(path / "normalization.json")))
+    normalizer = parse_json_file(path / "normalization.json", Normalizer.from_dict)
+    parse_json_file(path / "normalization.json",
+                    lambda _: normalizer.check_dims(config.action_dim, normalizer.proprio_mean.shape[0]))
+    model = cls(config, normalizer)
     load_weights(model, path / "model.safetensors")
     return model.eval()

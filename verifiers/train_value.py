@@ -30,7 +30,10 @@ import torch.nn.functional as F  # noqa: N812
 from verifiers.features import QUALITIES, FeatureTable, cache_key, cached_features
 from verifiers.train_verifier import VerifierTrainConfig, build_candidates, demonstration_rows, ranking_metrics
 from verifiers.training import Run, state_dir, weights_fingerprint
+from verifiers.value import CONFIG_TYPE as VALUE_TYPE
 from verifiers.value import HEADS, ValueConfig, ValueFunction, hl_gauss_target
+from vla_runtime.checkpoint import is_checkpoint_of
+from vla_runtime.io import check_output_dir
 from vla_runtime.policy.model import VLAPolicy
 
 REWARDS = ("vgps", "sparse")
@@ -191,8 +194,9 @@ def calibrated_conservative_loss(model: ValueFunction, cond: torch.Tensor, chunk
 
 def train_value(policy_dir: str | Path, data: list[str | Path], out: str | Path, cfg: ValueTrainConfig,
                 resume: bool = False, progress: bool = True, command: str = "",
-                feature_cache: str | Path | None = None) -> dict:
-    out = Path(out)
+                feature_cache: str | Path | None = None, overwrite: bool = False) -> dict:
+    out = check_output_dir(out, is_checkpoint_of(VALUE_TYPE), "value function checkpoint", inputs=[policy_dir, *data],
+                           overwrite=overwrite)
     t0 = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verifiers.action_verifier import ActionVerifier, VerifierConfig
+from verifiers.action_verifier import CONFIG_TYPE, ActionVerifier, VerifierConfig
 from verifiers.features import QUALITIES, FeatureTable, cache_key, cached_features
 from verifiers.preferences import nrmse, perturb, preference_loss
 from verifiers.proposals import GaussianVote
 from verifiers.training import Run, state_dir, weights_fingerprint
+from vla_runtime.checkpoint import is_checkpoint_of
+from vla_runtime.io import check_output_dir
 from vla_runtime.policy.model import VLAPolicy
 
 
@@ -150,10 +152,11 @@ def ranking_metrics(model: torch.nn.Module, table: FeatureTable, sets: Candidate
 
 def train_verifier(policy_dir: str | Path, data: list[str | Path], out: str | Path, cfg: VerifierTrainConfig,
                    resume: bool = False, progress: bool = True, command: str = "",
-                   feature_cache: str | Path | None = None) -> dict:
+                   feature_cache: str | Path | None = None, overwrite: bool = False) -> dict:
     """feature_cache: where frame encodings are cached (default: beside the run); share one folder
     between the verifier and value trainers."""
-    out = Path(out)
+    out = check_output_dir(out, is_checkpoint_of(CONFIG_TYPE), "action verifier checkpoint", inputs=[policy_dir, *data],
+                           overwrite=overwrite)
     t0 = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
-from vla_runtime.checkpoint import optimizer_tensors, restore_optimizer
+from vla_runtime.checkpoint import metrics_log, optimizer_tensors, restore_optimizer
 from vla_runtime.io import atomic_write_bytes, atomic_write_text
 
 STATE_DIR = "training_state"
@@ -75,10 +75,7 @@ class Run:
         t0 = time.perf_counter()
         if resume:
             self.load_state()
-        self.sdir.mkdir(parents=True, exist_ok=True)
-        metrics_path = self.sdir / "metrics.jsonl"
-        if not resume:
-            metrics_path.write_text("")
+        metrics_path = metrics_log(self.sdir / "metrics.jsonl", self.step if resume else None)
         bar = None
         if progress:
             from tqdm import tqdm

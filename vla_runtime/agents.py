@@ -27,10 +27,10 @@ def load_policy_cached(path: str, backend: str = "torch"):
 
 def read_policy_config(path: str):
     """A checkpoint's `PolicyConfig` without its weights (what the simulator must render depends on it)."""
-    from vla_runtime.checkpoint import read_json
+    from vla_runtime.checkpoint import parse_json_file
     from vla_runtime.policy.config import PolicyConfig
 
-    return PolicyConfig.from_dict(read_json(Path(path) / "config.json"))
+    return parse_json_file(Path(path) / "config.json", PolicyConfig.from_dict)
 
 
 class PolicyAgent:

@@ -6,16 +6,20 @@ same way whichever model it belongs to.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vla_runtime.io import replace_dir
+from vla_runtime.io import atomic_write_text, make_tmp_sibling, manifest_is, replace_dir
+
+T = TypeVar("T")
 
 
 def require_files(folder: Path, names: tuple[str, ...], what: str) -> None:
@@ -27,10 +31,24 @@ def require_files(folder: Path, names: tuple[str, ...], what: str) -> None:
 
 
 def read_json(path: Path) -> dict:
+    """A checkpoint's JSON file, which must hold one object (`null`, a list or a number is refused)."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {json.dumps(data)[:60]}")
+    return data
+
+
+def parse_json_file(path: Path, parse: Callable[[dict], T]) -> T:
+    """`parse(read_json(path))`, with any complaint of `parse` (a missing key, a value of the wrong kind)
+    prefixed by the file it came from."""
+    raw = read_json(path)
+    try:
+        return parse(raw)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
 
 
 def load_weights(model: nn.Module, path: Path) -> None:
@@ -55,8 +73,7 @@ def write_checkpoint(out_dir: str | Path, config: dict, normalization: dict | No
     folder that is renamed into place (`io.replace_dir`): a reader or a crash never sees a half-written
     checkpoint."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+    tmp = make_tmp_sibling(out)
     try:
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         if normalization is not None:
@@ -74,13 +91,17 @@ def write_checkpoint(out_dir: str | Path, config: dict, normalization: dict | No
 
 def read_typed_config(path: Path, config_type: str, config_cls, what: str):
     """`path`/config.json whose "type" must be `config_type` -> config_cls(**the rest)."""
-    raw = read_json(path / "config.json")
+    file = path / "config.json"
+    raw = read_json(file)
     if raw.pop("type", None) != config_type:
-        raise ValueError(f"{path / 'config.json'} is not a {what} config")
+        raise ValueError(f"{file} is not a {what} config")
+    missing = sorted({f.name for f in dataclasses.fields(config_cls)} - set(raw))
+    if missing:
+        raise ValueError(f"{file} is missing required keys {missing}")
     try:
         return config_cls(**raw)
-    except TypeError as exc:
-        raise ValueError(f"{path / 'config.json'} has unknown or missing keys: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{file}: {exc}") from exc
 
 
 def optimizer_tensors(opt, generator) -> dict:
@@ -105,3 +126,26 @@ def restore_optimizer(opt, generator, state: dict) -> None:
             opt_state["state"].setdefault(int(i), {})[k] = v.reshape(()) if k == "step" else v
     opt.load_state_dict(opt_state)
     generator.set_state(state["rng"])
+
+
+def is_checkpoint_of(config_type: str):
+    """`is_previous` for `io.check_output_dir`: a checkpoint folder whose config.json has this type."""
+    return manifest_is("config.json", "type", config_type)
+
+
+def metrics_log(path: Path, resume_step: int | None) -> Path:
+    """The JSON-lines metrics file of a run, ready for appending: emptied for a fresh run; on resume from
+    `resume_step`, cut back to the lines up to that step, so steps validated after the last checkpoint
+    (and computed again now) are not listed twice."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept: list[str] = []
+    if resume_step is not None and path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                step = json.loads(line).get("step")
+            except (json.JSONDecodeError, AttributeError):
+                continue  # a line cut short by a kill
+            if isinstance(step, int) and step <= resume_step:
+                kept.append(line)
+    atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+    return path

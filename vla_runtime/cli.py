@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -45,6 +46,31 @@ def _positive(text: str) -> int:
     return v
 
 
+def _checkpoint(text: str) -> str:
+    """A model folder: relative paths resolve from the working directory, else from the installed package's
+    share folder (so the default `models/policy` works from any directory); `expert` stays itself."""
+    from vla_runtime.paths import resolve_data_path
+
+    return text if text == "expert" else str(resolve_data_path(text))
+
+
+def _nonnegative(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
 def cmd_sim_tasks(args: argparse.Namespace) -> int:
     from sim.arms import ARMS
     from sim.tasks import TASKS
@@ -81,7 +107,9 @@ def cmd_sim_collect(args: argparse.Namespace) -> int:
 
 def cmd_sim_replay(args: argparse.Namespace) -> int:
     from sim.replay import replay_to_gif
+    from vla_runtime.io import check_output_file
 
+    check_output_file(args.gif, "--gif")
     out = replay_to_gif(args.dir, args.episode, args.gif, fps=args.fps)
     print(out)
     return 0
@@ -91,7 +119,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from vla_runtime.demo import run_demo
 
     report = run_demo(Path(args.out), policy=args.policy, episodes_per_task=args.episodes_per_task,
-                      workers=args.workers, seed=args.seed, samples=args.average, backend=args.backend)
+                      workers=args.workers, seed=args.seed, samples=args.average, backend=args.backend,
+                      overwrite=args.overwrite)
     print((Path(args.out) / "report.md").read_text())
     print(f"GIFs: {', '.join(report['gifs'])}")
     return 0
@@ -125,7 +154,8 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         return policy_card(trainer, last, command=command, data=args.data)
 
     result = train_policy(args.data, args.out, pcfg, tcfg, resume=args.resume, progress=not args.no_progress,
-                          model_card_fn=card, init=args.init, init_overrides=overrides if args.init else None)
+                          model_card_fn=card, init=args.init, init_overrides=overrides if args.init else None,
+                          overwrite=args.overwrite)
     print(json.dumps(result))
     return 0
 
@@ -145,7 +175,8 @@ def cmd_train_verifier(args: argparse.Namespace) -> int:
                               layers=args.layers, val_every=args.val_every, ckpt_every=args.ckpt_every,
                               seed=args.seed, threads=args.threads)
     result = train_verifier(args.policy, args.data, args.out, cfg, resume=args.resume, progress=not args.no_progress,
-                            command=_command_line("train", "verifier"), feature_cache=args.feature_cache)
+                            command=_command_line("train", "verifier"), feature_cache=args.feature_cache,
+                            overwrite=args.overwrite)
     print(json.dumps({k: v for k, v in result.items() if k != "train_config"}))
     return 0
 
@@ -159,7 +190,8 @@ def cmd_train_value(args: argparse.Namespace) -> int:
                            hidden=args.hidden, layers=args.layers, val_every=args.val_every,
                            ckpt_every=args.ckpt_every, seed=args.seed, threads=args.threads)
     result = train_value(args.policy, args.data, args.out, cfg, resume=args.resume, progress=not args.no_progress,
-                         command=_command_line("train", "value"), feature_cache=args.feature_cache)
+                         command=_command_line("train", "value"), feature_cache=args.feature_cache,
+                         overwrite=args.overwrite)
     print(json.dumps({k: v for k, v in result.items() if k != "train_config"}))
     return 0
 
@@ -178,24 +210,50 @@ def _steered_factory(args: argparse.Namespace, executor):
     return SteeredAgentFactory(args.policy, steering, executor, backend=args.backend)
 
 
+def _names(text: str, known, what: str, allow_all: bool = False) -> tuple[str, ...]:
+    """'a,b' (or 'all') -> names, each checked against the registry `known` before any work starts."""
+    if allow_all and text == "all":
+        return tuple(known)
+    names = tuple(x.strip() for x in text.split(","))
+    unknown = [x for x in names if x not in known]
+    if unknown or not names:
+        raise ValueError(f"unknown {what} {', '.join(map(repr, unknown)) or repr(text)}; "
+                         f"known: {', '.join(known)}{' or all' if allow_all else ''}")
+    return names
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    """Every argument and output path is checked before the first episode, and the JSON is rewritten after
+    each variation, so a late failure loses at most the variation it happened in."""
+    from sim.arms import ARMS
     from sim.tasks import TASKS
+    from sim.variations import VARIATIONS
     from vla_runtime.evaluate import EvalConfig, evaluate, format_table, write_json
     from vla_runtime.execution import ExecutorConfig
+    from vla_runtime.io import check_output_file
 
-    tasks = TASKS if args.task == "all" else tuple(args.task.split(","))
-    rows = []
-    for variation in args.variation.split(","):
-        cfg = EvalConfig(policy=args.policy, tasks=tasks, variation=variation, episodes=args.episodes,
-                         workers=args.workers, seed=args.seed, arm=args.arm, gifs=args.gifs, gif_dir=args.gif_dir,
-                         record=args.record if args.record is None else f"{args.record}/{variation}",
-                         samples=args.average, backend=args.backend)
-        executor = ExecutorConfig(replan_every=args.replan, ensemble=args.ensemble, ensemble_alpha=args.alpha)
-        part = evaluate(cfg, executor=executor, progress=not args.no_progress, factory=_steered_factory(args, executor))
+    tasks = _names(args.task, TASKS, "task", allow_all=True)
+    variations = _names(args.variation, VARIATIONS, "variation")
+    _names(args.arm, ARMS, "arm")
+    if args.json:
+        check_output_file(args.json, "--json")
+    for folder, flag in ((args.record, "--record"), (args.gif_dir if args.gifs else None, "--gif-dir")):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise FileExistsError(f"{flag} {folder} is a file; give a folder")
+    executor = ExecutorConfig(replan_every=args.replan, ensemble=args.ensemble, ensemble_alpha=args.alpha)
+    factory = _steered_factory(args, executor)
+    configs = [EvalConfig(policy=args.policy, tasks=tasks, variation=variation, episodes=args.episodes,
+                          workers=args.workers, seed=args.seed, arm=args.arm, gifs=args.gifs, gif_dir=args.gif_dir,
+                          record=args.record if args.record is None else f"{args.record}/{variation}",
+                          samples=args.average, backend=args.backend)
+               for variation in variations]
+    rows: list[dict] = []
+    for i, cfg in enumerate(configs):
+        part = evaluate(cfg, executor=executor, progress=not args.no_progress, factory=factory)
         print(format_table(part), flush=True)
         rows += part
-    if args.json:
-        write_json(args.json, rows)
+        if args.json:
+            write_json(args.json, rows, complete=i == len(configs) - 1)
     return 0
 
 
@@ -208,15 +266,18 @@ def _backend_arg(p: argparse.ArgumentParser) -> None:
 
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from verifiers.steering import load_scorer
-    from vla_runtime.export import export_onnx, read_manifest
+    from vla_runtime.export import export_onnx, is_export, read_manifest
+    from vla_runtime.io import check_output_dir
     from vla_runtime.policy.model import VLAPolicy
 
+    check_output_dir(args.out, is_export, "ONNX export", inputs=[args.policy, args.verifier, args.value],
+                     overwrite=args.overwrite)
     scorers = {}
     if args.verifier or args.value:
         policy = VLAPolicy.from_pretrained(args.policy)
         scorers = {name: (load_scorer(name, folder, policy), folder)
                    for name, folder in (("verifier", args.verifier), ("value", args.value)) if folder}
-    out = export_onnx(args.policy, args.out, scorers)
+    out = export_onnx(args.policy, args.out, scorers, overwrite=args.overwrite)
     manifest = read_manifest(out)
     print(json.dumps({"out": str(out), "opset": manifest["opset"], "graphs": sorted(manifest["graphs"])}))
     return 0
@@ -252,14 +313,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def _scorer_io_args(p: argparse.ArgumentParser, data_help: str) -> None:
     """What both scorer trainers (`train verifier`, `train value`) read and write."""
-    p.add_argument("--policy", default="models/policy", help="the frozen policy whose token it reads")
+    p.add_argument("--policy", type=_checkpoint, default="models/policy",
+                   help="the frozen policy whose token it reads")
     p.add_argument("--data", nargs="+", required=True, help=data_help)
     p.add_argument("--out", required=True)
+    _overwrite_arg(p, "checkpoint of the same kind")
 
 
 def _scorer_run_args(p: argparse.ArgumentParser, val_every: int, ckpt_every: int) -> None:
     """Both scorer trainers' run habits: seed, threads, validation/checkpoint cadence, feature cache, resume."""
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonnegative, default=0)
     p.add_argument("--threads", type=_positive, default=2)
     p.add_argument("--val-every", type=_positive, default=val_every)
     p.add_argument("--ckpt-every", type=_positive, default=ckpt_every)
@@ -267,6 +330,12 @@ def _scorer_run_args(p: argparse.ArgumentParser, val_every: int, ckpt_every: int
                    help="cache the frozen policy's frame encodings here (default: beside --out)")
     p.add_argument("--resume", action="store_true", help="continue from the training state beside --out")
     p.add_argument("--no-progress", action="store_true")
+
+
+def _overwrite_arg(p: argparse.ArgumentParser, kind: str) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace an existing --out folder that is not a previous {kind} (never one holding an "
+                        f"input or the working directory); without it only a previous {kind} is replaced")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arm", default="panda")
     p.add_argument("--episodes", type=_positive, default=100, help="total episodes in the folder (round-robin tasks)")
     p.add_argument("--workers", type=_positive, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonnegative, default=0)
     p.add_argument("--out", required=True)
     p.add_argument("--image-size", type=_size, default=(128, 128), help="N or HxW")
     p.add_argument("--wrist", action="store_true", help="also record the wrist camera")
@@ -298,18 +367,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sim.add_parser("replay", help="render a stored episode as a GIF")
     p.add_argument("dir")
     p.add_argument("--episode", type=int, default=0, help="episode position in the dataset (0-based)")
-    p.add_argument("--gif", required=True)
-    p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--gif", required=True, help="the GIF file to write")
+    p.add_argument("--fps", type=_positive_float, default=10.0)
     p.set_defaults(func=cmd_sim_replay)
 
     train = sub.add_parser("train", help="train models").add_subparsers(dest="train_command", required=True)
     p = train.add_parser("policy", help="behaviour-clone the diffusion VLA policy on dataset folders")
     p.add_argument("--data", nargs="+", required=True, help="dataset folder(s) from `vla sim collect`")
     p.add_argument("--out", required=True, help="checkpoint folder (training state goes beside it)")
+    _overwrite_arg(p, "policy checkpoint")
     p.add_argument("--steps", type=_positive, default=20_000)
     p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonnegative, default=0)
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the saved weights (0 = off)")
     p.add_argument("--image-size", type=_size, default=(64, 64))
     p.add_argument("--vision-strides", type=_int_tuple, default=None, metavar="S,S,S",
@@ -382,12 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_value)
 
     p = sub.add_parser("eval", help="closed-loop success of a policy (or `expert`) in the simulator")
-    p.add_argument("--policy", required=True, help="checkpoint folder, or `expert`")
+    p.add_argument("--policy", type=_checkpoint, required=True, help="checkpoint folder, or `expert`")
     p.add_argument("--task", default="all")
     p.add_argument("--variation", default="id", help="one or a comma list of variations")
     p.add_argument("--episodes", type=_positive, default=50, help="per task")
     p.add_argument("--workers", type=_positive, default=2)
-    p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--seed", type=_nonnegative, default=10_000)
     p.add_argument("--arm", default="panda")
     p.add_argument("--replan", type=_positive, default=4, help="replan every k steps")
     p.add_argument("--ensemble", action="store_true", help="CogACT adaptive action ensemble")
@@ -399,8 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "policy's samples), both (z-scored sum)")
     p.add_argument("--n", type=_positive, default=16, help="steering: policy samples per decision")
     p.add_argument("--m", type=_positive, default=16, help="steering: candidates scored (vgps: <= n)")
-    p.add_argument("--verifier", default="models/verifier", help="action verifier checkpoint")
-    p.add_argument("--value", default="models/value", help="value function checkpoint")
+    p.add_argument("--verifier", type=_checkpoint, default="models/verifier", help="action verifier checkpoint")
+    p.add_argument("--value", type=_checkpoint, default="models/value", help="value function checkpoint")
     p.add_argument("--selection", default="argmax", choices=["argmax", "softmax"])
     p.add_argument("--temperature", type=float, default=1.0, help="softmax selection temperature")
     p.add_argument("--weights", type=_weights, default=(), metavar="S=W,...",
@@ -418,10 +488,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run every task and write a report + GIFs")
     p.add_argument("--out", default="runs/demo")
-    p.add_argument("--policy", default="models/policy", help="checkpoint folder, or `expert`")
+    _overwrite_arg(p, "demo folder")
+    p.add_argument("--policy", type=_checkpoint, default="models/policy", help="checkpoint folder, or `expert`")
     p.add_argument("--episodes-per-task", type=_positive, default=3)
     p.add_argument("--workers", type=_positive, default=2)
-    p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--seed", type=_nonnegative, default=10_000)
     p.add_argument("--average", type=_positive, default=16, metavar="N",
                    help="execute the mean of N sampled chunks per plan (default 16; 1 = one sample)")
     _backend_arg(p)
@@ -430,10 +501,11 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="ONNX graphs and TensorRT engines").add_subparsers(
         dest="export_command", required=True)
     p = export.add_parser("onnx", help="the policy's encoder, denoiser and unrolled sampler (+ scorer heads)")
-    p.add_argument("--policy", default="models/policy")
-    p.add_argument("--verifier", default=None, help="also export this action verifier's head")
-    p.add_argument("--value", default=None, help="also export this value function's head")
+    p.add_argument("--policy", type=_checkpoint, default="models/policy")
+    p.add_argument("--verifier", type=_checkpoint, default=None, help="also export this action verifier's head")
+    p.add_argument("--value", type=_checkpoint, default=None, help="also export this value function's head")
     p.add_argument("--out", required=True)
+    _overwrite_arg(p, "ONNX export")
     p.set_defaults(func=cmd_export_onnx)
     p = export.add_parser("trt", help="TensorRT engines from an ONNX export (needs a CUDA GPU and tensorrt)")
     p.add_argument("--onnx", required=True, help="a `vla export onnx` folder")
@@ -447,9 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", default="1,4,16,64", help="comma list of sample counts (n = m)")
     p.add_argument("--repeats", type=_positive, default=30)
     p.add_argument("--threads", type=_positive, default=2)
-    p.add_argument("--policy", default="models/policy")
-    p.add_argument("--verifier", default="models/verifier")
-    p.add_argument("--value", default="models/value")
+    p.add_argument("--policy", type=_checkpoint, default="models/policy")
+    p.add_argument("--verifier", type=_checkpoint, default="models/verifier")
+    p.add_argument("--value", type=_checkpoint, default="models/value")
     p.add_argument("--json", default=None, help="write the rows here")
     p.add_argument("--plot", default=None, help="write a PNG here")
     p.set_defaults(func=cmd_bench)
@@ -461,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, IndexError) as exc:
+    except (ValueError, OSError, IndexError) as exc:
         print(f"vla: error: {exc}", file=sys.stderr)
         return 2
 

@@ -492,12 +492,17 @@ class EpisodeDataset:
             if with_depth and cam not in entry.depth_cameras:
                 raise KeyError(f"camera '{cam}' has no depth in episode {k} ({entry.path.name})")
         zf = self._zip(entry.path)
-        actions = _read_npy(zf, "actions.npy", entry.path)
+        actions = _checked_member(zf, "actions.npy", entry.path, (entry.length, entry.action_dim), finite=True)
         chunk = action_chunk(actions, t, h, entry.gripper_index)
+        proprio = _checked_member(zf, "proprio.npy", entry.path, (entry.length + 1, None), finite=True)
+        images = {cam: _checked_member(zf, f"images/{cam}/{t:06d}.npy", entry.path, entry.image_shapes[cam],
+                                       dtype=np.uint8) for cam in cams}
+        depth = {cam: _checked_member(zf, f"depth/{cam}/{t:06d}.npy", entry.path, entry.image_shapes[cam][:2])
+                 for cam in cams} if with_depth else {}
         return {
-            "images": {cam: _read_npy(zf, f"images/{cam}/{t:06d}.npy", entry.path) for cam in cams},
-            "depth": {cam: _read_npy(zf, f"depth/{cam}/{t:06d}.npy", entry.path) for cam in cams} if with_depth else {},
-            "proprio": _read_npy(zf, "proprio.npy", entry.path)[t],
+            "images": images,
+            "depth": depth,
+            "proprio": proprio[t],
             "instruction": entry.meta["instruction"],
             "actions": chunk[0],
             "action_mask": chunk[1],
@@ -571,6 +576,21 @@ def _read_npy(zf: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
         raise ValueError(f"{path}: missing member {name}") from None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
         raise ValueError(f"{path}: corrupt member {name}: {e}") from e
+
+
+def _checked_member(zf: zipfile.ZipFile, name: str, path: Path, shape: tuple[int | None, ...],
+                    dtype: type | None = None, finite: bool = False) -> np.ndarray:
+    """A member checked as the whole-episode loader checks it (shape from the index, dtype, finite
+    values), so a step read alone cannot hand training a NaN action or a wrong-size frame."""
+    arr = _read_npy(zf, name, path)
+    if arr.ndim != len(shape) or any(want is not None and got != want for got, want in zip(arr.shape, shape)):
+        want = tuple("*" if w is None else w for w in shape)
+        raise ValueError(f"{path}: member {name} has shape {arr.shape}, expected {want}")
+    if dtype is not None and arr.dtype != dtype:
+        raise ValueError(f"{path}: member {name} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+    if finite and not np.isfinite(arr).all():
+        raise ValueError(f"{path}: member {name} holds non-finite values (NaN or inf)")
+    return arr
 
 
 def _npy_header(zf: zipfile.ZipFile, name: str, path: Path) -> tuple[tuple[int, ...], np.dtype]:

@@ -131,5 +131,6 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: str | Path, rows: list[dict]) -> None:
-    atomic_write_text(path, json.dumps({"results": rows}, indent=2))
+def write_json(path: str | Path, rows: list[dict], complete: bool = True) -> None:
+    """`complete` False marks a file rewritten part-way through a multi-variation run."""
+    atomic_write_text(path, json.dumps({"results": rows, "complete": complete}, indent=2))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 import warnings
 from functools import partial
 from pathlib import Path
@@ -28,11 +27,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vla_runtime.io import check_output_dir, make_tmp_sibling, manifest_is, replace_dir
 from vla_runtime.policy.dit import dit_forward_static
 
 OPSET = 17
 FORMAT = "vla_steering.onnx_export"
 VERSION = 1
+is_export = manifest_is("export.json", "format", FORMAT)  # what `vla export onnx --out` may replace
 
 
 class EncoderGraph(nn.Module):
@@ -121,13 +122,19 @@ def _sha256(path: Path) -> str:
 
 
 def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | None = None,
-                replace: bool = True) -> Path:
+                replace: bool = True, overwrite: bool = False) -> Path:
     """Export the policy and `scorers` (name -> (loaded token scorer, its checkpoint folder), checked against
-    this policy by the caller: `verifiers.steering.load_scorer`) into `out_dir`. Written in a temp folder and
-    renamed into place, so a failed export never leaves a half-written folder behind. replace=False: an
-    existing `out_dir` wins (concurrent processes exporting the same cached key)."""
+    this policy by the caller: `verifiers.steering.load_scorer`) into `out_dir`. Written in a temp sibling
+    folder and renamed into place, so a failed export never leaves a half-written folder behind.
+    replace=True: `out_dir` is checked first (`io.check_output_dir`): only a previous export is replaced
+    unless `overwrite`, and never a folder holding an input. replace=False: an existing `out_dir` wins
+    (concurrent processes exporting the same cached key)."""
     from vla_runtime.policy.model import VLAPolicy
 
+    out = Path(out_dir)
+    if replace:
+        inputs = [policy_dir, *(folder for _, folder in (scorers or {}).values())]
+        check_output_dir(out, is_export, "ONNX export", inputs=inputs, overwrite=overwrite)
     policy = VLAPolicy.from_pretrained(policy_dir)
     cfg = policy.config
     fingerprint = policy_fingerprint(policy)
@@ -136,9 +143,7 @@ def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | Non
     meta = {"vla_steering.format": FORMAT, "vla_steering.policy_fingerprint": fingerprint,
             "vla_steering.action_spec": json.dumps(cfg.action_spec.to_dict()),
             "vla_steering.normalization": json.dumps(policy.normalizer.to_dict())}
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = make_tmp_sibling(out)
     try:
         graphs = {}
         enc_in: dict[str, tuple] = {"images": ("B", 3, h, w), "lang": ("B", L), "proprio": ("B", P)}
@@ -177,14 +182,15 @@ def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | Non
                     "action_spec": cfg.action_spec.to_dict(), "normalization": policy.normalizer.to_dict(),
                     "anchor": policy.anchor_mlp is not None, "graphs": graphs}
         (tmp / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        if out.exists() and replace:
-            shutil.rmtree(out)
-        try:
-            tmp.rename(out)
-        except OSError:
-            if replace or not (out / "export.json").is_file():
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)  # another process exported the same key first
+        if replace:
+            replace_dir(tmp, out)
+        else:
+            try:
+                tmp.rename(out)
+            except OSError:
+                if not (out / "export.json").is_file():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)  # another process exported the same key first
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

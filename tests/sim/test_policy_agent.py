@@ -101,7 +101,7 @@ def test_cli_eval_expert_writes_json(tmp_path: Path) -> None:
     assert rc == 0, stderr
     assert "pick_lift" in stdout and "average" in stdout
     data = json.loads(out.read_text())
-    assert list(data) == ["results"] and len(data["results"]) == 1
+    assert list(data) == ["results", "complete"] and data["complete"] is True and len(data["results"]) == 1
     row = data["results"][0]
     assert set(row) >= ROW_KEYS
     assert (row["task"], row["method"], row["episodes"], row["successes"]) == ("pick_lift", "expert", 2, 2)

@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vla_runtime.checkpoint import read_json
 from vla_runtime.export import read_manifest
-from vla_runtime.policy.config import PolicyConfig
-from vla_runtime.policy.model import Context, check_observation, images_to_tensor, shared_language_encoder
-from vla_runtime.policy.normalize import Normalizer
+from vla_runtime.policy.model import (
+    Context,
+    check_observation,
+    images_to_tensor,
+    read_policy_files,
+    shared_language_encoder,
+)
 
 Runner = Callable[..., dict[str, np.ndarray]]
 
@@ -127,8 +130,7 @@ class OnnxPolicy:
                  threads: int | None = None) -> None:
         self.export_dir = Path(export_dir)
         self.manifest = read_manifest(self.export_dir)
-        self.config = PolicyConfig.from_dict(read_json(self.export_dir / "config.json"))
-        self.normalizer = Normalizer.from_dict(read_json(self.export_dir / "normalization.json"))
+        self.config, self.normalizer = read_policy_files(self.export_dir)
         self.fingerprint = self.manifest["policy"]["fingerprint"]
         self.anchored = bool(self.manifest["anchor"])
         self.runners = runners or {"encoder": OrtGraph(self.export_dir / "encoder.onnx", 1),

@@ -180,9 +180,11 @@ class PolicyConfig:
         if version != CONFIG_VERSION:
             raise ValueError(f"config version {version!r} is not supported (expected {CONFIG_VERSION})")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown, missing = sorted(set(d) - known), sorted(known - set(d))
         if unknown:
             raise ValueError(f"unknown config keys: {unknown}")
+        if missing:  # a default would silently change what the weights were trained with
+            raise ValueError(f"missing required config keys: {missing}")
         for f in dataclasses.fields(cls):
             if f.name in d and f.name != "action_spec":
                 default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: N812
 from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
-from vla_runtime.checkpoint import load_weights, read_json, require_files, write_checkpoint
+from vla_runtime.checkpoint import load_weights, parse_json_file, require_files, write_checkpoint
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.dit import DiTHead
 from vla_runtime.policy.language import LanguageEncoder
@@ -305,10 +305,20 @@ class VLAPolicy(nn.Module):
     def from_pretrained(cls, ckpt_dir: str | Path) -> VLAPolicy:
         path = Path(ckpt_dir)
         require_files(path, CHECKPOINT_FILES, "policy")
-        config = PolicyConfig.from_dict(read_json(path / "config.json"))
-        model = cls(config, Normalizer.from_dict(read_json(path / "normalization.json")))
+        config, normalizer = read_policy_files(path)
+        model = cls(config, normalizer)
         load_weights(model, path / "model.safetensors")
         return model.eval()
+
+
+def read_policy_files(folder: Path) -> tuple[PolicyConfig, Normalizer]:
+    """config.json + normalization.json of a policy checkpoint or export, each checked (with the file's name
+    in every complaint) and checked against each other."""
+    config = parse_json_file(folder / "config.json", PolicyConfig.from_dict)
+    normalizer = parse_json_file(folder / "normalization.json", Normalizer.from_dict)
+    parse_json_file(folder / "normalization.json",
+                    lambda _: normalizer.check_dims(config.action_dim, config.proprio_dim))
+    return config, normalizer
 
 
 def images_to_tensor(images: np.ndarray, size: tuple[int, int]) -> torch.Tensor:

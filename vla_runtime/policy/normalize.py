@@ -58,8 +58,22 @@ class Normalizer:
 
     @classmethod
     def from_dict(cls, d: dict) -> Normalizer:
-        missing = {"action_low", "action_high", "proprio_mean", "proprio_std"} - set(d)
+        keys = ("action_low", "action_high", "proprio_mean", "proprio_std")
+        missing = set(keys) - set(d)
         if missing:
             raise ValueError(f"normalization is missing {sorted(missing)}")
-        return cls(**{k: np.asarray(d[k], dtype=np.float32) for k in
-                      ("action_low", "action_high", "proprio_mean", "proprio_std")})
+        arrays = {}
+        for k in keys:
+            try:
+                arrays[k] = np.asarray(d[k], dtype=np.float32)
+            except (TypeError, ValueError):
+                raise ValueError(f"normalization {k} must be a list of numbers, got {d[k]!r}") from None
+        return cls(**arrays)
+
+    def check_dims(self, action_dim: int, proprio_dim: int) -> Normalizer:
+        """Refuse statistics of another action or proprio size than the model's."""
+        if self.action_low.shape != (action_dim,) or self.proprio_mean.shape != (proprio_dim,) \
+                or self.proprio_std.shape != (proprio_dim,):
+            raise ValueError(f"normalization has {self.action_low.shape[0]} action and {self.proprio_mean.shape[0]} "
+                             f"proprio dims, the config {action_dim} and {proprio_dim}")
+        return self

@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from safetensors.torch import load_file
 
-from vla_runtime.checkpoint import optimizer_tensors, restore_optimizer
+from vla_runtime.checkpoint import is_checkpoint_of, metrics_log, optimizer_tensors, restore_optimizer
 from vla_runtime.dataset import EpisodeDataset, action_chunk
-from vla_runtime.io import atomic_write_bytes, atomic_write_text
-from vla_runtime.policy.config import PolicyConfig
+from vla_runtime.io import atomic_write_bytes, atomic_write_text, check_output_dir
+from vla_runtime.policy.config import CONFIG_TYPE, PolicyConfig
 from vla_runtime.policy.model import VLAPolicy, shared_language_encoder
 from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.policy.vision import augment
@@ -337,10 +337,13 @@ class Trainer:
 
 def train_policy(data: list[str | Path], out: str | Path, policy_config: PolicyConfig, cfg: TrainConfig,
                  resume: bool = False, progress: bool = True, model_card_fn=None,
-                 init: str | Path | None = None, init_overrides: dict | None = None) -> dict:
+                 init: str | Path | None = None, init_overrides: dict | None = None, overwrite: bool = False) -> dict:
     """Train (or, with `init`, fine-tune a checkpoint: its own config replaces `policy_config`, except for
-    `init_overrides`, which may only add modules, e.g. {"anchor": True}: `VLAPolicy.extended`)."""
-    out = Path(out)
+    `init_overrides`, which may only add modules, e.g. {"anchor": True}: `VLAPolicy.extended`).
+    `out` is checked before any work (`io.check_output_dir`): only a previous policy checkpoint is
+    replaced unless `overwrite`."""
+    out = check_output_dir(out, is_checkpoint_of(CONFIG_TYPE), "policy checkpoint", inputs=[*data, init],
+                           overwrite=overwrite)
     t0 = time.perf_counter()
     init_policy = VLAPolicy.from_pretrained(init) if init is not None else None
     added: list[str] = []
@@ -356,10 +359,7 @@ def train_policy(data: list[str | Path], out: str | Path, policy_config: PolicyC
         trainer.meta["init_added_tensors"] = added
     if resume:
         trainer.load_state()
-    metrics_path = Trainer.state_dir(out) / "metrics.jsonl"
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        metrics_path.write_text("")
+    metrics_path = metrics_log(Trainer.state_dir(out) / "metrics.jsonl", trainer.step if resume else None)
     bar = None
     if progress:
         from tqdm import tqdm
