@@ -296,7 +296,11 @@ def cmd_export_trt(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from vla_runtime.bench import BenchConfig, format_table, run_bench, write_plot
+    from vla_runtime.io import check_output_file
 
+    for path, flag in ((args.json, "--json"), (args.plot, "--plot")):
+        if path:
+            check_output_file(path, flag)  # before minutes of timing, not after
     cfg = BenchConfig(backends=tuple(args.backend.split(",")), ns=tuple(int(n) for n in args.n.split(",")),
                       repeats=args.repeats, threads=args.threads, policy=args.policy, verifier=args.verifier,
                       value=args.value)

@@ -366,3 +366,10 @@ def test_demo_refuses_an_unrelated_out_folder_and_accepts_a_previous_demo(tmp_pa
     assert is_demo(old)  # a report written before the format key
     (old / "report.json").write_text(json.dumps({"format": DEMO_FORMAT}))
     assert is_demo(old) and not is_demo(mine)
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_bench_checks_its_output_paths_before_timing(flag: str, tmp_path: Path, capsys) -> None:
+    code, err = _run_cli(["bench", "--backend", "torch", "--n", "1", "--repeats", "1", "--policy",
+                          str(tmp_path / "missing"), flag, str(tmp_path)], capsys)
+    assert code == 2 and f"{flag} {tmp_path} is a folder" in err
