@@ -3,7 +3,7 @@
 from glob import glob
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PACKAGE = "vla_steering"
 
@@ -44,7 +44,8 @@ DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "matplotlib>=3.7"]  # ma
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=["vla_runtime", "verifiers", "ros_nodes", "sim"],
+    packages=find_packages(include=["vla_runtime", "vla_runtime.*", "verifiers", "verifiers.*", "ros_nodes",
+                                    "ros_nodes.*", "sim", "sim.*"]),  # found, never listed by hand
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

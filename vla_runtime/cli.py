@@ -336,6 +336,15 @@ def _scorer_run_args(p: argparse.ArgumentParser, val_every: int, ckpt_every: int
     p.add_argument("--no-progress", action="store_true")
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vla_steering")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _overwrite_arg(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help=f"replace an existing --out folder that is not a previous {kind} (never one holding an "
@@ -344,6 +353,7 @@ def _overwrite_arg(p: argparse.ArgumentParser, kind: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vla", description="VLA policy + test-time steering toolkit")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("sim", help="the PyBullet simulator").add_subparsers(dest="sim_command", required=True)
