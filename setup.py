@@ -44,8 +44,8 @@ DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "matplotlib>=3.7"]  # ma
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=["vla_runtime", "vla_runtime.*", "verifiers", "verifiers.*", "ros_nodes",
-                                    "ros_nodes.*", "sim", "sim.*"]),  # found, never listed by hand
+    packages=find_packages(include=["vla_runtime", "vla_runtime.*", "verifiers", "verifiers.*", "sim", "sim.*",
+                                    "vla_app", "vla_app.*", "ros_nodes", "ros_nodes.*"]),  # found, never listed by hand
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -62,6 +62,6 @@ setup(
     maintainer_email="dev@vla-steering.invalid",
     description="Test-time steering of a diffusion VLA policy, hosted in ROS 2, tested in PyBullet.",
     license="Apache-2.0",
-    entry_points={"console_scripts": ["vla = vla_runtime.cli:main",
+    entry_points={"console_scripts": ["vla = vla_app.cli:main",
                                       *(f"{node} = ros_nodes.{node}:main" for node in NODES)]},
 )

@@ -16,7 +16,8 @@ import json
 import numpy as np
 
 from sim.env import ArmEnv, EnvConfig
-from vla_runtime.agents import PolicyAgentFactory, load_policy_cached
+from vla_app.agents import AgentFactory
+from vla_runtime.backends import load_policy
 from vla_runtime.policy.train import object_targets
 
 
@@ -27,10 +28,10 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=12)
     ap.add_argument("--seed", type=int, default=30_000)
     args = ap.parse_args()
-    policy = load_policy_cached(args.policy)
+    policy = load_policy(args.policy)
     if not policy.config.anchor:
         raise SystemExit(f"{args.policy} is not an anchor policy")
-    env = ArmEnv(EnvConfig(task=args.task, variation="id", **PolicyAgentFactory(args.policy).env_options()))
+    env = ArmEnv(EnvConfig(task=args.task, variation="id", **AgentFactory(args.policy).env_options()))
     errors = []
     for seed in range(args.seed, args.seed + args.episodes):
         env.reset(seed=seed)

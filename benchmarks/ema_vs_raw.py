@@ -17,7 +17,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from sim.tasks import TASKS
-from vla_runtime.evaluate import EvalConfig, evaluate, format_table, summary_row
+from vla_app.evaluate import EvalConfig, evaluate, format_table, summary_row
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.train import Trainer
 

@@ -2,7 +2,7 @@
 
     python benchmarks/env_throughput.py [--episodes 32] [--image-size 128]
 
-Runs `sim.collect` (render + expert + atomic episode writes) twice on the same
+Runs `vla_app.collect` (render + expert + atomic episode writes) twice on the same
 seeded episodes in one process run, so the ratio is measured under the same
 machine load. Last stdout line: `{"image_size", "episodes", "rows": [{"workers",
 "steps", "seconds", "steps_per_s"}], "speedup_2_vs_1"}`. Acceptance: speedup >= 1.6.
@@ -15,7 +15,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from sim.collect import CollectConfig, collect
+from vla_app.collect import CollectConfig, collect
 from vla_runtime.dataset import EpisodeDataset
 
 

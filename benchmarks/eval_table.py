@@ -11,7 +11,7 @@ import argparse
 import json
 from collections import defaultdict
 
-from vla_runtime.evaluate import summary_row
+from vla_app.evaluate import summary_row
 
 
 def cell(r: dict) -> str:

@@ -16,8 +16,8 @@ from collections import defaultdict
 
 from sim.env import EnvConfig
 from sim.experts import ExpertFactory
-from sim.runner import EpisodeJob, run_episodes
 from sim.tasks import TASKS
+from vla_app.runner import EpisodeJob, run_episodes
 from vla_runtime.stats import wilson_interval
 
 

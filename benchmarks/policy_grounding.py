@@ -23,7 +23,7 @@ import numpy as np
 
 from sim.env import ArmEnv, EnvConfig
 from sim.tasks import body_pos
-from vla_runtime.agents import PolicyAgentFactory
+from vla_app.agents import AgentFactory
 
 
 def main() -> None:
@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--oracle-anchor", action="store_true",
                     help="anchor policies: latch the true target xy (privileged) instead of the head's estimate")
     args = ap.parse_args()
-    factory = PolicyAgentFactory(args.policy)
+    factory = AgentFactory(args.policy)
     env = ArmEnv(EnvConfig(task="pick_lift", variation="id", **factory.env_options()))
     nearest, reach, grasp, wins, missed, stuck, anchor_err = 0, [], [], 0, 0, 0, []
     for seed in range(args.seed, args.seed + args.episodes):
@@ -45,9 +45,10 @@ def main() -> None:
         graspable = [o for o, spec in zip(env.world.objects, env.instance.objects) if spec.urdf is None]
         target_xy = body_pos(env.client, graspable[0])[:2]
         if args.oracle_anchor:
-            if not agent.policy.config.anchor:
+            if not factory.pipeline().policy.config.anchor:
                 raise SystemExit(f"--oracle-anchor: {args.policy} is not an anchor policy")
-            agent.episode.anchor = np.array([*target_xy, *target_xy], np.float32)  # pick_lift: the goal is the object
+            # pick_lift: the goal is the object itself
+            factory.pipeline().episode.anchor = np.array([*target_xy, *target_xy], np.float32)
         offset, near, info = None, False, {"success": False}
         close_t, miss, close_z, recovered = None, False, 0.0, False
         for t in range(env.config.max_steps):

@@ -22,14 +22,14 @@ from vla_runtime.types import Observation
 
 
 def timed(fn, repeats: int, warmup: int = 3) -> tuple[dict, list]:
-    """`vla_runtime.bench.timed` in this script's output form: ({"median", "p90"} ms, rounded; the calls'
+    """`vla_app.bench.timed` in this script's output form: ({"median", "p90"} ms, rounded; the calls'
     return values)."""
     stats, outs = bench.timed(fn, repeats, warmup)
     return {"median": round(stats["median_ms"], 3), "p90": round(stats["p90_ms"], 3)}, outs
 
 
 def random_observation(policy: VLAPolicy, seed: int = 0) -> Observation:
-    """Random images at the sizes the policy reads, a fixed instruction (`vla_runtime.bench`)."""
+    """Random images at the sizes the policy reads, a fixed instruction (`vla_app.bench`)."""
     return bench.random_observation(policy.config, np.random.default_rng(seed))
 
 

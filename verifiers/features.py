@@ -111,14 +111,14 @@ def encode_dataset(policy: VLAPolicy, data: list[str | Path], batch_size: int = 
         images = torch.from_numpy(table.images[sl]).permute(0, 3, 1, 2).float() / 255.0
         wrist = (None if table.wrist_images is None
                  else torch.from_numpy(table.wrist_images[sl]).permute(0, 3, 1, 2).float() / 255.0)
-        vis[sl], cond[sl] = policy._fused(images, lang[torch.from_numpy(table.instr[sl])],
+        vis[sl], cond[sl] = policy.fused_features(images, lang[torch.from_numpy(table.instr[sl])],
                                           torch.from_numpy(table.proprio[sl]), wrist)
     episode = table.episode.astype(np.int64)
     t = np.concatenate([np.arange(m["length"]) for m in metas]).astype(np.int64)
     if policy.anchor_mlp is not None:  # the first frame's estimate, latched for the episode (EpisodeEncoder)
         first = np.flatnonzero(t == 0)  # (E,) in episode order
         anchors = policy.object_xy(vis[torch.from_numpy(first)])  # (E, 4)
-        cond, _ = policy._anchored(vis, cond, torch.from_numpy(table.proprio), anchors[torch.from_numpy(episode)])
+        cond, _ = policy.add_anchor(vis, cond, torch.from_numpy(table.proprio), anchors[torch.from_numpy(episode)])
     return FeatureTable(cond=cond.numpy().astype(np.float32), actions=table.actions, chunk_mask=table.chunk_mask,
                         episode=episode, t=t, length=np.array([m["length"] for m in metas], np.int64),
                         success=np.array([bool(m["success"]) for m in metas]),

@@ -1,7 +1,8 @@
 """`SteeredPolicy`: encode once, sample n chunks, propose m candidates, score them, select one.
 
-The unsteered policy is the same pipeline with n=1 and no scorers. Timings per stage come back
-with every decision, so the ROS node and `vla bench` report where the time goes.
+The unsteered policy is the same pipeline with no scorers: n=1 executes the policy's sample, n > 1 the
+mean of its n samples (`execution.average_chunks`), the free baseline every steering method must beat.
+Timings per stage come back with every decision, so the ROS node and `vla bench` report where the time goes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import numpy as np
 import torch
 
 from verifiers.selection import Selector
-from vla_runtime.policy.model import EpisodeEncoder
+from vla_runtime.execution import average_chunks
+from vla_runtime.policy.protocol import EpisodeEncoder
 
 
 class Scorer(Protocol):
@@ -63,8 +65,9 @@ class SteeredPolicy:
         t0 = time.perf_counter()
         samples = self.policy.sample(ctx, self.n, generator)  # (n, H, A)
         t["sample"] = _ms(t0)
-        if not self.scorers:  # unsteered: the policy's own (first) sample
-            return StepResult(samples[0], samples[:1], {}, 0, t)
+        if not self.scorers:  # unsteered: the policy's one sample, or the mean of its n samples
+            chunk = samples[0] if self.n == 1 else average_chunks(samples, self.policy.action_spec.gripper_index)
+            return StepResult(chunk, samples, {}, 0, t)
         t0 = time.perf_counter()
         candidates = self.proposal.propose(samples, self.m, generator)  # (m', H, A)
         t["propose"] = _ms(t0)

@@ -1,10 +1,12 @@
-"""Named steering methods -> a `SteeredPolicy`, and the simulator agent that runs one.
+"""Named steering methods -> a `SteeredPolicy`, on any backend.
 
+- `none`: the policy's one sample, unsteered.
+- `mean`: the mean of the policy's n samples, gripper by majority vote: the free baseline steering
+  must beat (same samples, no scorer).
 - `robomonkey`: n policy samples -> m GaussianVote candidates (+ the n samples with `keep_samples`)
   -> the action verifier -> argmax.
 - `vgps`: the policy's own n samples (Identity) -> the value function's Q -> argmax or softmax.
 - `both`: GaussianVote candidates scored by verifier and value, summed as z-scores.
-- `none` is the unsteered policy (`vla_runtime.agents.PolicyAgent`), not built here.
 `safety` adds the geometric `SafetyScorer` (it reads depth, so the environment must render it).
 """
 
@@ -15,15 +17,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from verifiers.proposals import GaussianVote, Identity
 from verifiers.selection import MODES, Selector
 from verifiers.steered import SteeredPolicy
 from verifiers.training import weights_fingerprint
 
-METHODS = ("none", "robomonkey", "vgps", "both")
+METHODS = ("none", "mean", "robomonkey", "vgps", "both")
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,8 @@ class SteeringConfig:
 
     @property
     def scorer_names(self) -> tuple[str, ...]:
-        names = {"none": (), "robomonkey": ("verifier",), "vgps": ("value",), "both": ("verifier", "value")}
+        names = {"none": (), "mean": (), "robomonkey": ("verifier",), "vgps": ("value",),
+                 "both": ("verifier", "value")}
         return names[self.method] + (("safety",) if self.safety else ())
 
 
@@ -95,8 +95,9 @@ def _config_type(path: Path) -> str | None:
 
 def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None) -> SteeredPolicy:
     """scorers: already loaded scorers by name (tests, caches); the rest load from cfg's paths."""
-    if cfg.method == "none":
-        return SteeredPolicy(policy, Identity(policy.config.action_spec), [], Selector(), 1, 1)
+    if cfg.method in ("none", "mean"):  # no scorer: the one sample, or the mean of n
+        n = 1 if cfg.method == "none" else cfg.n
+        return SteeredPolicy(policy, Identity(policy.action_spec), [], Selector(), n, 1)
     given = dict(scorers or {})
     chosen = []
     for name in cfg.scorer_names:
@@ -115,73 +116,6 @@ def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None) -> S
     selector = Selector(mode=cfg.selection, temperature=cfg.temperature, weights=dict(cfg.weights),
                         zscore=len(learned) > 1)
     return SteeredPolicy(policy, proposal, chosen, selector, cfg.n, cfg.m)
-
-
-class SteeredAgent:
-    """Simulator agent: a `SteeredPolicy` decision whenever the executor needs a plan."""
-
-    needs_images = True
-
-    def __init__(self, steered: SteeredPolicy, executor, seed: int) -> None:
-        self.steered, self.executor = steered, executor
-        self.generator = torch.Generator().manual_seed(seed)
-        self.picks: list[int] = []  # the selected candidate's index per decision (0 = the Gaussian mean)
-
-    def reset(self, env) -> None:
-        self.executor.reset()
-        self.steered.reset()
-        self.picks = []
-
-    def act(self, env) -> np.ndarray:
-        if self.executor.needs_plan:
-            result = self.steered.act(env.last_observation, self.generator)
-            self.picks.append(result.index)
-            self.executor.add_chunk(result.chunk)
-        return self.executor.next_action()
-
-
-_STEERED: dict[tuple, SteeredPolicy] = {}
-
-
-@dataclass(frozen=True)
-class SteeredAgentFactory:
-    """Picklable: each worker process loads the policy and scorers once."""
-
-    policy_dir: str
-    steering: SteeringConfig
-    executor: object = None  # vla_runtime.execution.ExecutorConfig (None = defaults)
-    backend: str = "torch"
-
-    @property
-    def method(self) -> str:
-        return "base" if self.steering.method == "none" else self.steering.method
-
-    def __call__(self, seed: int) -> SteeredAgent:
-        from vla_runtime.agents import load_policy_cached
-        from vla_runtime.execution import ChunkExecutor, ExecutorConfig
-
-        torch.set_num_threads(1)  # one worker per core
-        key = (str(Path(self.policy_dir).resolve()), self.steering, self.backend)
-        if key not in _STEERED:
-            _STEERED[key] = (build_steered(load_policy_cached(self.policy_dir), self.steering)
-                             if self.backend == "torch" else
-                             steered_pipeline(self.policy_dir, self.steering, self.backend, threads=1))
-        steered = _STEERED[key]
-        executor = ChunkExecutor(steered.policy.config.action_spec, self.executor or ExecutorConfig())
-        return SteeredAgent(steered, executor, seed)
-
-    def row_fields(self) -> dict:
-        """What `vla eval` writes beside `method` in each result row."""
-        s = self.steering
-        return {"backend": self.backend, "n": s.n, "m": s.m, "selection": s.selection, "temperature": s.temperature,
-                "safety": s.safety, "weights": dict(s.weights), "keep_samples": s.keep_samples,
-                "scorers": list(s.scorer_names)}
-
-    def env_options(self) -> dict:
-        from vla_runtime.agents import PolicyAgentFactory
-
-        options = PolicyAgentFactory(self.policy_dir).env_options()
-        return {**options, "depth": True} if self.steering.safety else options
 
 
 def ensure_export(policy_dir: str | Path, scorer_dirs: dict[str, str], root: str | Path = "runs/onnx") -> Path:
@@ -207,11 +141,11 @@ def steered_pipeline(policy_dir: str | Path, cfg: SteeringConfig, backend: str =
 
     check_backend(backend)
     if backend == "torch":
-        return build_steered(load_policy("torch", policy_dir), cfg)
+        return build_steered(load_policy(policy_dir, "torch"), cfg)
     learned = {name: getattr(cfg, name) for name in cfg.scorer_names if name != "safety"}
     if export_dir is None:
         export_dir = ensure_export(policy_dir, learned)
-    policy = load_policy(backend, export_dir=export_dir, threads=threads, trt_cache=trt_cache)
+    policy = load_policy(export_dir, backend, threads=threads, trt_cache=trt_cache)
     # The scorer heads run on the calling thread (see `OrtGraph`): their idle pools would spin on the cores
     # the sampler needs.
     scorers = {name: load_exported_scorer(backend, export_dir, name, trt_cache=trt_cache) for name in learned}

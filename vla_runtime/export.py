@@ -47,13 +47,13 @@ class EncoderGraph(nn.Module):
     def forward(self, images, lang, proprio, *rest):
         p = self.policy
         wrist = rest[0] if p.config.wrist_camera else None
-        vis, cond = p._fused(images, lang, proprio, wrist)
+        vis, cond = p.fused_features(images, lang, proprio, wrist)
         if p.anchor_mlp is None:
             return cond
         anchor, given = rest[-2], rest[-1]
         estimate = p.object_xy(vis)
         used = given * anchor + (1 - given) * estimate
-        return p._anchored(vis, cond, proprio, used)[0], used
+        return p.add_anchor(vis, cond, proprio, used)[0], used
 
 
 class DenoiserGraph(nn.Module):

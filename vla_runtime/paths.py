@@ -8,7 +8,6 @@ own `models/` wins), and otherwise from the package share root.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -17,20 +16,13 @@ PACKAGE = "vla_steering"
 
 
 def share_roots() -> list[Path]:
-    """Candidate share roots, most specific first: the source checkout (when running from one), the
-    ament index, every AMENT_PREFIX_PATH entry and this interpreter's prefix."""
+    """Candidate share roots, most specific first: the source checkout (when running from one), every
+    AMENT_PREFIX_PATH entry (a sourced ROS 2 workspace: what the ament index searches) and this
+    interpreter's prefix."""
     roots: list[Path] = []
     checkout = Path(__file__).resolve().parent.parent
     if (checkout / "package.xml").is_file() and (checkout / "vla_runtime").is_dir():
         roots.append(checkout)
-    if os.environ.get("AMENT_PREFIX_PATH"):  # a sourced ROS 2 workspace
-        try:
-            from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-            with contextlib.suppress(PackageNotFoundError):
-                roots.append(Path(get_package_share_directory(PACKAGE)))
-        except ImportError:
-            pass
     for prefix in [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]:
         roots.append(Path(prefix) / "share" / PACKAGE)
     seen: set[Path] = set()

@@ -18,16 +18,16 @@ from PIL import Image
 
 from sim.env import EnvConfig
 from sim.experts import ExpertFactory
-from sim.runner import EpisodeJob, run_episodes
 from sim.tasks import TASKS
 from sim.variations import VARIATIONS
-from vla_runtime.cli import main
+from vla_app.cli import main
+from vla_app.runner import EpisodeJob, run_episodes
 from vla_runtime.dataset import Episode, EpisodeDataset, read_dataset_header, write_dataset_header, write_episode
 from vla_runtime.types import ActionSpec, CameraInfo
 
 pytestmark = pytest.mark.sim
 
-CLI = [sys.executable, "-m", "vla_runtime.cli"]
+CLI = [sys.executable, "-m", "vla_app.cli"]
 SPEC = ActionSpec()
 
 
@@ -316,7 +316,7 @@ def test_sim_tasks_json_lists_tasks_variations_and_arms(capsys) -> None:
 
 
 def test_dart_episodes_record_the_clean_label_and_which_steps_were_relabelled(tmp_path: Path) -> None:
-    from sim.runner import run_episode
+    from vla_app.runner import run_episode
 
     made = []
 

@@ -18,9 +18,9 @@ from sim.control import MAX_TILT, WORKSPACE_HIGH, tcp_yaw
 from sim.env import ArmEnv, EnvConfig
 from sim.experts import ExpertFactory
 from sim.language import PARAPHRASE_TEMPLATES, TRAIN_TEMPLATES
-from sim.runner import EpisodeJob, run_episode
 from sim.tasks import TASKS, is_success, sample_task
 from sim.variations import VARIATIONS, get_variation
+from vla_app.runner import EpisodeJob, run_episode
 from vla_runtime.types import backproject
 
 pytestmark = pytest.mark.sim

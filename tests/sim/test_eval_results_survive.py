@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vla_runtime import cli
+from vla_app import cli
 from vla_runtime.dataset import write_dataset_header
 
 pytestmark = pytest.mark.sim

@@ -4,8 +4,8 @@ import pytest
 
 from sim.env import EnvConfig
 from sim.experts import ExpertFactory
-from sim.runner import EpisodeJob, run_episodes
 from sim.tasks import TASKS
+from vla_app.runner import EpisodeJob, run_episodes
 
 pytestmark = [pytest.mark.sim, pytest.mark.slow]
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from sim.env import EnvConfig
-from sim.runner import EpisodeJob, run_episode
-from vla_runtime.agents import PolicyAgentFactory
-from vla_runtime.cli import main
+from vla_app.agents import AgentFactory, unsteered
+from vla_app.cli import main
+from vla_app.evaluate import EvalConfig, evaluate
+from vla_app.runner import EpisodeJob, run_episode
 from vla_runtime.dataset import EpisodeDataset, write_dataset_header
-from vla_runtime.evaluate import EvalConfig, evaluate
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.normalize import Normalizer
@@ -76,7 +76,7 @@ def _record(checkpoint: Path, root: Path, seed: int) -> np.ndarray:
     write_dataset_header(root, {"test": "policy determinism"})
     job = EpisodeJob(index=0, seed=seed, env=EnvConfig(task="pick_lift", image_size=TINY.image_size, depth=False,
                                                        max_steps=20), meta={"quality": "base"})
-    summary = run_episode(job, PolicyAgentFactory(str(checkpoint)), record_root=str(root))
+    summary = run_episode(job, AgentFactory(str(checkpoint)), record_root=str(root))
     episode = EpisodeDataset(root).load_episode(0)
     assert summary.steps == episode.length == len(episode.actions)
     assert episode.images["static"].shape[1:3] == TINY.image_size
@@ -126,7 +126,7 @@ def test_wrist_policy_gets_the_wrist_camera_rendered_and_recorded(tmp_path: Path
     model = VLAPolicy(config, Normalizer.fit(rng.uniform(SPEC.low_array(), SPEC.high_array(), (64, SPEC.dim)),
                                              rng.normal(size=(64, config.proprio_dim))))
     ckpt = model.save_pretrained(tmp_path / "wrist_policy")
-    assert PolicyAgentFactory(str(ckpt)).env_options() == {"image_size": (16, 16), "wrist_camera": True}
+    assert AgentFactory(str(ckpt)).env_options() == {"image_size": (16, 16), "wrist_camera": True}
     rows = evaluate(EvalConfig(policy=str(ckpt), tasks=("pick_lift",), episodes=1, workers=1,
                                record=str(tmp_path / "rec")), progress=False)
     assert rows[0]["episodes"] == 1
@@ -143,22 +143,22 @@ def test_factory_rejects_a_camera_the_simulator_cannot_render(tmp_path: Path) ->
                                          np.zeros(config.proprio_dim), np.ones(config.proprio_dim)))
     ckpt = model.save_pretrained(tmp_path / "p")
     with pytest.raises(ValueError, match="left_shoulder"):
-        PolicyAgentFactory(str(ckpt)).env_options()
+        AgentFactory(str(ckpt)).env_options()
 
 
 def test_averaging_agent_executes_the_mean_of_its_samples(checkpoint: Path) -> None:
     from sim.env import ArmEnv
-    from vla_runtime.agents import load_policy_cached
     from vla_runtime.execution import ChunkExecutor, average_chunks
 
     with pytest.raises(ValueError, match="samples must be >= 1, got 0"):
-        PolicyAgentFactory(str(checkpoint), samples=0)
+        unsteered(0)
     env = ArmEnv(EnvConfig(task="pick_lift", image_size=TINY.image_size, depth=False))
     env.reset(seed=3)
-    agent = PolicyAgentFactory(str(checkpoint), samples=8)(seed=5)
+    factory = AgentFactory(str(checkpoint), unsteered(8))
+    agent = factory(seed=5)
     agent.reset(env)
     first = agent.act(env)
-    policy = load_policy_cached(str(checkpoint))
+    policy = factory.pipeline().policy
     draws = policy.sample(policy.encode(env.last_observation), 8, torch.Generator().manual_seed(5))
     clamp = ChunkExecutor(policy.config.action_spec).clamp
     np.testing.assert_allclose(first, clamp(average_chunks(draws, SPEC.gripper_index)[0]), atol=1e-6)
@@ -166,7 +166,7 @@ def test_averaging_agent_executes_the_mean_of_its_samples(checkpoint: Path) -> N
 
 
 def test_demo_reports_every_task_with_gifs_and_the_averaged_execution(checkpoint: Path, tmp_path: Path) -> None:
-    from vla_runtime.demo import run_demo
+    from vla_app.demo import run_demo
 
     report = run_demo(tmp_path / "demo", policy=str(checkpoint), episodes_per_task=1, workers=1, samples=4)
     assert [r["task"] for r in report["results"]] == ["pick_lift", "place_in", "push_to", "stack"]

@@ -13,11 +13,12 @@ import torch
 
 from sim.env import ArmEnv, EnvConfig
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
-from verifiers.steering import SteeredAgentFactory, SteeringConfig
+from verifiers.steering import SteeringConfig
 from verifiers.training import weights_fingerprint
 from verifiers.value import ValueConfig, ValueFunction
-from vla_runtime.cli import main
-from vla_runtime.evaluate import EvalConfig, evaluate
+from vla_app.agents import AgentFactory
+from vla_app.cli import main
+from vla_app.evaluate import EvalConfig, evaluate
 from vla_runtime.execution import ChunkExecutor
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
@@ -64,7 +65,7 @@ def steering(models: dict[str, Path], **kw) -> SteeringConfig:
 @pytest.mark.parametrize("method", ["robomonkey", "vgps", "both"])
 def test_steered_evaluation_rows_carry_the_method_and_its_parameters(models, method: str) -> None:
     weights = (("value", 0.5),) if method == "both" else ()
-    factory = SteeredAgentFactory(str(models["policy"]), steering(models, method=method, n=4, m=4, weights=weights))
+    factory = AgentFactory(str(models["policy"]), steering(models, method=method, n=4, m=4, weights=weights))
     rows = evaluate(EvalConfig(policy=str(models["policy"]), tasks=("pick_lift",), episodes=1, workers=1),
                     progress=False, factory=factory)
     row = rows[0]
@@ -73,28 +74,28 @@ def test_steered_evaluation_rows_carry_the_method_and_its_parameters(models, met
 
 
 def test_safety_scorer_joins_with_rendered_depth(models) -> None:
-    factory = SteeredAgentFactory(str(models["policy"]), steering(models, method="robomonkey", n=4, m=4, safety=True))
+    factory = AgentFactory(str(models["policy"]), steering(models, method="robomonkey", n=4, m=4, safety=True))
     assert factory.env_options()["depth"] is True
     env = ArmEnv(EnvConfig(task="pick_lift", **factory.env_options()))
     env.reset(seed=1)
     agent = factory(seed=0)
     agent.reset(env)
     agent.act(env)
-    result = agent.steered.act(env.last_observation, torch.Generator().manual_seed(0))
+    result = factory.pipeline().act(env.last_observation, torch.Generator().manual_seed(0))
     assert set(result.scores) == {"verifier", "safety"}
     assert np.all(np.isfinite(result.scores["safety"]) | np.isneginf(result.scores["safety"]))
     assert np.isfinite(result.scores["safety"][result.index])  # a rejected candidate is never executed
 
 
 def test_the_steered_agent_executes_the_selected_candidate(models) -> None:
-    factory = SteeredAgentFactory(str(models["policy"]), steering(models, method="both", n=8, m=8))
+    factory = AgentFactory(str(models["policy"]), steering(models, method="both", n=8, m=8))
     env = ArmEnv(EnvConfig(task="pick_lift", image_size=TINY.image_size, depth=False))
     env.reset(seed=7)
     agent = factory(seed=3)
     agent.reset(env)
     first = agent.act(env)
     # replay the decision with the same generator stream: the executed step is the argmax candidate's first
-    steered = agent.steered
+    steered = factory.pipeline()
     steered.reset()
     result = steered.act(env.last_observation, torch.Generator().manual_seed(3))
     np.testing.assert_allclose(first, ChunkExecutor(SPEC).clamp(result.chunk[0]), atol=1e-6)
@@ -136,13 +137,13 @@ def test_a_vlm_verifier_folder_steers_through_the_same_flag(models, tmp_path: Pa
     base = tiny_llava(tmp_path / "llava")
     ckpt = HFVLMVerifier(HFVerifierConfig(base_model=base), SPEC).save_pretrained(tmp_path / "hfv")
     cfg = SteeringConfig(method="robomonkey", n=4, m=4, verifier=str(ckpt))
-    factory = SteeredAgentFactory(str(models["policy"]), cfg)
+    factory = AgentFactory(str(models["policy"]), cfg)
     env = ArmEnv(EnvConfig(task="pick_lift", **factory.env_options()))
     env.reset(seed=2)
     agent = factory(seed=0)
     agent.reset(env)
     agent.act(env)
-    assert isinstance(agent.steered.scorers[0], HFVLMVerifier)
-    result = agent.steered.act(env.last_observation, torch.Generator().manual_seed(0))
+    assert isinstance(factory.pipeline().scorers[0], HFVLMVerifier)
+    result = factory.pipeline().act(env.last_observation, torch.Generator().manual_seed(0))
     assert result.scores["verifier"].shape == (len(result.candidates),) and result.index == int(
         np.argmax(result.scores["verifier"]))

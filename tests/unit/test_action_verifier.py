@@ -11,8 +11,8 @@ from tiny_models import uniform_normalizer
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.preferences import nrmse, perturb, preference_loss, preference_pairs
-from vla_runtime.policy.model import Context
 from vla_runtime.policy.normalize import Normalizer
+from vla_runtime.policy.protocol import Context
 from vla_runtime.types import ActionSpec
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ from tiny_models import TINY, uniform_normalizer
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.value import ValueConfig, ValueFunction
-from vla_runtime.bench import STAGES, BenchConfig, dit_flops, format_table, run_bench, write_plot
+from vla_app.bench import STAGES, BenchConfig, dit_flops, format_table, run_bench, write_plot
 from vla_runtime.policy.model import VLAPolicy
 
 pytestmark = pytest.mark.unit

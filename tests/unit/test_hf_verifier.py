@@ -11,7 +11,7 @@ import torch
 from tiny_models import tiny_llava
 
 from verifiers.hf_verifier import HFVerifierConfig, HFVLMVerifier, action_text, fit_preferences
-from vla_runtime.policy.model import Context
+from vla_runtime.policy.protocol import Context
 from vla_runtime.types import ActionSpec, Observation
 
 pytestmark = pytest.mark.unit

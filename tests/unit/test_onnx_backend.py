@@ -16,11 +16,12 @@ from tiny_models import TINY, uniform_normalizer
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.steering import SteeringConfig, build_steered, ensure_export, steered_pipeline
 from verifiers.value import ValueConfig, ValueFunction
-from vla_runtime.backends import BACKENDS, cached_export, check_backend, load_policy_on
+from vla_runtime.backends import BACKENDS, cached_export, check_backend, load_policy
 from vla_runtime.backends.onnx import OnnxPolicy, OnnxScorer, OrtGraph, providers
 from vla_runtime.export import OPSET, export_onnx, read_manifest
 from vla_runtime.policy.dit import dit_forward_static
-from vla_runtime.policy.model import Context, VLAPolicy
+from vla_runtime.policy.model import VLAPolicy
+from vla_runtime.policy.protocol import Context
 from vla_runtime.types import Observation
 
 pytestmark = pytest.mark.unit
@@ -229,7 +230,7 @@ def test_cached_export_is_made_once_and_keyed_by_the_weights(plain, tmp_path) ->
 def test_policy_loads_on_every_cpu_backend_with_the_same_contract(plain, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # the onnx backend's export cache goes under ./runs/onnx
     obs, noise = _obs(), torch.randn(2, H, A)
-    outs = [load_policy_on(b, plain.policy_dir).sample(Context(cond=plain.policy.encode(obs).cond), 2, noise=noise)
+    outs = [load_policy(plain.policy_dir, b).sample(Context(cond=plain.policy.encode(obs).cond), 2, noise=noise)
             for b in ("torch", "onnx")]
     assert np.abs(outs[0] - outs[1]).max() <= ACTION_ATOL
     assert (tmp_path / "runs" / "onnx").is_dir()
@@ -260,10 +261,9 @@ def test_split_batch_sampler_gives_the_bits_of_one_session(plain) -> None:
 
 
 def test_tensorrt_backend_says_why_it_cannot_run_here(plain) -> None:
-    from vla_runtime.backends import load_policy
     from vla_runtime.backends.tensorrt import trt_available
 
     if trt_available()[0]:
         pytest.skip("TensorRT runs here: tests/unit/test_tensorrt_backend.py covers it")
     with pytest.raises(ValueError, match="tensorrt backend cannot run here"):
-        load_policy("tensorrt", export_dir=plain.export)
+        load_policy(plain.export, "tensorrt")

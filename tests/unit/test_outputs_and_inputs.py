@@ -18,7 +18,7 @@ import torch
 from tests.unit.tiny_models import TINY, uniform_normalizer
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.training import Run
-from vla_runtime import cli
+from vla_app import cli
 from vla_runtime.checkpoint import metrics_log
 from vla_runtime.dataset import EpisodeDataset, episode_path
 from vla_runtime.io import check_output_dir, check_output_file, manifest_is
@@ -352,7 +352,7 @@ def test_get_step_refuses_a_wrong_shape_frame_naming_the_file(tmp_path: Path, wr
 
 
 def test_demo_refuses_an_unrelated_out_folder_and_accepts_a_previous_demo(tmp_path: Path, capsys) -> None:
-    from vla_runtime.demo import DEMO_FORMAT, is_demo
+    from vla_app.demo import DEMO_FORMAT, is_demo
 
     mine = tmp_path / "mine"
     mine.mkdir()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vla_runtime import cli
+from vla_app import cli
 from vla_runtime.paths import resolve_data_path, share_roots
 
 pytestmark = pytest.mark.unit

@@ -14,8 +14,9 @@ from safetensors.torch import load_file
 
 from vla_runtime.dataset import Episode, write_dataset_header, write_episode
 from vla_runtime.policy.config import CONFIG_TYPE, CONFIG_VERSION, PolicyConfig
-from vla_runtime.policy.model import Context, VLAPolicy, shared_language_encoder
+from vla_runtime.policy.model import VLAPolicy, shared_language_encoder
 from vla_runtime.policy.normalize import Normalizer
+from vla_runtime.policy.protocol import Context
 from vla_runtime.policy.train import TrainConfig, Trainer, train_policy
 from vla_runtime.types import PROPRIO_NAMES, ActionSpec, CameraInfo, Observation
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 from tiny_models import TINY, uniform_normalizer
 
-from vla_runtime.agents import PolicyAgent
+from verifiers.steering import SteeringConfig, build_steered
+from vla_app.agents import Agent
 from vla_runtime.execution import ChunkExecutor, ExecutorConfig
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.train import TrainConfig, Trainer, load_steps, train_policy
@@ -65,7 +66,7 @@ def test_first_decision_uses_its_own_estimate_and_a_given_anchor_steers_the_cond
         from vla_runtime.policy.model import shared_language_encoder
 
         lang = shared_language_encoder("").encode([obs.instruction])
-        vis, _ = model._fused(images, lang, torch.from_numpy(obs.proprio)[None], None)
+        vis, _ = model.fused_features(images, lang, torch.from_numpy(obs.proprio)[None], None)
         own = model.object_xy(vis)[0].numpy()
     assert ctx.anchor is not None and ctx.anchor.shape == (4,)
     np.testing.assert_allclose(ctx.anchor, own, atol=1e-6)
@@ -102,19 +103,20 @@ def test_agent_latches_the_first_anchor_until_reset() -> None:
         return encode(obs, anchor=anchor)
 
     model.encode = recording_encode  # the real encode, with its anchor argument recorded
-    agent = PolicyAgent(model, ChunkExecutor(SPEC, ExecutorConfig(replan_every=1)), seed=0)
+    steered = build_steered(model, SteeringConfig(method="none"))
+    agent = Agent(steered.act, steered.reset, ChunkExecutor(SPEC, ExecutorConfig(replan_every=1)), seed=0)
     env = SimpleNamespace(last_observation=_obs(0))
     agent.reset(env)
     agent.act(env)
-    first = agent.episode.anchor.copy()
+    first = steered.episode.anchor.copy()
     env.last_observation = _obs(1)  # a different frame: its own estimate would differ
     agent.act(env)
     agent.act(env)
     assert seen[0] is None and all(np.array_equal(a, first) for a in seen[1:]) and len(seen) == 3
     agent.reset(env)
-    assert agent.episode.anchor is None
+    assert steered.episode.anchor is None
     agent.act(env)
-    assert seen[-1] is None and not np.allclose(agent.episode.anchor, first)
+    assert seen[-1] is None and not np.allclose(steered.episode.anchor, first)
 
 
 def test_extending_a_parent_keeps_its_outputs_and_refuses_reshaping() -> None:
@@ -153,7 +155,7 @@ def test_training_anchors_are_labels_plus_the_configured_noise(tmp_path: Path, w
 
 
 def test_cli_init_adds_an_anchor_to_a_trained_parent(tmp_path: Path, write_tiny_episodes) -> None:
-    from vla_runtime.cli import main
+    from vla_app.cli import main
 
     metas = [{"task": "pick_lift", "quality": "expert", "seed": i, "instruction": "lift",
               "scene": {"objects": [{"xy": [0.4 + 0.05 * i, 0.1]}], "base_index": None}} for i in range(4)]

@@ -177,7 +177,7 @@ def test_grounding_steps_train_only_the_object_loss_on_labelled_frames(tmp_path:
 
 def test_cli_sets_vision_strides_and_shift_and_rejects_bad_strides(tmp_path: Path, write_tiny_episodes,
                                                                      capsys) -> None:
-    from vla_runtime.cli import main
+    from vla_app.cli import main
 
     _write_dataset(write_tiny_episodes, tmp_path / "data", episodes=2, t=6)
     common = ["train", "policy", "--data", str(tmp_path / "data"), "--steps", "1", "--batch-size", "4",

@@ -82,7 +82,7 @@ def test_bad_inputs_are_rejected() -> None:
 
 
 def test_scorer_contract_reads_the_end_effector_from_proprio() -> None:
-    from vla_runtime.policy.model import Context
+    from vla_runtime.policy.protocol import Context
 
     base = scene()
     proprio = np.zeros(12, np.float32)

@@ -19,7 +19,8 @@ from verifiers.preferences import nrmse
 from verifiers.train_verifier import VerifierTrainConfig, build_candidates, train_verifier
 from verifiers.training import weights_fingerprint
 from vla_runtime.dataset import EpisodeDataset
-from vla_runtime.policy.model import EpisodeEncoder, VLAPolicy
+from vla_runtime.policy.model import VLAPolicy
+from vla_runtime.policy.protocol import EpisodeEncoder
 from vla_runtime.policy.train import TrainConfig, train_policy
 from vla_runtime.types import Observation
 
@@ -129,7 +130,7 @@ def test_pairwise_training_learns_to_rank_on_a_learnable_problem(tiny_run, tmp_p
 
 
 def test_cli_trains_a_verifier(tiny_run, tmp_path: Path) -> None:
-    from vla_runtime.cli import main
+    from vla_app.cli import main
 
     policy_dir, data = tiny_run
     assert main(["train", "verifier", "--policy", str(policy_dir), "--data", str(data), "--out",

@@ -24,7 +24,8 @@ from verifiers.train_value import (
     transitions,
 )
 from verifiers.value import ValueConfig, ValueFunction, hl_gauss_target
-from vla_runtime.policy.model import Context, VLAPolicy
+from vla_runtime.policy.model import VLAPolicy
+from vla_runtime.policy.protocol import Context
 from vla_runtime.policy.train import TrainConfig, train_policy
 
 pytestmark = pytest.mark.unit
@@ -140,7 +141,7 @@ def test_iql_learns_which_instruction_leads_to_success(tmp_path: Path, write_tin
 
 
 def test_cli_trains_a_value_function(tmp_path: Path, write_tiny_episodes) -> None:
-    from vla_runtime.cli import main
+    from vla_app.cli import main
 
     metas = [{"task": "pick_lift", "quality": "expert", "seed": i, "instruction": "lift",
               "scene": {"objects": [{"xy": [0.5, 0.1]}], "base_index": None}} for i in range(4)]

@@ -19,26 +19,34 @@ def check_backend(name: str) -> str:
     return name
 
 
-def load_policy(backend: str, policy_dir: str | Path | None = None, export_dir: str | Path | None = None,
-                threads: int | None = None, trt_cache: str | Path = "runs/tensorrt"):
-    """torch: the checkpoint `policy_dir`; onnx / tensorrt: the export folder `export_dir`."""
+def load_policy(path: str | Path, backend: str = "torch", threads: int | None = None,
+                trt_cache: str | Path = "runs/tensorrt"):
+    """The one way to get a `Policy`: `path` is a checkpoint folder (`vla train policy`) or an export folder
+    (`vla export onnx`). onnx / tensorrt export a checkpoint on first use (`cached_export`); torch needs
+    the checkpoint itself."""
     check_backend(backend)
+    path = Path(path)
+    is_export = (path / "export.json").is_file()
     if backend == "torch":
+        if is_export:
+            raise ValueError(f"{path} is an ONNX export; the torch backend loads the checkpoint it came from "
+                             f"(its export.json names it)")
         from vla_runtime.policy.model import VLAPolicy
 
-        if policy_dir is None:
-            raise ValueError("the torch backend needs the policy checkpoint folder")
-        return VLAPolicy.from_pretrained(policy_dir)
-    if export_dir is None:
-        raise ValueError(f"the {backend} backend needs an export folder (`vla export onnx`)")
+        return VLAPolicy.from_pretrained(path)
+    if not is_export:
+        from vla_runtime.export import export_onnx
+
+        checkpoint = path
+        path = cached_export({"policy": checkpoint}, lambda out: export_onnx(checkpoint, out, replace=False))
     if backend == "onnx":
         from vla_runtime.backends.onnx import OnnxPolicy
 
-        return OnnxPolicy(export_dir, threads=threads)
+        return OnnxPolicy(path, threads=threads)
     from vla_runtime.backends.tensorrt import TrtPolicy
 
     _require_tensorrt()
-    return TrtPolicy(export_dir, trt_cache)
+    return TrtPolicy(path, trt_cache)
 
 
 def _require_tensorrt() -> None:
@@ -86,13 +94,3 @@ def cached_export(checkpoints: dict[str, str | Path], make: Callable[[Path], obj
     if not (out / "export.json").is_file():
         make(out)
     return out
-
-
-def load_policy_on(backend: str, policy_dir: str | Path, threads: int | None = None):
-    """A policy checkpoint on `backend`; onnx / tensorrt export it on first use (`cached_export`)."""
-    if check_backend(backend) == "torch":
-        return load_policy("torch", policy_dir)
-    from vla_runtime.export import export_onnx
-
-    export_dir = cached_export({"policy": policy_dir}, lambda out: export_onnx(policy_dir, out, replace=False))
-    return load_policy(backend, export_dir=export_dir, threads=threads)

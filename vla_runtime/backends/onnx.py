@@ -16,13 +16,8 @@ import numpy as np
 import torch
 
 from vla_runtime.export import read_manifest
-from vla_runtime.policy.model import (
-    Context,
-    check_observation,
-    images_to_tensor,
-    read_policy_files,
-    shared_language_encoder,
-)
+from vla_runtime.policy.model import check_observation, images_to_tensor, read_policy_files, shared_language_encoder
+from vla_runtime.policy.protocol import Context
 
 Runner = Callable[..., dict[str, np.ndarray]]
 
@@ -124,7 +119,7 @@ class SplitBatchGraph:
 
 
 class OnnxPolicy:
-    """`encode(obs, anchor=None) -> Context`, `sample(ctx, n, generator=None, noise=None) -> (n, H, A)`."""
+    """The `Policy` contract on onnxruntime: the export's encoder graph and its unrolled sampler graph."""
 
     def __init__(self, export_dir: str | Path, runners: dict[str, Runner] | None = None,
                  threads: int | None = None) -> None:
@@ -135,6 +130,13 @@ class OnnxPolicy:
         self.anchored = bool(self.manifest["anchor"])
         self.runners = runners or {"encoder": OrtGraph(self.export_dir / "encoder.onnx", 1),
                                    "sampler": SplitBatchGraph(self.export_dir / "sampler.onnx", "noise", threads)}
+
+    @property
+    def action_spec(self):
+        return self.config.action_spec
+
+    def reset(self) -> None:
+        """The `Policy` contract's episode boundary: the graphs keep no state between decisions."""
 
     def encode(self, obs, anchor: np.ndarray | None = None) -> Context:
         cfg = self.config

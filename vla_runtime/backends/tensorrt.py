@@ -312,8 +312,8 @@ class TrtGraph:
 
 
 class TrtPolicy:
-    """`OnnxPolicy` with TensorRT engines as its encoder and sampler: `.config`, `encode(obs, anchor=None)
-    -> Context`, `sample(ctx, n, generator=None, noise=None) -> (n, H, A)`; n may not exceed max_batch."""
+    """The `Policy` contract on TensorRT: `OnnxPolicy` with engines as its encoder and sampler; n may not
+    exceed max_batch."""
 
     def __init__(self, export_dir: str | Path, cache_dir: str | Path, fp16: bool = True, max_batch: int = 64,
                  workspace_gb: float = 2.0) -> None:
@@ -326,6 +326,13 @@ class TrtPolicy:
         self.config = self.inner.config
         self.normalizer = self.inner.normalizer
         self.fingerprint = self.inner.fingerprint
+
+    @property
+    def action_spec(self):
+        return self.config.action_spec
+
+    def reset(self) -> None:
+        self.inner.reset()
 
     def encode(self, obs, anchor: np.ndarray | None = None):
         return self.inner.encode(obs, anchor=anchor)

@@ -1,6 +1,2 @@
-"""The VLA policy: encoders -> one conditioning token -> DiT diffusion action head."""
-
-from vla_runtime.policy.config import PolicyConfig
-from vla_runtime.policy.model import Context, VLAPolicy
-
-__all__ = ["Context", "PolicyConfig", "VLAPolicy"]
+"""The VLA policy: encoders -> one conditioning token -> DiT diffusion action head, behind the `Policy`
+contract (`protocol.py`) that every backend implements."""

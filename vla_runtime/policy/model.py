@@ -7,7 +7,6 @@ config, not copied into the checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.dit import DiTHead
 from vla_runtime.policy.language import LanguageEncoder
 from vla_runtime.policy.normalize import Normalizer
+from vla_runtime.policy.protocol import Context
 from vla_runtime.policy.vision import VisionEncoder
 from vla_runtime.types import Observation
 
@@ -35,36 +35,6 @@ def shared_language_encoder(model_dir: str) -> LanguageEncoder:
     if model_dir not in _LANGUAGE:
         _LANGUAGE[model_dir] = LanguageEncoder(model_dir)
     return _LANGUAGE[model_dir]
-
-
-@dataclass
-class Context:
-    """What `encode` computed once per decision."""
-
-    cond: torch.Tensor  # (1, d_model) conditioning token
-    observation: Observation | None = None
-    # (4,) metres: the target + goal xy anchor this decision used (anchor policies only); the agent
-    # keeps the first one of an episode and passes it to every later `encode`.
-    anchor: np.ndarray | None = None
-
-
-class EpisodeEncoder:
-    """Encodes one episode's observations: an anchor policy's first decision latches its anchor
-    (`PolicyConfig.anchor`) for every later one, until `reset()`. Every caller that runs a policy
-    over an episode (the sim agent, the steered policy, the ROS node) goes through this."""
-
-    def __init__(self, policy) -> None:
-        self.policy = policy
-        self.anchor: np.ndarray | None = None  # (4,) once latched
-
-    def reset(self) -> None:
-        self.anchor = None
-
-    def encode(self, obs: Observation) -> Context:
-        ctx = self.policy.encode(obs, anchor=self.anchor)
-        if self.anchor is None:
-            self.anchor = ctx.anchor
-        return ctx
 
 
 class VLAPolicy(nn.Module):
@@ -116,6 +86,13 @@ class VLAPolicy(nn.Module):
         self.register_buffer("x0_low", bounds[0].float(), persistent=False)  # (A,) normalised ActionSpec bounds
         self.register_buffer("x0_high", bounds[1].float(), persistent=False)
 
+    @property
+    def action_spec(self):
+        return self.config.action_spec
+
+    def reset(self) -> None:
+        """The `Policy` contract's episode boundary: this model keeps no state between decisions."""
+
     # --- conditioning ------------------------------------------------------------
     def condition(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
                   wrist: torch.Tensor | None = None, anchor: torch.Tensor | None = None) -> torch.Tensor:
@@ -131,11 +108,11 @@ class VLAPolicy(nn.Module):
 
         anchor (B, 4): an anchor policy's target + goal xy; None = this frame's own estimate (what the
         first decision of an episode uses)."""
-        vis, cond = self._fused(images, lang, proprio, wrist)
-        return vis, self._anchored(vis, cond, proprio, anchor)[0]
+        vis, cond = self.fused_features(images, lang, proprio, wrist)
+        return vis, self.add_anchor(vis, cond, proprio, anchor)[0]
 
-    def _anchored(self, vis: torch.Tensor, cond: torch.Tensor, proprio: torch.Tensor,
-                  anchor: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def add_anchor(self, vis: torch.Tensor, cond: torch.Tensor, proprio: torch.Tensor,
+                   anchor: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """-> (cond with the anchor term added, the anchor (B, 4) used); the identity for other policies."""
         if self.anchor_mlp is None:
             if anchor is not None:
@@ -150,8 +127,10 @@ class VLAPolicy(nn.Module):
         inputs = torch.cat([anchor - ee_xy, anchor - _object_centre(cond.dtype)], dim=-1) / _OBJECT_SCALE
         return cond + self.anchor_mlp(inputs), anchor
 
-    def _fused(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
-               wrist: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def fused_features(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
+                       wrist: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (main-camera vision features (B, d), the fused token before any anchor term (B, d)): the part
+        of `features` the ONNX encoder graph and the scorers' feature cache run on their own."""
         if (wrist is None) != (self.wrist_vision is None):
             raise ValueError(f"this policy's wrist camera is {self.config.wrist_camera!r}: "
                              f"{'pass' if wrist is None else 'do not pass'} wrist images")
@@ -176,9 +155,9 @@ class VLAPolicy(nn.Module):
         wrist = (self.images_to_tensor(obs.images[self.config.wrist_camera][None], self.config.wrist_image_size)
                  if self.config.wrist_camera else None)
         proprio = torch.from_numpy(obs.proprio)[None]
-        vis, cond = self._fused(images, lang, proprio, wrist)
+        vis, cond = self.fused_features(images, lang, proprio, wrist)
         anchor_t = None if anchor is None else torch.as_tensor(np.asarray(anchor, np.float32)).reshape(1, -1)
-        cond, used = self._anchored(vis, cond, proprio, anchor_t)
+        cond, used = self.add_anchor(vis, cond, proprio, anchor_t)
         return Context(cond=cond, observation=obs, anchor=None if used is None else used[0].numpy().copy())
 
     # --- sampling ----------------------------------------------------------------
@@ -267,7 +246,7 @@ class VLAPolicy(nn.Module):
         """The object-localisation loss alone (unweighted), for grounding pre-training; object_xy (B, 4)."""
         if self.aux_object_head is None:
             raise ValueError("this policy has no object head (aux_object_weight=0)")
-        vis, cond = self._fused(images, lang, proprio, wrist)
+        vis, cond = self.fused_features(images, lang, proprio, wrist)
         return self._object_error(vis, cond, object_xy, torch.ones(len(object_xy), dtype=torch.bool))
 
     def _object_error(self, vis: torch.Tensor, cond: torch.Tensor, object_xy: torch.Tensor,

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from vla_runtime.evaluate import EvalConfig, evaluate, summary_row
+from vla_app.evaluate import EvalConfig, evaluate, summary_row
 from vla_runtime.io import atomic_write_text, check_output_dir, make_tmp_sibling, manifest_is, replace_dir
 
 DEMO_FORMAT = "vla_steering.demo"

@@ -90,8 +90,8 @@ def cmd_sim_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_collect(args: argparse.Namespace) -> int:
-    from sim.collect import CollectConfig, collect
     from sim.tasks import TASKS
+    from vla_app.collect import CollectConfig, collect
 
     tasks = TASKS if args.task == "all" else tuple(args.task.split(","))
     cfg = CollectConfig(out=Path(args.out), tasks=tasks, variation=args.variation, quality=args.quality,
@@ -106,7 +106,7 @@ def cmd_sim_collect(args: argparse.Namespace) -> int:
 
 
 def cmd_sim_replay(args: argparse.Namespace) -> int:
-    from sim.replay import replay_to_gif
+    from vla_app.replay import replay_to_gif
     from vla_runtime.io import check_output_file
 
     check_output_file(args.gif, "--gif")
@@ -116,7 +116,7 @@ def cmd_sim_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from vla_runtime.demo import run_demo
+    from vla_app.demo import run_demo
 
     report = run_demo(Path(args.out), policy=args.policy, episodes_per_task=args.episodes_per_task,
                       workers=args.workers, seed=args.seed, samples=args.average, backend=args.backend,
@@ -196,18 +196,21 @@ def cmd_train_value(args: argparse.Namespace) -> int:
     return 0
 
 
-def _steered_factory(args: argparse.Namespace, executor):
-    """`--steer` other than none -> the steered agents' factory (verifiers is imported only then)."""
-    if args.steer == "none":
+def _agent_factory(args: argparse.Namespace, executor):
+    """`--steer` / `--average` -> the agents' factory; the expert needs none."""
+    from verifiers.steering import SteeringConfig
+    from vla_app.agents import AgentFactory, unsteered
+
+    if args.policy == "expert":
         return None
+    if args.steer == "none":
+        return AgentFactory(args.policy, unsteered(args.average), executor, backend=args.backend)
     if args.average != 1:
         raise ValueError("--average executes the mean of N samples, an unsteered policy; steering draws --n")
-    from verifiers.steering import SteeredAgentFactory, SteeringConfig
-
     steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
                               selection=args.selection, temperature=args.temperature, safety=args.safety,
                               weights=args.weights, keep_samples=args.keep_samples)
-    return SteeredAgentFactory(args.policy, steering, executor, backend=args.backend)
+    return AgentFactory(args.policy, steering, executor, backend=args.backend)
 
 
 def _names(text: str, known, what: str, allow_all: bool = False) -> tuple[str, ...]:
@@ -228,7 +231,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from sim.arms import ARMS
     from sim.tasks import TASKS
     from sim.variations import VARIATIONS
-    from vla_runtime.evaluate import EvalConfig, evaluate, format_table, write_json
+    from vla_app.evaluate import EvalConfig, evaluate, format_table, write_json
     from vla_runtime.execution import ExecutorConfig
     from vla_runtime.io import check_output_file
 
@@ -241,7 +244,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
             raise FileExistsError(f"{flag} {folder} is a file; give a folder")
     executor = ExecutorConfig(replan_every=args.replan, ensemble=args.ensemble, ensemble_alpha=args.alpha)
-    factory = _steered_factory(args, executor)
+    factory = _agent_factory(args, executor)
     configs = [EvalConfig(policy=args.policy, tasks=tasks, variation=variation, episodes=args.episodes,
                           workers=args.workers, seed=args.seed, arm=args.arm, gifs=args.gifs, gif_dir=args.gif_dir,
                           record=args.record if args.record is None else f"{args.record}/{variation}",
@@ -295,7 +298,7 @@ def cmd_export_trt(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from vla_runtime.bench import BenchConfig, format_table, run_bench, write_plot
+    from vla_app.bench import BenchConfig, format_table, run_bench, write_plot
     from vla_runtime.io import check_output_file
 
     for path, flag in ((args.json, "--json"), (args.plot, "--plot")):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from sim.env import EnvConfig
 from sim.experts import ExpertFactory
-from sim.runner import EpisodeJob, run_episodes
 from sim.tasks import TASKS, check_task
+from vla_app.runner import EpisodeJob, run_episodes
 from vla_runtime.dataset import EpisodeDataset, clean_partial, existing_episodes, write_dataset_header
 
 

@@ -25,8 +25,7 @@ class EvalConfig:
     workers: int = 2
     seed: int = 10_000  # far from the training collection seeds (0..)
     arm: str = "panda"
-    method: str = "base"
-    samples: int = 1  # chunks drawn per plan; > 1 executes their mean (`PolicyAgent`)
+    samples: int = 1  # chunks drawn per plan; > 1 executes their mean (`SteeringConfig(method="mean")`)
     gifs: int = 0  # GIFs of the first `gifs` episodes per task
     gif_dir: str | None = None
     record: str | None = None  # save evaluated episodes in the dataset format
@@ -46,23 +45,21 @@ class EvalConfig:
 
 
 def evaluate(cfg: EvalConfig, executor=None, progress: bool = True, factory=None) -> list[dict]:
-    """factory: an agent factory with `method`, `env_options()` and `row_fields()` (e.g. the steered agents of
-    `verifiers.steering`); None = the policy checkpoint behind `PolicyAgent` (or the scripted expert)."""
+    """factory: a `vla_app.agents.AgentFactory` (any steering); None = the checkpoint's base policy executed
+    as `cfg.samples` says (or the scripted expert)."""
     from sim.env import EnvConfig
     from sim.experts import ExpertFactory
-    from sim.runner import EpisodeJob, run_episodes
-    from vla_runtime.agents import PolicyAgentFactory
+    from vla_app.agents import AgentFactory, unsteered
+    from vla_app.runner import EpisodeJob, run_episodes
     from vla_runtime.execution import ExecutorConfig
 
-    extra = {"samples": cfg.samples, "backend": cfg.backend}
-    if factory is not None:
-        env_options, method, extra = factory.env_options(), factory.method, factory.row_fields()
-    elif cfg.policy == "expert":
-        factory, env_options, method = ExpertFactory("expert"), {"image_size": (64, 64)}, "expert"
+    if factory is None and cfg.policy == "expert":
+        factory, env_options, method, extra = ExpertFactory("expert"), {"image_size": (64, 64)}, "expert", {
+            "samples": cfg.samples, "backend": cfg.backend}
     else:
-        factory = PolicyAgentFactory(cfg.policy, executor or ExecutorConfig(), samples=cfg.samples,
-                                     backend=cfg.backend)
-        env_options, method = factory.env_options(), cfg.method
+        factory = factory or AgentFactory(cfg.policy, unsteered(cfg.samples), executor or ExecutorConfig(),
+                                          backend=cfg.backend)
+        env_options, method, extra = factory.env_options(), factory.method, factory.row_fields()
     jobs = [EpisodeJob(index=i * cfg.episodes + k, seed=cfg.seed + k,
                        env=EnvConfig(task=t, variation=cfg.variation, arm=cfg.arm, **{"depth": False, **env_options}),
                        meta={"quality": method})
@@ -101,7 +98,7 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True, factory=None
 
 
 def _write_gifs(record: str, cfg: EvalConfig) -> None:
-    from sim.replay import replay_to_gif
+    from vla_app.replay import replay_to_gif
     from vla_runtime.dataset import EpisodeDataset
 
     ds = EpisodeDataset(record)
