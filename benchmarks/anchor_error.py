@@ -18,7 +18,7 @@ import numpy as np
 from sim.env import ArmEnv, EnvConfig
 from vla_app.agents import AgentFactory
 from vla_runtime.backends import load_policy
-from vla_runtime.policy.train import object_targets
+from vla_runtime.policy.steps import object_targets
 
 
 def main() -> None:

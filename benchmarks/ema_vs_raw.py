@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from sim.tasks import TASKS
 from vla_app.evaluate import EvalConfig, evaluate, format_table, summary_row
 from vla_runtime.policy.model import VLAPolicy
-from vla_runtime.policy.train import Trainer
+from vla_runtime.training import state_dir
 
 
 def main() -> None:
@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seed", type=int, default=20_000)
     args = ap.parse_args()
-    state = load_file(str(Trainer.state_dir(Path(args.policy)) / "state.safetensors"))
+    state = load_file(str(state_dir(Path(args.policy)) / "state.safetensors"))
     raw = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
     ema_policy = VLAPolicy.from_pretrained(args.policy)
     out = {}

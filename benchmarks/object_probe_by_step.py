@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vla_runtime.policy.model import VLAPolicy, shared_language_encoder
-from vla_runtime.policy.train import load_steps
+from vla_runtime.policy.steps import load_steps
 
 
 def main() -> None:

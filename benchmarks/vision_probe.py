@@ -24,7 +24,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from vla_runtime.dataset import EpisodeDataset
 from vla_runtime.policy.model import shared_language_encoder
-from vla_runtime.policy.train import resize_frames
+from vla_runtime.policy.steps import resize_frames
 from vla_runtime.policy.vision import VisionEncoder, augment
 
 VARIANTS = {"s16": (64, (1, 2, 1)), "s32": (64, (1, 1, 1)), "r128": (128, (2, 1, 1))}  # input side, strides

@@ -20,7 +20,7 @@ from safetensors.numpy import load_file, save
 from vla_runtime.dataset import EpisodeDataset
 from vla_runtime.io import atomic_write_bytes
 from vla_runtime.policy.model import VLAPolicy, shared_language_encoder
-from vla_runtime.policy.train import load_steps
+from vla_runtime.policy.steps import load_steps
 
 _ARRAYS = ("cond", "actions", "chunk_mask", "episode", "t", "length", "success", "quality")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from verifiers.proposals import GaussianVote, Identity
 from verifiers.selection import MODES, Selector
 from verifiers.steered import SteeredPolicy
-from verifiers.training import weights_fingerprint
+from vla_runtime.checkpoint import weights_fingerprint
 
 METHODS = ("none", "mean", "robomonkey", "vgps", "both")
 

@@ -29,12 +29,12 @@ import torch.nn.functional as F  # noqa: N812
 
 from verifiers.features import QUALITIES, FeatureTable, cache_key, cached_features
 from verifiers.train_verifier import VerifierTrainConfig, build_candidates, demonstration_rows, ranking_metrics
-from verifiers.training import Run, state_dir, weights_fingerprint
 from verifiers.value import CONFIG_TYPE as VALUE_TYPE
 from verifiers.value import HEADS, ValueConfig, ValueFunction, hl_gauss_target
-from vla_runtime.checkpoint import is_checkpoint_of
+from vla_runtime.checkpoint import is_checkpoint_of, weights_fingerprint
 from vla_runtime.io import check_output_dir
 from vla_runtime.policy.model import VLAPolicy
+from vla_runtime.training import Run, state_dir
 
 REWARDS = ("vgps", "sparse")
 

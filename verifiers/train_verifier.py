@@ -22,10 +22,10 @@ from verifiers.action_verifier import CONFIG_TYPE, ActionVerifier, VerifierConfi
 from verifiers.features import QUALITIES, FeatureTable, cache_key, cached_features
 from verifiers.preferences import nrmse, perturb, preference_loss
 from verifiers.proposals import GaussianVote
-from verifiers.training import Run, state_dir, weights_fingerprint
-from vla_runtime.checkpoint import is_checkpoint_of
+from vla_runtime.checkpoint import is_checkpoint_of, weights_fingerprint
 from vla_runtime.io import check_output_dir
 from vla_runtime.policy.model import VLAPolicy
+from vla_runtime.training import Run, state_dir
 
 
 @dataclass(frozen=True)

@@ -149,3 +149,15 @@ def metrics_log(path: Path, resume_step: int | None) -> Path:
                 kept.append(line)
     atomic_write_text(path, "".join(f"{line}\n" for line in kept))
     return path
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """16 hex digits of sha256 over the module's tensors: names the weights a scorer was trained on and an
+    export was made from (steering refuses a scorer trained on another policy's tokens)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(module.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vla_runtime.checkpoint import weights_fingerprint
 from vla_runtime.io import check_output_dir, make_tmp_sibling, manifest_is, replace_dir
 from vla_runtime.policy.dit import dit_forward_static
 
@@ -137,7 +138,7 @@ def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | Non
         check_output_dir(out, is_export, "ONNX export", inputs=inputs, overwrite=overwrite)
     policy = VLAPolicy.from_pretrained(policy_dir)
     cfg = policy.config
-    fingerprint = policy_fingerprint(policy)
+    fingerprint = weights_fingerprint(policy)
     h, w = cfg.image_size
     H, A, d, P, L = cfg.horizon, cfg.action_dim, cfg.d_model, cfg.proprio_dim, cfg.language_dim
     meta = {"vla_steering.format": FORMAT, "vla_steering.policy_fingerprint": fingerprint,
@@ -195,16 +196,6 @@ def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | Non
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-
-
-def policy_fingerprint(module: nn.Module) -> str:
-    """16 hex digits of sha256 over the module's tensors (the same digest `verifiers.training` keys scorers
-    by): names the weights an export was made from."""
-    h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
-        h.update(k.encode())
-        h.update(v.detach().contiguous().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def read_manifest(export_dir: str | Path) -> dict:

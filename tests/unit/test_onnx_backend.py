@@ -50,7 +50,7 @@ def _setup(root: Path, config) -> Setup:
     policy = VLAPolicy(config, uniform_normalizer()).eval()
     for p in policy.parameters():  # the DiT's output layer starts at zero: give every weight a value
         p.data.normal_(0, 0.2)
-    from verifiers.training import weights_fingerprint
+    from vla_runtime.checkpoint import weights_fingerprint
 
     fp = weights_fingerprint(policy)
     verifier = ActionVerifier(VerifierConfig(cond_dim=D, horizon=H, action_dim=A, hidden=16, layers=1, policy=fp),

@@ -17,13 +17,13 @@ import torch
 
 from tests.unit.tiny_models import TINY, uniform_normalizer
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
-from verifiers.training import Run
 from vla_app import cli
 from vla_runtime.checkpoint import metrics_log
 from vla_runtime.dataset import EpisodeDataset, episode_path
 from vla_runtime.io import check_output_dir, check_output_file, manifest_is
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.train import TrainConfig, Trainer, train_policy
+from vla_runtime.training import Run, state_dir
 
 pytestmark = pytest.mark.unit
 
@@ -182,7 +182,7 @@ def test_metrics_are_not_repeated_after_a_resume(tmp_path: Path, write_tiny_epis
         train_policy([tmp_path / "data"], out, TINY, cfg, progress=False)
     monkeypatch.setattr(Trainer, "train_step", original)
     train_policy([tmp_path / "data"], out, TINY, cfg, resume=True, progress=False)
-    lines = (Trainer.state_dir(out) / "metrics.jsonl").read_text().splitlines()
+    lines = (state_dir(out) / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5, 6]
 
 

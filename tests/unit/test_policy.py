@@ -18,6 +18,7 @@ from vla_runtime.policy.model import VLAPolicy, shared_language_encoder
 from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.policy.protocol import Context
 from vla_runtime.policy.train import TrainConfig, Trainer, train_policy
+from vla_runtime.training import state_dir
 from vla_runtime.types import PROPRIO_NAMES, ActionSpec, CameraInfo, Observation
 
 pytestmark = pytest.mark.unit
@@ -560,7 +561,7 @@ def run9(dataset: Path, tmp_path_factory, language) -> Path:
 
 
 def _metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (Trainer.state_dir(out) / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (state_dir(out) / "metrics.jsonl").read_text().splitlines()]
 
 
 def _assert_same_tensors(a: dict, b: dict, what: str, atol: float = 0.0) -> None:
@@ -571,7 +572,7 @@ def _assert_same_tensors(a: dict, b: dict, what: str, atol: float = 0.0) -> None
 
 def _raw_weights(out: Path) -> dict:
     """The trained (non-EMA) weights from the training state: EMA(0.999) weights barely move in 9 steps."""
-    state = load_file(str(Trainer.state_dir(out) / "state.safetensors"))
+    state = load_file(str(state_dir(out) / "state.safetensors"))
     return {k: v for k, v in state.items() if k.startswith("model.")}
 
 
@@ -612,14 +613,14 @@ def test_resume_after_interruption_is_bit_for_bit(dataset: Path, run9: Path, tmp
     with pytest.raises(KeyboardInterrupt):
         train_policy([dataset], out, TINY, cfg9, progress=False)
     monkeypatch.setattr(Trainer, "train_step", original)
-    assert json.loads((Trainer.state_dir(out) / "trainer.json").read_text())["step"] == 6
+    assert json.loads((state_dir(out) / "trainer.json").read_text())["step"] == 6
     result = train_policy([dataset], out, TINY, cfg9, resume=True, progress=False)
     assert result["steps"] == 9
     assert [m["step"] for m in _metrics(out)] == [3, 6, 9]
     _assert_same_tensors(load_file(str(out / "model.safetensors")), load_file(str(run9 / "model.safetensors")),
                          "checkpoint")
-    sa = load_file(str(Trainer.state_dir(out) / "state.safetensors"))
-    sb = load_file(str(Trainer.state_dir(run9) / "state.safetensors"))
+    sa = load_file(str(state_dir(out) / "state.safetensors"))
+    sb = load_file(str(state_dir(run9) / "state.safetensors"))
     assert any(k.startswith("opt.") for k in sa) and "rng" in sa
     _assert_same_tensors(sa, sb, "training state (weights, EMA, AdamW moments, RNG)")
     assert any(not torch.equal(v, sa[f"model.{k}"]) for k, v in VLAPolicy.from_pretrained(run9).state_dict().items()
@@ -646,3 +647,18 @@ def test_resume_rejects_changed_parameters_and_missing_state(dataset: Path, tmp_
     with pytest.raises(ValueError, match="lr"):
         train_policy([dataset], out, TINY, dataclasses.replace(TRAIN, lr=1e-3), resume=True, progress=False)
     assert [m["step"] for m in _metrics(out)] == [3]  # the refused resume left the metrics alone
+
+
+def test_a_non_finite_loss_stops_the_policy_run_before_it_is_saved(dataset: Path, tmp_path: Path,
+                                                                    monkeypatch) -> None:
+    """The shared harness's check now covers the policy trainer too (its own loop had none)."""
+    original = Trainer.train_step
+
+    def diverging(self):
+        loss = original(self)
+        return float("nan") if self.step == 1 else loss
+
+    monkeypatch.setattr(Trainer, "train_step", diverging)
+    with pytest.raises(FloatingPointError, match="train policy: loss is nan at step 1"):
+        train_policy([dataset], tmp_path / "ckpt", TINY, TRAIN, progress=False)
+    assert not (tmp_path / "ckpt").exists()

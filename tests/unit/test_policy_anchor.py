@@ -15,7 +15,8 @@ from verifiers.steering import SteeringConfig, build_steered
 from vla_app.agents import Agent
 from vla_runtime.execution import ChunkExecutor, ExecutorConfig
 from vla_runtime.policy.model import VLAPolicy
-from vla_runtime.policy.train import TrainConfig, Trainer, load_steps, train_policy
+from vla_runtime.policy.steps import load_steps
+from vla_runtime.policy.train import TrainConfig, Trainer, train_policy
 from vla_runtime.types import Observation
 
 pytestmark = pytest.mark.unit

@@ -12,7 +12,7 @@ from tiny_models import TINY as BASE
 from tiny_models import uniform_normalizer
 
 from vla_runtime.policy.model import VLAPolicy
-from vla_runtime.policy.train import load_steps, object_targets
+from vla_runtime.policy.steps import load_steps, object_targets
 
 pytestmark = pytest.mark.unit
 

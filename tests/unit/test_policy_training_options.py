@@ -13,7 +13,8 @@ from tiny_models import TINY, uniform_normalizer
 
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
-from vla_runtime.policy.train import TrainConfig, Trainer, consistent_chunk_mask, load_steps, train_policy
+from vla_runtime.policy.steps import consistent_chunk_mask, load_steps
+from vla_runtime.policy.train import TrainConfig, Trainer, train_policy
 
 pytestmark = pytest.mark.unit
 
@@ -163,11 +164,16 @@ def test_grounding_steps_train_only_the_object_loss_on_labelled_frames(tmp_path:
     assert table.object_mask[trainer.ground_idx].all() and len(trainer.ground_idx) > 0
     head0 = {k: v.clone() for k, v in trainer.model.head.state_dict().items()}
     vision0 = trainer.model.vision.out[0].weight.clone()
-    trainer.train_step()
-    trainer.train_step()
+
+    def step() -> None:  # what `Run.loop` does per step
+        trainer.train_step()
+        trainer.run.step += 1
+
+    step()
+    step()
     assert all(torch.equal(v, head0[k]) for k, v in trainer.model.head.state_dict().items())  # DiT untouched
     assert not torch.equal(trainer.model.vision.out[0].weight, vision0)
-    trainer.train_step()  # the joint phase trains the DiT
+    step()  # the joint phase trains the DiT
     assert any(not torch.equal(v, head0[k]) for k, v in trainer.model.head.state_dict().items())
     with pytest.raises(ValueError, match="grounding_steps must be in"):
         TrainConfig(steps=3, grounding_steps=3)

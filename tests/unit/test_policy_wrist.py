@@ -13,7 +13,8 @@ import torch
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.normalize import Normalizer
-from vla_runtime.policy.train import TrainConfig, Trainer, load_steps
+from vla_runtime.policy.steps import load_steps
+from vla_runtime.policy.train import TrainConfig, Trainer
 from vla_runtime.types import Observation
 
 pytestmark = pytest.mark.unit

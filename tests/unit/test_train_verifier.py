@@ -17,7 +17,7 @@ from verifiers.action_verifier import ActionVerifier
 from verifiers.features import cached_features, encode_dataset
 from verifiers.preferences import nrmse
 from verifiers.train_verifier import VerifierTrainConfig, build_candidates, train_verifier
-from verifiers.training import weights_fingerprint
+from vla_runtime.checkpoint import weights_fingerprint
 from vla_runtime.dataset import EpisodeDataset
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.protocol import EpisodeEncoder

@@ -25,7 +25,7 @@ from vla_runtime.policy.vision import VisionEncoder
 from vla_runtime.types import Observation
 
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "normalization.json")
-OBJECT_TARGET_DIM = 4  # target object xy + goal xy (table frame, metres), see `train.object_targets`
+OBJECT_TARGET_DIM = 4  # target object xy + goal xy (table frame, metres), see `steps.object_targets`
 _OBJECT_CENTRE, _OBJECT_SCALE = (0.5, 0.0), 0.15  # table xy -> roughly unit range
 _LANGUAGE: dict[str, LanguageEncoder] = {}
 

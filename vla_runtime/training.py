@@ -1,8 +1,10 @@
-"""The training loop habits the scorer trainers share with `vla train policy`: a progress bar, JSON-lines
-metrics, atomic checkpoints and `--resume` that continues bit-for-bit.
+"""The one training harness behind `vla train policy`, `vla train verifier` and `vla train value`.
 
-Training state lives beside the model folder in `<out>.training_state/`: `state.safetensors`
-(weights of every module, optimizer moments, RNG) and `trainer.json` (step, config, data summary).
+A `Run` owns what every trainer needs besides its loss: the run folder beside the model folder
+(`<out>.training_state/`: `state.safetensors` with every module's weights, the optimizer moments and
+the RNG; `trainer.json` with the step and the run's meta; `metrics.jsonl`), atomic checkpoints, a
+`--resume` that continues bit-for-bit, a progress bar and a stop on a non-finite loss. A trainer
+supplies `train_step() -> loss`, `validate() -> metrics` and `save_model(last metrics)`.
 """
 
 from __future__ import annotations
@@ -23,20 +25,15 @@ from vla_runtime.io import atomic_write_bytes, atomic_write_text
 STATE_DIR = "training_state"
 
 
-def state_dir(out: Path) -> Path:
+def state_dir(out: str | Path) -> Path:
+    """`<out>.training_state`: beside the model folder, so replacing the model never touches it."""
+    out = Path(out)
     return out.parent / f"{out.name}.{STATE_DIR}"
 
 
-def weights_fingerprint(module: nn.Module) -> str:
-    """16 hex digits of sha256 over the module's tensors: names which policy a scorer's features came from
-    (an exported policy carries the same digest in its manifest)."""
-    from vla_runtime.export import policy_fingerprint
-
-    return policy_fingerprint(module)
-
-
 class Run:
-    """One training run of `modules` under `opt`; `meta` must match on `--resume` (same data and config)."""
+    """One training run of `modules` under `opt`; `meta` (JSON-able: the training config, the data summary)
+    must match on `--resume`, since a resumed run only continues the same run (its schedule depends on it)."""
 
     def __init__(self, out: str | Path, modules: dict[str, nn.Module], opt: torch.optim.Optimizer,
                  gen: torch.Generator, meta: dict) -> None:
