@@ -14,11 +14,11 @@ import torch
 from sim.env import ArmEnv, EnvConfig
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.steering import SteeringConfig
-from verifiers.training import weights_fingerprint
 from verifiers.value import ValueConfig, ValueFunction
 from vla_app.agents import AgentFactory
 from vla_app.cli import main
 from vla_app.evaluate import EvalConfig, evaluate
+from vla_runtime.checkpoint import weights_fingerprint
 from vla_runtime.execution import ChunkExecutor
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
