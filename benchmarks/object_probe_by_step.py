@@ -14,7 +14,6 @@ Last stdout line: JSON `{"policy", "episodes", "median_mm": [per step], "mean_mm
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 
 import numpy as np
@@ -33,7 +32,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = VLAPolicy.from_pretrained(args.policy).eval()
-    table = load_steps([args.data], dataclasses.replace(model.config, aux_object_steps=args.steps), progress=False)
+    table = load_steps([args.data], model.config, object_label_steps=args.steps, progress=False)
     idx = np.flatnonzero(table.object_mask)  # the first `steps` frames of every episode with a scene record
     lang = shared_language_encoder(model.config.language_model).encode(table.instructions)
     with torch.no_grad():

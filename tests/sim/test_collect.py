@@ -39,7 +39,10 @@ def collect_args(out: Path, episodes: int, *extra: str, workers: int = 1) -> lis
 def run_main(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main(argv)
+        try:
+            rc = main(argv)
+        except SystemExit as exc:  # argparse's own refusals (a choice outside the registry) exit 2 too
+            rc = exc.code
     return rc, out.getvalue(), err.getvalue()
 
 

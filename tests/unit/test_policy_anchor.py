@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,7 @@ from vla_runtime.execution import ChunkExecutor, ExecutorConfig
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.steps import load_steps
 from vla_runtime.policy.train import TrainConfig, Trainer, train_policy
+from vla_runtime.training import state_dir
 from vla_runtime.types import Observation
 
 pytestmark = pytest.mark.unit
@@ -54,7 +56,7 @@ def test_config_requires_the_vision_object_head_and_a_sane_noise() -> None:
     with pytest.raises(ValueError, match="'cond'"):
         dataclasses.replace(ANCHORED, aux_object_input="cond")
     with pytest.raises(ValueError, match="anchor_noise .* got 0.5"):
-        dataclasses.replace(ANCHORED, anchor_noise=0.5)
+        TrainConfig(anchor_noise=0.5)
     assert VLAPolicy(TINY, uniform_normalizer()).anchor_mlp is None  # off by default: no extra parameters
 
 
@@ -140,9 +142,10 @@ def test_training_anchors_are_labels_plus_the_configured_noise(tmp_path: Path, w
     metas = [{"task": "pick_lift", "quality": "expert", "seed": i, "instruction": "lift",
               "scene": {"objects": [{"xy": [0.4 + 0.05 * i, 0.1]}], "base_index": None}} for i in range(4)]
     write_tiny_episodes(tmp_path / "data", metas, t=6)
-    cfg = TrainConfig(steps=2, batch_size=4, val_every=1, ckpt_every=2, warmup=0, ema_decay=0.0, threads=1)
-    table = load_steps([tmp_path / "data"], dataclasses.replace(ANCHORED, anchor_noise=0.02), progress=False)
-    trainer = Trainer(table, tmp_path / "out", dataclasses.replace(ANCHORED, anchor_noise=0.02), cfg)
+    cfg = TrainConfig(steps=2, batch_size=4, val_every=1, ckpt_every=2, warmup=0, ema_decay=0.0, threads=1,
+                      anchor_noise=0.02)
+    table = load_steps([tmp_path / "data"], ANCHORED, progress=False)
+    trainer = Trainer(table, tmp_path / "out", ANCHORED, cfg)
     labels = torch.from_numpy(np.tile(table.object_xy[:1], (20000, 1)))
     noisy = trainer._anchor(labels, torch.Generator().manual_seed(0))
     err = (noisy - labels).numpy()
@@ -167,7 +170,9 @@ def test_cli_init_adds_an_anchor_to_a_trained_parent(tmp_path: Path, write_tiny_
                  "--anchor", "--anchor-noise", "0.005", "--out", str(tmp_path / "child"), "--steps", "1",
                  "--batch-size", "4", "--threads", "1", "--no-progress"]) == 0
     child, parent = VLAPolicy.from_pretrained(tmp_path / "child"), VLAPolicy.from_pretrained(tmp_path / "parent")
-    assert child.config == dataclasses.replace(parent.config, anchor=True, anchor_noise=0.005)
+    assert child.config == dataclasses.replace(parent.config, anchor=True)
+    assert json.loads((state_dir(tmp_path / "child") / "trainer.json").read_text())["train_config"]["anchor_noise"] \
+        == 0.005
     card = (tmp_path / "child" / "README.md").read_text()
     assert "Episode anchor (added to the `--init` parent" in card and "5 mm of noise" in card
     # round trip: the saved anchor policy reproduces itself

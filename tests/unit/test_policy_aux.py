@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import TINY as BASE
-from tiny_models import uniform_normalizer
+from tiny_models import TINY, uniform_normalizer
 
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.steps import load_steps, object_targets
 
 pytestmark = pytest.mark.unit
 
-TINY = dataclasses.replace(BASE, aux_object_steps=3)
 SPEC = TINY.action_spec
 H, A, P = TINY.horizon, TINY.action_dim, TINY.proprio_dim
 OBJ = [{"name": "red cube", "xy": [0.45, -0.1]}, {"name": "blue cube", "xy": [0.6, 0.2]}]
@@ -100,8 +98,8 @@ def test_load_steps_labels_only_early_steps_of_episodes_with_a_scene(tmp_path: P
     base = {"task": "stack", "quality": "expert", "instruction": "stack it"}
     write_tiny_episodes(tmp_path, [{**base, "seed": 0, "scene": {"objects": OBJ, "base_index": 1}},
                                    {**base, "seed": 1}], t=5)
-    table = load_steps([tmp_path], TINY, progress=False)
-    assert table.object_mask.tolist() == [True] * 3 + [False] * 2 + [False] * 5  # aux_object_steps=3
+    table = load_steps([tmp_path], TINY, object_label_steps=3, progress=False)
+    assert table.object_mask.tolist() == [True] * 3 + [False] * 2 + [False] * 5  # labels on 3 frames
     np.testing.assert_allclose(table.object_xy[:5], np.tile([0.45, -0.1, 0.6, 0.2], (5, 1)), atol=1e-7)
 
 

@@ -4,6 +4,7 @@ object head's input, and which proprio entries the policy sees."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.steps import consistent_chunk_mask, load_steps
 from vla_runtime.policy.train import TrainConfig, Trainer, train_policy
+from vla_runtime.training import state_dir
 
 pytestmark = pytest.mark.unit
 
@@ -156,8 +158,8 @@ def test_object_head_reads_the_features_its_config_names(source: str, reaches_pr
 
 def test_grounding_steps_train_only_the_object_loss_on_labelled_frames(tmp_path: Path, write_tiny_episodes) -> None:
     _write_dataset(write_tiny_episodes, tmp_path / "data", episodes=4, t=6, with_scene=True)
-    cfg = dataclasses.replace(TINY, aux_object_steps=2, aux_object_input="vision")
-    table = load_steps([tmp_path / "data"], cfg, progress=False)
+    cfg = dataclasses.replace(TINY, aux_object_input="vision")
+    table = load_steps([tmp_path / "data"], cfg, object_label_steps=2, progress=False)
     tcfg = TrainConfig(steps=3, grounding_steps=2, batch_size=4, warmup=0, ema_decay=0.0, threads=1,
                        val_fraction=0.25)
     trainer = Trainer(table, tmp_path / "out", cfg, tcfg)
@@ -190,7 +192,8 @@ def test_cli_sets_vision_strides_and_shift_and_rejects_bad_strides(tmp_path: Pat
               "--image-size", "16", "--threads", "1", "--no-progress"]
     assert main([*common, "--out", str(tmp_path / "p"), "--vision-strides", "2,1,1", "--random-shift", "3"]) == 0
     cfg = VLAPolicy.from_pretrained(tmp_path / "p").config
-    assert cfg.vision_strides == (2, 1, 1) and cfg.random_shift == 3
+    train_config = json.loads((state_dir(tmp_path / "p") / "trainer.json").read_text())["train_config"]
+    assert cfg.vision_strides == (2, 1, 1) and train_config["random_shift"] == 3
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "q"), "--vision-strides", "3,1,1"]) != 0
     assert "(3, 1, 1)" in capsys.readouterr().err

@@ -22,9 +22,9 @@ H={cfg.horizon} with diffusers DDPM training ({cfg.train_timesteps} steps) and D
 {"EMA (decay " + str(t.ema_decay) + ")" if t.ema_decay > 0 else "raw"}.
 Training-only auxiliary losses (heads unused at inference): direct chunk regression from the
 conditioning token (weight {cfg.aux_weight}) and target/goal table xy from the episodes' scene
-labels on the first {cfg.aux_object_steps} frames, read from the {cfg.aux_object_input} features
+labels on the first {t.object_label_steps} frames, read from the {cfg.aux_object_input} features
 (weight {cfg.aux_object_weight}{f"; the first {t.grounding_steps} steps train it alone" if t.grounding_steps else ""}).
-Proprio entries seen: {", ".join(cfg.proprio_inputs)}.{_anchor(cfg, trainer.meta)}
+Proprio entries seen: {", ".join(cfg.proprio_inputs)}.{_anchor(cfg, t, trainer.meta)}
 
 ## Training
 
@@ -43,13 +43,13 @@ that prints it.
 """
 
 
-def _anchor(cfg, meta: dict) -> str:
+def _anchor(cfg, t, meta: dict) -> str:
     if not cfg.anchor:
         return ""
     added = " (added to the `--init` parent, whose weights it starts from)" if meta.get("init_added_tensors") else ""
     return (f"\nEpisode anchor{added}: the object head's first-frame target/goal xy, latched by the agent, "
             f"conditions every decision as offsets from the end effector (trained on the scene labels plus "
-            f"{cfg.anchor_noise * 1000:.0f} mm of noise).")
+            f"{t.anchor_noise * 1000:.0f} mm of noise).")
 
 
 def _wrist(cfg) -> str:

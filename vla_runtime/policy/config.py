@@ -1,4 +1,5 @@
-"""Validated policy configuration (stored as `config.json` in a checkpoint)."""
+"""Validated policy configuration (stored as `config.json` in a checkpoint): what the weights mean, and
+nothing that only training reads (that is `train.TrainConfig`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ from dataclasses import dataclass, field
 from vla_runtime.types import PROPRIO_NAMES, ActionSpec
 
 CONFIG_TYPE = "vla_steering.policy"
-CONFIG_VERSION = 1
+CONFIG_VERSION = 2
+# Version 1 also held these training-only settings; they moved to `train.TrainConfig`, and a version-1
+# config.json loads with them dropped (they never changed the weights' meaning).
+TRAINING_ONLY_V1 = ("aux_object_steps", "anchor_noise", "random_shift", "color_jitter")
 
 
 @dataclass(frozen=True)
@@ -17,22 +21,19 @@ class PolicyConfig:
     image_size: tuple[int, int] = (64, 64)  # (H, W) the encoder sees
     camera: str = "static"
     proprio_dim: int = 12
-    # The proprio entries the policy sees (the rest are zeroed after normalisation). The arm's
-    # position in the expert data is a function of the object's position and time, so a policy fed
-    # ee/joint positions can copy its own progress instead of looking (the "copycat" shortcut).
+    # The proprio entries the policy sees (the rest are zeroed after normalisation): leaving out the
+    # arm's positions keeps it from copying its own progress instead of looking.
     proprio_inputs: tuple[str, ...] = PROPRIO_NAMES
     action_spec: ActionSpec = field(default_factory=ActionSpec)
     # vision
     vision_channels: tuple[int, ...] = (16, 32, 64)
     # Strides of the FiLM blocks (the stem always halves): all 1 keeps the keypoint maps at half the
-    # image size (32x32 at 64x64), which localised objects twice as precisely as 16x16 maps in a
-    # probe (benchmarks/results/policy.md) at ~2x the vision cost.
+    # image size, finer localisation at about twice the vision cost.
     vision_strides: tuple[int, ...] = (1, 1, 1)
     vision_groups: int = 8
     keypoints: int = 32
     # Optional second camera (a name in the observation's images, e.g. "wrist"; "" = none), read by
-    # its own CNN at its own size. From the static view the arm hides the object at grasp time; a
-    # wrist view sees the gripper-object offset that a grasp needs.
+    # its own CNN at its own size: it sees the gripper-object offset the static view loses at grasp time.
     wrist_camera: str = ""
     wrist_image_size: tuple[int, int] = (64, 64)
     wrist_vision_strides: tuple[int, ...] = (2, 1, 1)
@@ -51,34 +52,19 @@ class PolicyConfig:
     beta_schedule: str = "squaredcos_cap_v2"
     cond_dropout: float = 0.1  # classifier-free guidance training
     guidance_scale: float = 1.0  # 1.0 = no guidance (one forward per step)
-    # Weight of an auxiliary loss: an MLP on the conditioning token regresses the normalised chunk
-    # directly, a stronger signal to the encoders than the epsilon loss. Trained with diffusion alone
-    # the policy reached for the instructed object in 2/16 episodes; with this and the object loss
-    # below, 13/16 (benchmarks/results/policy.md). 0 = off (no extra parameters).
+    # Loss weights that also decide which training-only heads exist (0 = no head, no parameters): a
+    # direct chunk regression from the conditioning token, and the target/goal table-xy head (trained
+    # on the episodes' privileged scene labels; the anchor reads it at run time). Why they help:
+    # docs/steering.md and benchmarks/results/policy.md.
     aux_weight: float = 1.0
-    # Weight of a second training-only auxiliary loss: regress the target object's and the goal's
-    # table xy (privileged labels from the episode's scene record) on the first `aux_object_steps`
-    # frames of an episode. It teaches the encoders grounding + localisation directly; nothing
-    # privileged is used at inference.
     aux_object_weight: float = 1.0
-    # Label only the first frames: once the arm moves, its own position (proprio, pixels) gives the
-    # target away, and the encoder learns that shortcut instead of finding the named object
-    # (benchmarks/object_probe_by_step.py).
-    aux_object_steps: int = 2
-    # What the object head reads: "vision" (the vision features alone) or "cond" (the fused
-    # condition, which includes proprio: the shortcut above).
+    # What the object head reads: "vision" (the vision features alone) or "cond" (the fused condition,
+    # which includes proprio, and so lets the head copy the arm's progress instead of looking).
     aux_object_input: str = "vision"
-    # Episode anchor: the object head's estimate of the target and goal xy on the episode's FIRST frame
-    # (before the arm hides or gives anything away) conditions every later decision of the episode, as
-    # offsets from the end effector. The object head localises the target to ~1 cm at t=0, yet the
-    # memoryless policy grasped ~5 cm off: near the object the static view is ambiguous and nothing
-    # carried the early estimate forward. The agent latches the anchor (`Context.anchor`); training
-    # feeds the privileged labels plus `anchor_noise` (metres, ~ the head's t=0 error).
+    # Episode anchor: the object head's first-frame estimate of the target and goal xy conditions every
+    # later decision of the episode, as offsets from the end effector (`Context.anchor`, latched by
+    # `EpisodeEncoder`).
     anchor: bool = False
-    anchor_noise: float = 0.01
-    # augmentation (training only)
-    random_shift: int = 4  # pixels of random-shift augmentation
-    color_jitter: float = 0.15
 
     def __post_init__(self) -> None:
         h, w = self.image_size
@@ -127,15 +113,8 @@ class PolicyConfig:
             raise ValueError(f"anchor needs the vision-only object head (aux_object_weight > 0, aux_object_input "
                              f"'vision'), got aux_object_weight={self.aux_object_weight}, "
                              f"aux_object_input={self.aux_object_input!r}")
-        if not (0.0 <= self.anchor_noise <= 0.1):
-            raise ValueError(f"anchor_noise must be within 0..0.1 metres, got {self.anchor_noise}")
-        if self.aux_object_steps < 0:
-            raise ValueError(f"aux_object_steps must be >= 0, got {self.aux_object_steps}")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
             raise ValueError(f"unknown beta_schedule {self.beta_schedule!r}")
-        if self.random_shift < 0 or self.color_jitter < 0:
-            raise ValueError(f"augmentation strengths must be >= 0, got shift={self.random_shift} "
-                             f"jitter={self.color_jitter}")
 
     @property
     def proprio_keep(self) -> tuple[bool, ...]:
@@ -153,10 +132,6 @@ class PolicyConfig:
         sizes = {self.camera: tuple(self.image_size), self.wrist_camera: tuple(self.wrist_image_size)}
         return {c: sizes[c] for c in self.cameras}
 
-    @property
-    def wrist_shift(self) -> int:
-        """`random_shift` scaled to the wrist image (the same fraction of the frame)."""
-        return round(self.random_shift * self.wrist_image_size[0] / self.image_size[0])
 
     @property
     def horizon(self) -> int:
@@ -177,8 +152,10 @@ class PolicyConfig:
         kind, version = d.pop("type", None), d.pop("version", None)
         if kind != CONFIG_TYPE:
             raise ValueError(f"config type is {kind!r}, expected {CONFIG_TYPE!r}")
-        if version != CONFIG_VERSION:
-            raise ValueError(f"config version {version!r} is not supported (expected {CONFIG_VERSION})")
+        if version == 1:
+            d = {k: v for k, v in d.items() if k not in TRAINING_ONLY_V1}
+        elif version != CONFIG_VERSION:
+            raise ValueError(f"config version {version!r} is not supported (expected 1 or {CONFIG_VERSION})")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown, missing = sorted(set(d) - known), sorted(known - set(d))
         if unknown:

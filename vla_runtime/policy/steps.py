@@ -74,7 +74,10 @@ def consistent_chunk_mask(t_len: int, horizon: int, relabelled: list[int]) -> np
     return mask
 
 
-def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = True) -> StepTable:
+def load_steps(data: list[str | Path], config: PolicyConfig, object_label_steps: int = 2,
+               progress: bool = True) -> StepTable:
+    """Every step of the datasets at `config`'s resolution; object labels on each episode's first
+    `object_label_steps` frames."""
     ds = EpisodeDataset(data)
     # Frames go straight into preallocated arrays: 5600 episodes at 128x128 plus a 64x64 wrist camera
     # hold ~9 GB of frames, and concatenating per-episode lists would need twice that at the peak.
@@ -113,7 +116,7 @@ def load_steps(data: list[str | Path], config: PolicyConfig, progress: bool = Tr
             raise ValueError(f"{ds.episode_path(k)} has no scene record with target/goal positions, which an "
                              f"anchor policy trains on")
         obj_xy.append(np.tile(targets if targets is not None else np.zeros(4, np.float32), (t_len, 1)))
-        obj_mask.append((np.arange(t_len) < config.aux_object_steps) & (targets is not None))
+        obj_mask.append((np.arange(t_len) < object_label_steps) & (targets is not None))
     if start != n_steps:
         raise ValueError(f"episode lengths in the dataset index ({n_steps} steps) disagree with the episodes ({start})")
     return StepTable(images, np.concatenate(proprio).astype(np.float32),

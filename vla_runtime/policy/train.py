@@ -40,9 +40,14 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     # The first `grounding_steps` steps train only the object-localisation loss, on object-labelled
-    # steps: the encoder learns to find the named object before the action losses (which can be
-    # lowered without looking, by copying the arm's own progress) shape it.
+    # steps: the encoder learns to find the named object before the action losses shape it.
     grounding_steps: int = 0
+    # Object-head labels on the first `object_label_steps` frames of an episode only: once the arm
+    # moves, its own position gives the target away.
+    object_label_steps: int = 2
+    anchor_noise: float = 0.01  # metres of noise on an anchor policy's training anchors (~ the head's error)
+    random_shift: int = 4  # pixels of random-shift augmentation on the main camera (scaled for the wrist)
+    color_jitter: float = 0.15
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "val_every", "ckpt_every", "threads"):
@@ -56,6 +61,13 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.object_label_steps < 0:
+            raise ValueError(f"object_label_steps must be >= 0, got {self.object_label_steps}")
+        if not (0.0 <= self.anchor_noise <= 0.1):
+            raise ValueError(f"anchor_noise must be within 0..0.1 metres, got {self.anchor_noise}")
+        if self.random_shift < 0 or self.color_jitter < 0:
+            raise ValueError(f"augmentation strengths must be >= 0, got shift={self.random_shift} "
+                             f"jitter={self.color_jitter}")
         if not 0 <= self.grounding_steps < self.steps:
             raise ValueError(f"grounding_steps must be in [0, steps={self.steps}), got {self.grounding_steps}")
 
@@ -106,9 +118,11 @@ class Trainer:
         images = torch.from_numpy(t.images[idx]).permute(0, 3, 1, 2).float() / 255.0
         wrist = None if t.wrist_images is None else torch.from_numpy(t.wrist_images[idx]).permute(0, 3, 1, 2) / 255.0
         if train:
-            images = augment(images, pc.random_shift, pc.color_jitter, self.gen)
-            if wrist is not None:
-                wrist = augment(wrist, pc.wrist_shift, pc.color_jitter, self.gen)
+            c = self.cfg
+            images = augment(images, c.random_shift, c.color_jitter, self.gen)
+            if wrist is not None:  # the same fraction of the frame
+                shift = round(c.random_shift * pc.wrist_image_size[0] / pc.image_size[0])
+                wrist = augment(wrist, shift, c.color_jitter, self.gen)
         return (images, self.lang[torch.from_numpy(t.instr[idx])], torch.from_numpy(t.proprio[idx]),
                 torch.from_numpy(t.actions[idx]), torch.from_numpy(t.chunk_mask[idx]),
                 torch.from_numpy(t.object_xy[idx]), torch.from_numpy(t.object_mask[idx]), wrist)
@@ -120,7 +134,7 @@ class Trainer:
         pc = self.model.config
         if not pc.anchor:
             return None
-        return object_xy + pc.anchor_noise * torch.randn(object_xy.shape, generator=gen)
+        return object_xy + self.cfg.anchor_noise * torch.randn(object_xy.shape, generator=gen)
 
     def lr_at(self, step: int) -> float:
         if step < self.cfg.warmup:
@@ -203,7 +217,7 @@ def train_policy(data: list[str | Path], out: str | Path, policy_config: PolicyC
         policy_config = init_policy.config
     elif init_overrides:
         raise ValueError(f"init_overrides {init_overrides} need an init checkpoint")
-    table = load_steps(data, policy_config, progress=progress)
+    table = load_steps(data, policy_config, object_label_steps=cfg.object_label_steps, progress=progress)
     trainer = Trainer(table, out, policy_config, cfg, init=init_policy)
     if added:
         trainer.meta["init_added_tensors"] = added
