@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import TINY
 
 from sim.env import EnvConfig
 from vla_app.agents import AgentFactory, unsteered
@@ -17,7 +18,6 @@ from vla_app.cli import main
 from vla_app.evaluate import EvalConfig, evaluate
 from vla_app.runner import EpisodeJob, run_episode
 from vla_runtime.dataset import EpisodeDataset, write_dataset_header
-from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.stats import wilson_interval
@@ -25,8 +25,6 @@ from vla_runtime.types import ActionSpec
 
 pytestmark = pytest.mark.sim
 
-TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
-                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4)
 SPEC = ActionSpec()
 ROW_KEYS = {"task", "variation", "method", "episodes", "successes", "success_rate", "ci95"}
 

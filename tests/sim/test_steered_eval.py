@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import TINY
 
 from sim.env import ArmEnv, EnvConfig
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
@@ -20,15 +21,12 @@ from vla_app.cli import main
 from vla_app.evaluate import EvalConfig, evaluate
 from vla_runtime.checkpoint import weights_fingerprint
 from vla_runtime.execution import ChunkExecutor
-from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.types import ActionSpec
 
 pytestmark = pytest.mark.sim
 
-TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
-                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4)
 SPEC = ActionSpec()
 
 
@@ -127,10 +125,7 @@ def test_cli_steered_eval_writes_json_and_refuses_bad_pairings(models, tmp_path:
 
 def test_a_vlm_verifier_folder_steers_through_the_same_flag(models, tmp_path: Path) -> None:
     """`--verifier DIR` holding an HFVLMVerifier (tiny LLaVA built here) runs the robomonkey pipeline."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
-    from tiny_models import tiny_llava
+    from tiny import tiny_llava
 
     from verifiers.hf_verifier import HFVerifierConfig, HFVLMVerifier
 

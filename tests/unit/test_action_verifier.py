@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import uniform_normalizer
+from tiny import uniform_normalizer
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.preferences import nrmse, perturb, preference_loss, preference_pairs

@@ -7,7 +7,7 @@ import json
 
 import pytest
 import torch
-from tiny_models import TINY, uniform_normalizer
+from tiny import TINY, uniform_normalizer
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.value import ValueConfig, ValueFunction
@@ -70,10 +70,24 @@ def test_run_bench_torch_end_to_end(tiny_checkpoints, tmp_path) -> None:
     for r in rows:
         assert r["backend"] == "torch"
         assert r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"]
-        assert r["ratio_vs_torch"] == 1.0
         assert ("gflops" in r) == (r["stage"] == "sample")
     assert all(r["gflops"] > 0 for r in rows if r["stage"] == "sample")
     table = format_table(result)
     assert table.count("\n| torch |") == len(rows) and "act_steered" in table
     png = write_plot(result, tmp_path / "plots" / "latency.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+
+
+def test_ratios_divide_each_backend_by_torch_measured_in_the_same_run(tiny_checkpoints, tmp_path,
+                                                                       monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the onnx backend exports into ./runs/onnx
+    cfg = BenchConfig(backends=("torch", "onnx"), ns=(2,), repeats=2, warmup=1, threads=1, **tiny_checkpoints)
+    result = run_bench(cfg)
+    rows = result["rows"]
+    torch_ms = {(r["n"], r["stage"]): r["median_ms"] for r in rows if r["backend"] == "torch"}
+    onnx_rows = [r for r in rows if r["backend"] == "onnx"]
+    assert {(r["n"], r["stage"]) for r in onnx_rows} == set(torch_ms)
+    for r in onnx_rows:
+        assert r["ratio_vs_torch"] == pytest.approx(r["median_ms"] / torch_ms[(r["n"], r["stage"])]), r
+    assert any(abs(r["ratio_vs_torch"] - 1.0) > 1e-3 for r in onnx_rows)  # two runtimes never tie exactly
+    assert "| onnx |" in format_table(result)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import tiny_llava
+from tiny import tiny_llava
 
 from verifiers.hf_verifier import HFVerifierConfig, HFVLMVerifier, action_text, fit_preferences
 from vla_runtime.policy.protocol import Context

@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from tiny_models import TINY, uniform_normalizer
+from tiny import TINY, uniform_normalizer
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.steering import SteeringConfig, build_steered, ensure_export, steered_pipeline

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import TINY, uniform_normalizer
 
-from tests.unit.tiny_models import TINY, uniform_normalizer
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from vla_app import cli
 from vla_runtime.checkpoint import metrics_log

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny import TINY
 
 from vla_runtime.dataset import Episode, write_dataset_header, write_episode
 from vla_runtime.policy.config import CONFIG_TYPE, CONFIG_VERSION, PolicyConfig
@@ -23,8 +24,6 @@ from vla_runtime.types import PROPRIO_NAMES, ActionSpec, CameraInfo, Observation
 
 pytestmark = pytest.mark.unit
 
-TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
-                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4)
 SPEC = TINY.action_spec
 H, A, P = TINY.horizon, TINY.action_dim, TINY.proprio_dim
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import TINY, uniform_normalizer
 
-from tests.unit.tiny_models import TINY, uniform_normalizer
 from vla_runtime.backends import load_policy
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.protocol import Context, EpisodeEncoder, Policy

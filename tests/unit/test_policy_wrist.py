@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny import TINY
 
 from vla_runtime.policy.config import PolicyConfig
 from vla_runtime.policy.model import VLAPolicy
@@ -19,8 +20,6 @@ from vla_runtime.types import Observation
 
 pytestmark = pytest.mark.unit
 
-TINY = PolicyConfig(image_size=(16, 16), vision_channels=(8, 8, 8), vision_groups=4, keypoints=4, d_model=32,
-                    dit_layers=2, dit_heads=2, train_timesteps=20, inference_steps=4)
 WRIST = dataclasses.replace(TINY, wrist_camera="wrist", wrist_image_size=(20, 20), wrist_vision_strides=(2, 1, 1))
 A, P = TINY.action_dim, TINY.proprio_dim
 

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from tiny_models import TINY, uniform_normalizer
+from tiny import TINY, uniform_normalizer
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.proposals import GaussianVote

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import TINY
+from tiny import TINY
 
 import verifiers.train_verifier as train_verifier_module
 from verifiers.action_verifier import ActionVerifier

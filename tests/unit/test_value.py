@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_models import TINY, uniform_normalizer
+from tiny import TINY, uniform_normalizer
 
 from verifiers.features import FeatureTable, encode_dataset
 from verifiers.train_value import (
