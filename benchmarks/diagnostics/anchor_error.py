@@ -1,6 +1,6 @@
 """How far is an anchor policy's first-frame anchor from the true target and goal? (any task)
 
-    python benchmarks/anchor_error.py [--policy models/policy] [--task stack] [--episodes 12] [--seed 30000]
+    python benchmarks/diagnostics/anchor_error.py [--policy models/policy] [--task stack] [--episodes 12] [--seed 30000]
 
 Per seeded episode: the distance (mm, table plane) from the anchor `encode` latches on the first
 frame to the instructed object and to the goal (the scene's privileged positions, as in training:

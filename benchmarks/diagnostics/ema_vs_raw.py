@@ -1,6 +1,6 @@
 """Do EMA weights help? Closed-loop success of the EMA (saved) vs the raw (training-state) weights.
 
-    python benchmarks/ema_vs_raw.py [--policy models/policy] [--episodes 20] [--workers 2]
+    python benchmarks/diagnostics/ema_vs_raw.py [--policy models/policy] [--episodes 20] [--workers 2]
 
 Both variants run the same seeded `id` episodes (paired). The raw weights come
 from `<policy>.training_state/state.safetensors`. Last stdout line: JSON

@@ -1,6 +1,6 @@
 """Where does the policy think the instructed object is, frame by frame? (its object head, open loop)
 
-    python benchmarks/object_probe_by_step.py --policy models/policy --data runs/chk64 [--steps 8]
+    python benchmarks/diagnostics/object_probe_by_step.py --policy models/policy --data runs/chk64 [--steps 8]
 
 Reads each held-out expert episode's first `--steps` frames through the policy's encoders and
 compares the object head's target xy with the scene record (table plane, mm). At t=0 the arm is

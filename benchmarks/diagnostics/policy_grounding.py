@@ -1,6 +1,6 @@
 """Does the policy reach for the instructed object, and how far off is its grasp? (`pick_lift`, closed loop)
 
-    python benchmarks/policy_grounding.py [--policy models/policy] [--episodes 16] [--seed 30000]
+    python benchmarks/diagnostics/policy_grounding.py [--policy models/policy] [--episodes 16] [--seed 30000]
 
 Per seeded episode: after `--probe-step` steps, is the TCP nearest the target object (not a
 distractor), and the TCP - object offset (mm, table plane) when the policy first closes the

@@ -1,7 +1,7 @@
 """Does the value function rank the policy's own samples? Per expert state: 16 policy samples, their Q and
 their NRMSE to the expert chunk.
 
-    python benchmarks/value_diagnosis.py [--policy models/policy] [--value models/value]
+    python benchmarks/diagnostics/value_diagnosis.py [--policy models/policy] [--value models/value]
         [--data data/expert64] [--states 300] [--n 16]
 
 Prints the mean NRMSE of the Q-argmax sample, of the average sample and of the Q-argmin sample; the

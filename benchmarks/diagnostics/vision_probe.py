@@ -1,6 +1,7 @@
 """How precisely can the policy's vision encoder localise the instructed object? A supervised probe.
 
-    python benchmarks/vision_probe.py --data data/expert64 --test runs/chk64 [--variants s16,s32] [--steps 1000]
+    python benchmarks/diagnostics/vision_probe.py --data data/expert64 --test runs/chk64 \
+        [--variants s16,s32] [--steps 1000]
 
 Each variant trains the language-FiLM CNN (`VisionEncoder`) + a linear head to regress the target
 object's table xy (privileged scene label) from the first two frames of every training episode,
