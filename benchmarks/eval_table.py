@@ -9,29 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 
-from vla_app.evaluate import summary_row
-
-
-def cell(r: dict) -> str:
-    lo, hi = r["ci95"]
-    return f"{r['success_rate']:.0%} [{lo * 100:.0f}, {hi * 100:.0f}]"
-
-
-def markdown(rows: list[dict]) -> str:
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[(r["variation"], r["method"])].append(r)
-    lines = ["| variation | method | " + " | ".join(tasks) + " | average | episodes |",
-             "|---|---|" + "---|" * (len(tasks) + 2)]
-    for (variation, method), part in groups.items():
-        by_task = {r["task"]: r for r in part}
-        avg = summary_row(part)
-        cells = [cell(by_task[t]) if t in by_task else "-" for t in tasks]
-        lines.append(f"| {variation} | {method} | " + " | ".join(cells) + f" | **{cell(avg)}** | {avg['episodes']} |")
-    return "\n".join(lines)
+from vla_app.report import pivot_table
 
 
 def main() -> None:
@@ -39,7 +18,7 @@ def main() -> None:
     ap.add_argument("json_file")
     args = ap.parse_args()
     with open(args.json_file) as f:
-        print(markdown(json.load(f)["results"]))
+        print(pivot_table(json.load(f)["results"]))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verifiers.steered import StepResult
+from verifiers.pipeline import StepResult
 from verifiers.steering import SteeringConfig, steered_pipeline
 from vla_runtime.execution import ChunkExecutor, ExecutorConfig
 from vla_runtime.types import Observation

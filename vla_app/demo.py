@@ -6,7 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from vla_app.evaluate import EvalConfig, evaluate, summary_row
+from vla_app.evaluate import EvalConfig, evaluate
+from vla_app.report import summary_row, task_table
 from vla_runtime.io import atomic_write_text, check_output_dir, make_tmp_sibling, manifest_is, replace_dir
 
 DEMO_FORMAT = "vla_steering.demo"
@@ -51,19 +52,9 @@ def run_demo(out: Path, policy: str = "models/policy", episodes_per_task: int = 
         atomic_write_text(tmp / "report.json", json.dumps(report, indent=2))
         execution = f", mean of {cfg.samples} samples" if cfg.samples > 1 else ""
         title = f"vla demo: {policy} ({variation}, seeds from {seed}{execution})"
-        atomic_write_text(tmp / "report.md", render_table([*rows, report["average"]], title=title))
+        atomic_write_text(tmp / "report.md", task_table(rows, title=title))
         replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
-
-
-def render_table(rows: list[dict], title: str) -> str:
-    lines = [f"# {title}", "", "| task | variation | method | success | 95% CI | episodes |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        lo, hi = r["ci95"]
-        lines.append(f"| {r['task']} | {r['variation']} | {r['method']} | {r['success_rate']:.0%} "
-                     f"| [{lo:.0%}, {hi:.0%}] | {r['episodes']} |")
-    return "\n".join(lines) + "\n"

@@ -110,24 +110,6 @@ def _write_gifs(record: str, cfg: EvalConfig) -> None:
             replay_to_gif(record, k, out / f"{task}_{cfg.variation}_seed{m['seed']}_{tag}.gif")
 
 
-def summary_row(rows: list[dict]) -> dict:
-    """Average over tasks, with the interval of the pooled episodes."""
-    n = sum(r["episodes"] for r in rows)
-    k = sum(r["successes"] for r in rows)
-    lo, hi = wilson_interval(k, n)
-    return {"task": "average", "variation": rows[0]["variation"], "method": rows[0]["method"], "episodes": n,
-            "successes": k, "success_rate": k / n, "ci95": [round(lo, 4), round(hi, 4)]}
-
-
-def format_table(rows: list[dict]) -> str:
-    lines = [f"{'task':<10} {'variation':<12} {'method':<10} {'success':>8} {'95% CI':>14} {'episodes':>8}"]
-    for r in [*rows, summary_row(rows)]:
-        lo, hi = r["ci95"]
-        lines.append(f"{r['task']:<10} {r['variation']:<12} {r['method']:<10} {r['success_rate']:>8.0%} "
-                     f"{f'[{lo:.0%}, {hi:.0%}]':>14} {r['episodes']:>8}")
-    return "\n".join(lines)
-
-
 def write_json(path: str | Path, rows: list[dict], complete: bool = True) -> None:
     """`complete` False marks a file rewritten part-way through a multi-variation run."""
     atomic_write_text(path, json.dumps({"results": rows, "complete": complete}, indent=2))

@@ -17,7 +17,8 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 from sim.tasks import TASKS
-from vla_app.evaluate import EvalConfig, evaluate, format_table, summary_row
+from vla_app.evaluate import EvalConfig, evaluate
+from vla_app.report import summary_row, task_table
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.training import state_dir
 
@@ -38,7 +39,7 @@ def main() -> None:
         for name, path in (("ema", args.policy), ("raw", str(raw_dir))):
             rows = evaluate(EvalConfig(policy=path, tasks=TASKS, episodes=args.episodes, workers=args.workers,
                                        seed=args.seed, method=name), progress=False)
-            print(format_table(rows))
+            print(task_table(rows))
             avg = summary_row(rows)
             out[name] = {"successes": avg["successes"], "episodes": avg["episodes"], "ci95": avg["ci95"]}
     print(json.dumps(out))

@@ -86,7 +86,8 @@ def evaluate(args: argparse.Namespace) -> int:
     from sim.arms import ARMS
     from sim.tasks import TASKS
     from sim.variations import VARIATIONS
-    from vla_app.evaluate import EvalConfig, evaluate, format_table, write_json
+    from vla_app.evaluate import EvalConfig, evaluate, write_json
+    from vla_app.report import task_table
     from vla_runtime.execution import ExecutorConfig
     from vla_runtime.io import check_output_file
 
@@ -108,7 +109,7 @@ def evaluate(args: argparse.Namespace) -> int:
     rows: list[dict] = []
     for i, cfg in enumerate(configs):
         part = evaluate(cfg, executor=executor, progress=not args.no_progress, factory=factory)
-        print(format_table(part), flush=True)
+        print(task_table(part), flush=True)
         rows += part
         if args.json:
             write_json(args.json, rows, complete=i == len(configs) - 1)
