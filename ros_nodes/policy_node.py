@@ -11,10 +11,41 @@ deadlines.)
 A chunk planned from an observation taken at step s starts at step s, so the steps executed while it was
 computed are skipped.
 
-Safety: nothing is commanded until `~/enable` (dry run: decisions, targets and candidates are still
-published); stale images or joint states hold the arm (no commands) until fresh data arrive; an e-stop
-latches until `~/reset`; joint targets are clamped to the model's limits and a per-period step; a bad
-message is dropped with a diagnostic, never a crash.
+Safety (`ros_nodes.watchdog`, `ros_nodes.arm_commander`):
+- nothing is commanded until `~/enable` (dry run: decisions, targets and candidates are still published);
+- stale images or joint states hold the arm (one hold command, then none) until fresh data arrive. An
+  image is stale when its stamp or its arrival is older than `image_timeout_s`, so a camera clock running
+  ahead cannot keep the arm moving; stamps ahead of their arrival by more than `max_clock_skew_s`, or
+  already stale on arrival, are counted (`<topic>_stamps_future` / `_past`) and reported;
+- a frame (image, depth) or joint state stamped no later than the newest one kept is dropped and counted
+  (`dropped_<topic>_out_of_order`) rather than rolling the observation back;
+- the e-stop latches until `~/reset`, across every lifecycle transition: the e-stop topic is subscribed
+  from start-up (reliable, both transient-local, so a node that starts late sees a latched pressed
+  e-stop, and volatile), the latch lives as long as the node, and `~/reset` is refused while the e-stop
+  still reads pressed;
+- every joint command, holds included, is clamped to the model's limits and to `max_joint_step` from
+  the last command; a hold after stale joint states stays at the last command instead of jumping back to
+  the old measurement;
+- joint states outside the model's limits by more than `joint_limit_margin`, or not finite, are dropped
+  (`dropped_joint_limits`); frames over `max_image_bytes` are dropped (`dropped_<topic>_oversized`);
+- a bad message is dropped with a diagnostic, never a crash; configure fails, naming the parameter and
+  path, when a checkpoint folder the steering needs is missing.
+
+Model paths (policy, verifier, value, export_dir, urdf) may be relative: they resolve with
+`vla_runtime.paths.resolve_data_path` (working directory first, then the installed `share/vla_steering`),
+so `policy_node --params-file <share>/config/policy_node.yaml` runs from any directory.
+
+Camera QoS: images and depth are subscribed RELIABLE, KEEP_LAST depth 2 (`image_reliability`). Measured
+on one host with Fast DDS defaults (shared memory + UDP), 640x480 rgb8 at 30 Hz for 2 s: best effort
+delivered 26-32 of 60 frames (one lost fragment loses a frame; the sender's 0.5 MiB shared-memory segment
+is smaller than a frame), reliable 60 of 60; depth 1 or 2 made no difference. A camera that only
+publishes best effort is refused by a reliable subscription (reported as incompatible QoS in the log and
+`incompatible_qos_<topic>`): set `image_reliability: best_effort` and give the camera's own process a
+Fast DDS profile with a shared-memory `segment_size` above one frame (16 MiB delivered 60 of 60 best
+effort). Each image/depth callback counts `received_<topic>`.
+
+Shutdown (`ros_nodes.node_main`): Ctrl-C / SIGTERM stop the spin; `destroy_node` joins the inference
+thread before the rclpy context goes down.
 """
 
 from __future__ import annotations
@@ -22,13 +53,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter, deque
+from typing import NamedTuple
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo as CameraInfoMsg
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, Float64, Header, String
@@ -39,11 +72,27 @@ from visualization_msgs.msg import MarkerArray
 from ros_nodes import convert
 from ros_nodes.arm_commander import ArmCommander, CommanderConfig
 from ros_nodes.node_main import run_node
-from ros_nodes.policy_params import PARAMS, check, parse_pose
-from ros_nodes.watchdog import ESTOP, OK, STALE_IMAGE, STALE_JOINTS, WAITING, Watchdog, WatchdogConfig
+from ros_nodes.policy_params import PARAMS, check, missing_folders, parse_pose
+from ros_nodes.watchdog import (
+    ESTOP,
+    FUTURE,
+    OK,
+    OUT_OF_ORDER,
+    PAST,
+    STALE_IMAGE,
+    STALE_JOINTS,
+    WAITING,
+    Watchdog,
+    WatchdogConfig,
+    judge_stamp,
+)
 from vla_runtime.execution import check_replan
+from vla_runtime.paths import resolve_data_path
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
+ESTOP_VOLATILE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  # plain `Bool` publishers
+CAMERA_DEPTH = 2  # frames queued per camera subscription: the newest is used, 2 rides out one slow callback
+PLANNER_JOIN_S = 30.0  # a decision takes well under a second; a stuck one is reported, not waited for forever
 WINDOW = 4096  # decisions kept for latency percentiles
 STAGES = ("encode", "sample", "propose", "verifier", "value", "safety", "select", "act", "image_to_command",
           "control_tick")
@@ -62,6 +111,26 @@ def _descriptor(name: str) -> ParameterDescriptor:
     return d
 
 
+class Sample(NamedTuple):
+    value: object  # rgb (H, W, 3) uint8, depth (H, W) float32 m, or CameraInfo
+    stamp: float  # header stamp, s on the node's clock (its arrival when unstamped)
+    received: float  # arrival, s on the node's clock
+
+
+class Joints(NamedTuple):
+    q_arm: np.ndarray
+    fingers: np.ndarray
+    received: float
+    stamp: float
+
+
+def camera_qos(reliability: str) -> QoSProfile:
+    """The image/depth subscription QoS (see the module docstring for the measurement behind it)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=CAMERA_DEPTH,
+                      reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
+                      else ReliabilityPolicy.BEST_EFFORT)
+
+
 class PolicyNode(LifecycleNode):
     def __init__(self, **kwargs) -> None:
         super().__init__("vla_policy", **kwargs)
@@ -71,13 +140,23 @@ class PolicyNode(LifecycleNode):
         self._lock = threading.RLock()
         self._models = None  # (policy, SteeredPolicy) once configured
         self._commander: ArmCommander | None = None
-        self._steering = self._watchdog = None
+        self._steering = None
         self._entities: list = []  # subscriptions, publishers, timers created on configure
         self._active = False
         self._enabled = bool(self.get_parameter("start_enabled").value)
+        self._planner = None
+        # One watchdog for the node's life: no lifecycle transition can clear a latched e-stop.
+        self._watchdog = Watchdog(self._watchdog_config())
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self._clear_state()
+        # The e-stop is heard in every lifecycle state (subscribed before any configure), from latched
+        # (transient local: a late-starting node gets a pressed e-stop at once) and plain publishers.
+        # (A volatile publisher is refused by the latched subscription and heard by the other: no warning.)
+        self.create_subscription(Bool, self._param("estop_topic"), self._on_estop, LATCHED,
+                                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda info: None))
+        self.create_subscription(Bool, self._param("estop_topic"), self._on_estop, ESTOP_VOLATILE,
+                                 event_callbacks=self._qos_events("estop", "a best-effort e-stop cannot be heard"))
 
     # --- parameters --------------------------------------------------------------------------------
     def _param(self, name: str):
@@ -105,13 +184,16 @@ class PolicyNode(LifecycleNode):
     # --- lifecycle ---------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:
+            missing = missing_folders({name: self._param(name) for name in PARAMS})
+            if missing:
+                raise FileNotFoundError("; ".join(missing))
             self._load_models()
         except (ValueError, OSError, RuntimeError, KeyError) as e:
             self.get_logger().error(f"configure failed: {e}")
             self._unload()
             return TransitionCallbackReturn.FAILURE
         self._create_io()
-        self.get_logger().info(f"configured: policy {self._param('policy')}, steering {self._param('steering')} "
+        self.get_logger().info(f"configured: policy {self._path('policy')}, steering {self._param('steering')} "
                                f"n={self._param('n')} m={self._param('m')}, backend {self._param('backend')}")
         return TransitionCallbackReturn.SUCCESS
 
@@ -141,6 +223,20 @@ class PolicyNode(LifecycleNode):
         self._unload()
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        """Stop and join the inference thread first (while the rclpy context is still up), then free the
+        rest: a thread left inside torch at interpreter exit aborts the process."""
+        with self._lock:
+            self._active = False
+        self._destroy_io()
+        self._unload()
+        super().destroy_node()
+
+    def _path(self, name: str) -> str:
+        """A path parameter as the node reads it: relative ones via `resolve_data_path`; "" stays ""."""
+        value = self._param(name)
+        return str(resolve_data_path(value)) if value else ""
+
     def _load_models(self) -> None:
         import torch
 
@@ -151,13 +247,13 @@ class PolicyNode(LifecycleNode):
         # onnx / tensorrt run their own threads; torch then only does pre/post-processing
         torch.set_num_threads(int(self._param("threads")) if backend == "torch" else 1)
         steering = SteeringConfig(method=self._param("steering"), n=self._param("n"), m=self._param("m"),
-                                  verifier=self._param("verifier"), value=self._param("value"),
+                                  verifier=self._path("verifier"), value=self._path("value"),
                                   selection=self._param("selection"), temperature=self._param("temperature"),
                                   safety=self._param("safety"))
         if steering.safety and not (self._param("use_depth") and self._param("camera_pose")):
             raise ValueError("safety needs use_depth:=true and camera_pose (the camera in the base frame)")
-        steered = steered_pipeline(self._param("policy"), steering, backend,
-                                   export_dir=self._param("export_dir") or None,
+        steered = steered_pipeline(self._path("policy"), steering, backend,
+                                   export_dir=self._path("export_dir") or None,
                                    threads=int(self._param("threads")), trt_cache=self._param("engine_cache"))
         policy = steered.policy
         spec = policy.config.action_spec
@@ -169,10 +265,11 @@ class PolicyNode(LifecycleNode):
         self._scorers = {s.name: s for s in steered.scorers}
         self._camera_pose = parse_pose(self._param("camera_pose")) if self._param("camera_pose") else np.eye(4)
         self._models = (policy, steered)
-        self._commander = ArmCommander(CommanderConfig(arm=self._param("arm"), urdf=self._param("urdf"),
-                                                       max_joint_step=self._param("max_joint_step")))
+        self._commander = ArmCommander(CommanderConfig(arm=self._param("arm"), urdf=self._path("urdf"),
+                                                       max_joint_step=self._param("max_joint_step"),
+                                                       joint_limit_margin=self._param("joint_limit_margin")))
         self._executor = ChunkExecutor(spec, self._executor_config())
-        self._watchdog = Watchdog(self._watchdog_config())
+        self._watchdog.config = self._watchdog_config()  # the same watchdog: its e-stop latch survives
         self._generator = torch.Generator().manual_seed(int(self._param("seed")))
         self._pending_live = False
         if self._param("instruction"):
@@ -205,7 +302,8 @@ class PolicyNode(LifecycleNode):
 
     def _watchdog_config(self) -> WatchdogConfig:
         return WatchdogConfig(image_timeout_s=self._param("image_timeout_s"),
-                              joint_state_timeout_s=self._param("joint_state_timeout_s"))
+                              joint_state_timeout_s=self._param("joint_state_timeout_s"),
+                              max_clock_skew_s=self._param("max_clock_skew_s"))
 
     def _unload(self) -> None:
         with self._lock:
@@ -218,16 +316,18 @@ class PolicyNode(LifecycleNode):
     def _create_io(self) -> None:
         p = self._param
         e = self._entities
-        e.append(self.create_subscription(Image, p("image_topic"), self._on_image, qos_profile_sensor_data))
+        camera = camera_qos(p("image_reliability"))
+        hint = f"this node subscribes {p('image_reliability')}, see image_reliability"
+        e.append(self.create_subscription(Image, p("image_topic"), self._on_image, camera,
+                                          event_callbacks=self._qos_events("image", hint)))
         if p("use_depth"):
-            e.append(self.create_subscription(Image, p("depth_topic"), self._on_depth, qos_profile_sensor_data))
+            e.append(self.create_subscription(Image, p("depth_topic"), self._on_depth, camera,
+                                              event_callbacks=self._qos_events("depth", hint)))
         e.append(self.create_subscription(CameraInfoMsg, p("camera_info_topic"), self._on_camera_info,
                                           qos_profile_sensor_data))
         e.append(self.create_subscription(JointState, p("joint_states_topic"), self._on_joints,
                                           qos_profile_sensor_data))
         e.append(self.create_subscription(String, p("instruction_topic"), self._on_instruction, LATCHED))
-        e.append(self.create_subscription(Bool, p("estop_topic"), self._on_estop, 10,
-                                          ))
         self._traj_pub = self.create_publisher(JointTrajectory, p("trajectory_topic"), 10)
         self._gripper_pub = self.create_publisher(Float64, p("gripper_topic"), 10)
         self._pose_pub = self.create_publisher(PoseStamped, p("ee_target_topic"), 10)
@@ -242,11 +342,27 @@ class PolicyNode(LifecycleNode):
         self._planner = threading.Thread(target=self._planner_loop, name="vla_policy_inference", daemon=True)
         self._planner.start()
 
+    def _qos_events(self, kind: str, hint: str = "see image_reliability") -> SubscriptionEventCallbacks:
+        """Report a publisher whose QoS a subscription refuses (a best-effort camera or e-stop against a
+        reliable subscription): otherwise the node would wait for images, or miss an e-stop, in silence."""
+        def incompatible(info) -> None:
+            text = (f"a publisher on the {kind} topic offers a QoS this subscription refuses "
+                    f"(policy id {info.last_policy_kind}): {hint}")
+            with self._lock:
+                self._incompatible[kind] = info.total_count
+                self._last_warning = text
+            self.get_logger().error(text, throttle_duration_sec=2.0)
+
+        return SubscriptionEventCallbacks(incompatible_qos=incompatible)
+
     def _destroy_io(self) -> None:
-        if getattr(self, "_planner", None) is not None:
+        planner = self._planner
+        if planner is not None:
             self._stop_planner.set()
             self._plan_request.set()
-            self._planner.join(timeout=10.0)
+            planner.join(timeout=PLANNER_JOIN_S)
+            if planner.is_alive():
+                self.get_logger().error(f"the inference thread did not stop within {PLANNER_JOIN_S} s")
             self._planner = None
         destroy = {"Subscription": self.destroy_subscription, "Publisher": self.destroy_publisher,
                    "Timer": self.destroy_timer}
@@ -256,8 +372,8 @@ class PolicyNode(LifecycleNode):
 
     # --- episode state -----------------------------------------------------------------------------
     def _clear_state(self) -> None:
-        self._image = self._depth = self._camera = None  # newest (value, stamp s): rgb, depth, CameraInfo
-        self._joints = None  # (q_arm, q_fingers, received s)
+        self._image = self._depth = self._camera = None  # newest Sample: rgb, depth, CameraInfo
+        self._joints: Joints | None = None
         self._instruction = ""
         self._state, self._reason = WAITING, "not configured"
         self._epoch = 0  # bumps on every reset/hold: a plan started before is discarded
@@ -267,6 +383,9 @@ class PolicyNode(LifecycleNode):
         self._tick0 = None
         self._ticks = self._misses = self._starved = 0
         self._dropped: Counter = Counter()
+        self._received: Counter = Counter()  # image / depth callbacks
+        self._skew: Counter = Counter()  # "<topic>_stamps_future" / "_past"
+        self._incompatible: dict[str, int] = {}
         self._timings: dict[str, deque] = {s: deque(maxlen=WINDOW) for s in STAGES}
         self._picks: deque = deque(maxlen=WINDOW)
         self._spreads: deque = deque(maxlen=WINDOW)
@@ -286,14 +405,19 @@ class PolicyNode(LifecycleNode):
         self.get_logger().info(f"new episode ({why})")
 
     def _hold(self, why: str) -> None:
-        """Stop where the arm is: one trajectory to the measured joints, and no chunk survives the hold."""
+        """Stop: one trajectory towards the measured joints when they are fresh, else to the last command
+        (a stale measurement is where the arm was, not where it is), clamped like every command; no chunk
+        survives the hold."""
         self._forget_plan()
         if self._models is None:
             return
-        if self._enabled and self._joints is not None:
-            q_arm = self._joints[0]
-            self._traj_pub.publish(convert.joint_trajectory(self._commander.arm_joints, q_arm[None], self._period,
-                                                            self._header()))
+        if self._enabled:
+            joints = self._joints
+            fresh = joints is not None and self._now() - joints.received <= self._param("joint_state_timeout_s")
+            q = self._commander.hold(joints.q_arm if fresh else None)
+            if q is not None:
+                self._traj_pub.publish(convert.joint_trajectory(self._commander.arm_joints, q[None], self._period,
+                                                                self._header()))
         self.get_logger().warning(f"holding: {why}")
 
     def _forget_plan(self) -> None:
@@ -317,18 +441,49 @@ class PolicyNode(LifecycleNode):
         self.get_logger().warning(self._last_warning, throttle_duration_sec=2.0)
 
     # --- sensor callbacks: validate, store the newest ----------------------------------------------------
-    def _stamp(self, header: Header) -> float:
+    def _stamp(self, header: Header, received: float) -> float:
         s = convert.stamp_seconds(header.stamp)
-        return s if s > 0 else self._now()  # an unstamped message counts from its arrival
+        return s if s > 0 else received  # an unstamped message counts from its arrival
 
-    def _store(self, kind: str, msg, parse) -> None:
-        """Keep the newest valid message of a kind as (value, stamp s); drop a bad one with the reason."""
+    def _judge(self, kind: str, stamp: float, received: float, newest: tuple[float, float] | None,
+               timeout_s: float) -> bool:
+        """False (dropped, counted) for a message older than the newest kept; counts clock skew."""
+        verdict = judge_stamp(stamp, received, newest, timeout_s, self._param("max_clock_skew_s"))
+        if verdict == OUT_OF_ORDER:
+            self._drop(f"{kind}_out_of_order", f"stamp {stamp:.3f} is not newer than the newest kept "
+                       f"({newest[0]:.3f})")
+            return False
+        if verdict in (FUTURE, PAST):
+            with self._lock:
+                self._skew[f"{kind}_stamps_{verdict}"] += 1
+                self._last_warning = (f"{kind} stamped {stamp - received:+.3f} s from its arrival: clock skew? "
+                                      f"(staleness is judged by arrival too)")
+            self.get_logger().warning(self._last_warning, throttle_duration_sec=2.0)
+        return True
+
+    def _store(self, kind: str, msg, parse, frame: bool = True) -> None:
+        """Keep the newest valid message of a kind as a Sample; drop a bad one with the reason. A camera
+        `frame` (image, depth) is also counted, and dropped when oversized or not newer than the newest."""
+        received = self._now()
+        stamp = self._stamp(msg.header, received)
+        if frame:
+            with self._lock:
+                self._received[kind] += 1
+                newest = getattr(self, f"_{kind}")
+            limit = self._param("max_image_bytes")
+            if len(msg.data) > limit:
+                return self._drop(f"{kind}_oversized", f"{msg.width}x{msg.height} {msg.encoding} frame of "
+                                  f"{len(msg.data)} bytes > max_image_bytes {limit}")
+            if not self._judge(kind, stamp, received, newest and (newest.stamp, newest.received),
+                               self._param("image_timeout_s")):
+                return None
         try:
             value = parse(msg)
         except ValueError as e:
             return self._drop(kind, str(e))
         with self._lock:
-            setattr(self, f"_{kind}", (value, self._stamp(msg.header)))
+            setattr(self, f"_{kind}", Sample(value, stamp, received))
+        return None
 
     def _on_image(self, msg: Image) -> None:
         self._store("image", msg, convert.image_to_rgb)
@@ -337,24 +492,35 @@ class PolicyNode(LifecycleNode):
         self._store("depth", msg, convert.image_to_depth)
 
     def _on_camera_info(self, msg: CameraInfoMsg) -> None:
-        self._store("camera", msg, lambda m: convert.camera_info_from_msg(m, self._camera_pose))
+        self._store("camera", msg, lambda m: convert.camera_info_from_msg(m, self._camera_pose), frame=False)
 
     def _on_joints(self, msg: JointState) -> None:
         commander = self._commander
         if commander is None:
             return
+        received = self._now()
         try:
             q_arm = convert.joint_positions(msg, commander.arm_joints)
+            # fingers may come in the same message or from a separate gripper driver (then: the last known)
+            fingers = convert.joint_positions(msg, commander.finger_joints) \
+                if set(commander.finger_joints) <= set(msg.name) else None
         except ValueError as e:
             return self._drop("joint_states", str(e))
-        try:  # fingers may come in the same message or from a separate gripper driver (then: the last known)
-            fingers = convert.joint_positions(msg, commander.finger_joints)
-        except ValueError:
-            fingers = None
+        try:
+            commander.check_joints(q_arm, fingers)
+        except ValueError as e:
+            return self._drop("joint_limits", str(e))
+        stamp = self._stamp(msg.header, received)
+        with self._lock:
+            newest = self._joints
+        if not self._judge("joint_states", stamp, received, newest and (newest.stamp, newest.received),
+                           self._param("joint_state_timeout_s")):
+            return None
         with self._lock:
             if fingers is None:
-                fingers = self._joints[1] if self._joints else np.full(len(commander.finger_joints), 0.04)
-            self._joints = (q_arm, fingers, self._now())
+                fingers = self._joints.fingers if self._joints else np.full(len(commander.finger_joints), 0.04)
+            self._joints = Joints(q_arm, fingers, received, stamp)
+        return None
 
     def _on_instruction(self, msg: String) -> None:
         text = msg.data.strip()
@@ -366,9 +532,8 @@ class PolicyNode(LifecycleNode):
                 self._new_episode(f"instruction {text!r}")
 
     def _on_estop(self, msg: Bool) -> None:
+        """Latches in every lifecycle state, configured or not."""
         with self._lock:
-            if self._models is None:
-                return
             was = self._watchdog.estopped
             self._watchdog.estop(bool(msg.data))
             if self._watchdog.estopped and not was:
@@ -391,10 +556,16 @@ class PolicyNode(LifecycleNode):
         import torch
 
         with self._lock:
-            if self._models is None:
-                response.success, response.message = False, "not configured"
+            refused = self._watchdog.reset()
+            if refused:
+                response.success, response.message = False, f"reset refused: {refused}"
+                self.get_logger().warning(response.message)
                 return response
-            self._watchdog.reset()
+            if self._state == ESTOP:
+                self._state, self._reason = WAITING, "e-stop cleared"
+            if self._models is None:
+                response.success, response.message = True, "reset: e-stop cleared (not configured)"
+                return response
             self._generator = torch.Generator().manual_seed(int(self._param("seed")))
             self._new_episode("~/reset")
         response.success, response.message = True, "reset: e-stop cleared, new episode"
@@ -430,9 +601,11 @@ class PolicyNode(LifecycleNode):
     def _control_step(self) -> None:
         now = self._now()
         self._apply_live_parameters()
-        joints = self._joints
-        image_stamp = self._image[1] if self._image and self._image[1] >= self._episode_t0 else None
-        state, reason = self._watchdog.state(now, image_stamp, joints[2] if joints else None, self._instruction)
+        joints, image = self._joints, self._image
+        if image is not None and image.stamp < self._episode_t0:
+            image = None
+        state, reason = self._watchdog.state(now, image and image.stamp, joints and joints.received,
+                                             self._instruction, image_received=image and image.received)
         if state != self._state:
             if self._state == OK:
                 self._hold(reason)
@@ -441,7 +614,7 @@ class PolicyNode(LifecycleNode):
             self._state, self._reason = state, reason
         if state != OK:
             return
-        q_arm = joints[0]
+        q_arm = joints.q_arm
         if self._commander.target is None:
             self._commander.sync(q_arm)
         if self._executor.needs_plan and not self._in_flight:
@@ -510,9 +683,10 @@ class PolicyNode(LifecycleNode):
             if self._models is None or self._state != OK or self._image is None or self._joints is None:
                 self._in_flight = False
                 return
-            (rgb, image_stamp), (q_arm, fingers, _) = self._image, self._joints
-            depth = {"static": self._depth[0]} if self._depth is not None else {}
-            cameras = {"static": self._camera[0]} if self._camera is not None else {}
+            rgb, image_stamp = self._image.value, self._image.stamp
+            q_arm, fingers = self._joints.q_arm, self._joints.fingers
+            depth = {"static": self._depth.value} if self._depth is not None else {}
+            cameras = {"static": self._camera.value} if self._camera is not None else {}
             proprio = self._commander.proprio(q_arm, fingers)
             obs = Observation(images={"static": rgb}, instruction=self._instruction, proprio=proprio,
                               depth=depth, cameras=cameras, stamp=image_stamp)
@@ -568,6 +742,11 @@ class PolicyNode(LifecycleNode):
                 values["score_spread_mean"] = f"{np.mean(self._spreads):.3f}"
             for what, count in sorted(self._dropped.items()):
                 values[f"dropped_{what}"] = count
+            for what, count in sorted(self._received.items()):
+                values[f"received_{what}"] = count
+            values.update(sorted(self._skew.items()))
+            values.update({f"incompatible_qos_{k}": n for k, n in sorted(self._incompatible.items())})
+            values["estop_pressed"] = self._watchdog.pressed
             if self._state in (ESTOP, STALE_IMAGE, STALE_JOINTS):
                 level, message = "ERROR", self._reason
             elif self._last_warning:

@@ -2,7 +2,8 @@
 
 One table serves the node (declaration with descriptors, on-set validation) and the unit tests. Parameters
 marked `live` take effect on the next decision; the rest are read in `on_configure` (change them, then
-cleanup + configure again).
+cleanup + configure again). Relative model paths resolve with `vla_runtime.paths.resolve_data_path` (the
+working directory first, then the installed `share/vla_steering`), so the node runs from any directory.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vla_runtime.backends import BACKENDS
+from vla_runtime.paths import resolve_data_path
 
 STEERING = ("none", "robomonkey", "vgps", "both")
 SELECTION = ("argmax", "softmax")
@@ -28,14 +30,15 @@ class Param:
 
 
 PARAMS: dict[str, Param] = {
-    "policy": Param("models/policy", "policy checkpoint folder"),
+    "policy": Param("models/policy", "policy checkpoint folder (relative: working directory, then the package share)"),
     "verifier": Param("models/verifier", "action verifier checkpoint folder (steering robomonkey / both)"),
     "value": Param("models/value", "V-GPS value function checkpoint folder (steering vgps / both)"),
     "backend": Param("torch", "inference backend (onnx / tensorrt export the checkpoints on first use)",
                      choices=BACKENDS),
     "export_dir": Param("", "onnx / tensorrt: a `vla export onnx` folder; empty = export the checkpoints on first "
                             "use (into runs/onnx)"),
-    "engine_cache": Param("runs/tensorrt", "tensorrt: where engines are built and reused"),
+    "engine_cache": Param("runs/tensorrt", "tensorrt: where engines are built and reused (an output: relative to the "
+                                           "working directory unless it exists in the package share)"),
     "steering": Param("robomonkey", "test-time steering method", choices=STEERING),
     "n": Param(16, "policy samples per decision", live=True, low=1, high=256),
     "m": Param(16, "candidates scored per decision", live=True, low=1, high=256),
@@ -50,6 +53,12 @@ PARAMS: dict[str, Param] = {
     "image_timeout_s": Param(0.5, "hold when the newest image is older than this", live=True, low=0.01, high=60.0),
     "joint_state_timeout_s": Param(0.5, "hold when the newest joint state is older than this", live=True,
                                    low=0.01, high=60.0),
+    "max_clock_skew_s": Param(0.1, "a sensor stamp further ahead of its arrival than this is reported as clock "
+                                   "skew (staleness is judged by arrival too)", live=True, low=0.001, high=60.0),
+    "joint_limit_margin": Param(0.1, "joint states outside the model's limits by more than this (rad) are dropped",
+                                low=0.0, high=3.2),
+    "max_image_bytes": Param(3 << 20, "camera/depth frames larger than this are dropped and counted (3 MiB holds "
+                                      "1280x720 rgb8)", live=True, low=1, high=1 << 30),
     "max_translation": Param(0.055, "end-effector translation limit per step (m)", live=True, low=1e-4, high=0.5),
     "max_rotation": Param(0.3, "end-effector rotation limit per step and axis (rad)", live=True, low=1e-3,
                           high=3.2),
@@ -63,12 +72,16 @@ PARAMS: dict[str, Param] = {
     "use_depth": Param(False, "subscribe to the depth image"),
     "autostart": Param(False, "configure and activate at start-up"),
     "start_enabled": Param(False, "command the robot from activation on (false: dry run until ~/enable)"),
+    "image_reliability": Param("reliable", "QoS reliability of the image and depth subscriptions (depth 2); "
+                                           "best effort loses most large frames over Fast DDS defaults",
+                               choices=("reliable", "best_effort")),
     "image_topic": Param("camera/image_raw", "rgb8/bgr8 camera image"),
     "depth_topic": Param("camera/depth", "32FC1/16UC1 depth image"),
     "camera_info_topic": Param("camera/camera_info", "camera intrinsics"),
     "joint_states_topic": Param("joint_states", "measured joint positions"),
     "instruction_topic": Param("instruction", "instruction (std_msgs/String, transient local)"),
-    "estop_topic": Param("estop", "e-stop (std_msgs/Bool; latched until ~/reset)"),
+    "estop_topic": Param("estop", "e-stop (std_msgs/Bool, reliable; transient-local publishers are heard by a node "
+                                  "that starts late); subscribed at start-up; latched until ~/reset"),
     "trajectory_topic": Param("joint_trajectory", "joint targets for joint_trajectory_controller"),
     "gripper_topic": Param("gripper_command", "gripper command (std_msgs/Float64: 1 open, 0 closed)"),
     "ee_target_topic": Param("ee_target", "commanded end-effector pose"),
@@ -98,9 +111,9 @@ def check(name: str, value, values: dict) -> str | None:
             return f"{name} must lie within [{spec.low}, {spec.high}], got {value}"
     if spec.choices and value not in spec.choices:
         return f"{name} must be one of {list(spec.choices)}, got {value!r}"
-    if (name == "policy" or (name == "export_dir" and value)) and not Path(value).is_dir():
+    if (name == "policy" or (name == "export_dir" and value)) and not resolve_data_path(value).is_dir():
         return f"{name} checkpoint folder {value!r} does not exist"
-    if name == "urdf" and value and not Path(value).is_file():
+    if name == "urdf" and value and not resolve_data_path(value).is_file():
         return f"urdf {value!r} is not a file"
     if name == "camera_pose" and value:
         try:
@@ -113,6 +126,25 @@ def check(name: str, value, values: dict) -> str | None:
     if name.endswith("_topic") and not value:
         return f"{name} must not be empty"
     return None
+
+
+def needed_folders(values: dict) -> dict[str, Path]:
+    """Parameter -> resolved checkpoint folder, for the folders the chosen steering and backend read: an
+    onnx / tensorrt `export_dir` holds the policy and its scorers; otherwise `policy` and the learned
+    scorers of the steering method (robomonkey: verifier, vgps: value, both: both)."""
+    if values.get("backend", "torch") != "torch" and values.get("export_dir"):
+        names = ["export_dir"]
+    else:
+        names = ["policy"] + {"none": [], "robomonkey": ["verifier"], "vgps": ["value"],
+                              "both": ["verifier", "value"]}[values["steering"]]
+    return {name: resolve_data_path(values[name]) for name in names}
+
+
+def missing_folders(values: dict) -> list[str]:
+    """One reason per checkpoint folder the configuration needs that does not exist (names the parameter
+    and the path as given and as resolved)."""
+    return [f"{name} checkpoint folder {values[name]!r} does not exist (looked at {str(path)!r})"
+            for name, path in needed_folders(values).items() if not path.is_dir()]
 
 
 def defaults() -> dict:

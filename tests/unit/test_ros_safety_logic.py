@@ -1,4 +1,5 @@
-"""The policy node's pure parts: watchdog states, parameter validation, joint commands from actions."""
+"""The policy node's pure parts: watchdog states, stamp ordering, parameter validation, joint commands from
+actions (clamps, holds, joint-limit checks)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,21 @@ import numpy as np
 import pytest
 
 from ros_nodes.arm_commander import ArmCommander, CommanderConfig
-from ros_nodes.policy_params import PARAMS, check, defaults, parse_pose
-from ros_nodes.watchdog import ESTOP, OK, STALE_IMAGE, STALE_JOINTS, WAITING, Watchdog, WatchdogConfig
+from ros_nodes.policy_params import PARAMS, check, defaults, missing_folders, parse_pose
+from ros_nodes.watchdog import (
+    ESTOP,
+    FUTURE,
+    IN_ORDER,
+    OK,
+    OUT_OF_ORDER,
+    PAST,
+    STALE_IMAGE,
+    STALE_JOINTS,
+    WAITING,
+    Watchdog,
+    WatchdogConfig,
+    judge_stamp,
+)
 from sim.arms import DOWN_QUAT
 
 pytestmark = pytest.mark.unit
@@ -36,8 +50,44 @@ def test_estop_latches_until_reset() -> None:
     assert w.state(1.0, 1.0, 1.0, "x")[0] == ESTOP
     w.estop(True)
     assert w.estop_count == 1
-    w.reset()
+    w.estop(False)  # released: now a reset may clear it
+    assert w.reset() is None
     assert w.state(1.0, 1.0, 1.0, "x")[0] == OK
+
+
+def test_an_image_stamped_in_the_future_goes_stale_by_arrival() -> None:
+    """Camera clock 3 s ahead: by stamp the frame stays fresh for 3.5 s after the camera stops; by arrival
+    it is stale after the timeout."""
+    w = Watchdog(WatchdogConfig(image_timeout_s=0.5))
+    assert w.state(10.0, 13.0, 9.99, "pick", image_received=9.7)[0] == OK
+    state, reason = w.state(10.3, 13.0, 10.29, "pick", image_received=9.7)
+    assert state == STALE_IMAGE and "0.60 s old by arrival" in reason and "2.70 s in the future" in reason
+    assert w.state(10.0, 9.4, 9.99, "pick", image_received=9.99)[0] == STALE_IMAGE  # old stamp: still stale
+
+
+def test_reset_is_refused_while_the_estop_reads_pressed() -> None:
+    w = Watchdog(WatchdogConfig())
+    w.estop(True)
+    reason = w.reset()
+    assert reason is not None and "pressed" in reason and w.estopped
+    w.config = WatchdogConfig(image_timeout_s=1.0)  # what configure does: the latch survives
+    assert w.state(1.0, 1.0, 1.0, "x")[0] == ESTOP
+    w.estop(False)
+    assert w.reset() is None and not w.estopped
+
+
+@pytest.mark.parametrize(("stamp", "received", "newest", "verdict"), [
+    (10.0, 10.01, None, IN_ORDER),
+    (10.1, 10.11, (10.0, 10.01), IN_ORDER),
+    (5.0, 10.11, (10.0, 10.01), OUT_OF_ORDER),  # a late frame between fresh ones
+    (10.0, 10.11, (10.0, 10.01), OUT_OF_ORDER),  # the same frame again
+    (5.0, 11.0, (10.0, 10.01), PAST),  # the newest kept is stale by arrival: a clock that jumped back recovers
+    (13.0, 10.0, None, FUTURE),
+    (10.05, 10.0, None, IN_ORDER),  # within max_clock_skew_s
+    (9.0, 10.0, None, PAST),
+])
+def test_judge_stamp(stamp, received, newest, verdict) -> None:
+    assert judge_stamp(stamp, received, newest, timeout_s=0.5, max_skew_s=0.1) == verdict
 
 
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), float("inf")])
@@ -73,6 +123,21 @@ def test_defaults_pass_their_own_checks(tmp_path, monkeypatch) -> None:
 def test_bad_parameters_are_rejected_with_the_value(name, value, needle) -> None:
     reason = check(name, value, defaults())
     assert reason is not None and needle in reason
+
+
+def test_relative_model_paths_resolve_outside_the_repository(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no models/ here: the package share root (this checkout) has them
+    assert check("policy", "models/policy", defaults()) is None
+    assert missing_folders(defaults()) == []
+
+
+@pytest.mark.parametrize(("steering", "name"), [("robomonkey", "verifier"), ("vgps", "value"), ("both", "value")])
+def test_configure_needs_the_scorer_folders_of_the_steering(steering, name) -> None:
+    values = {**defaults(), "steering": steering, name: "/no/such/folder"}
+    reasons = missing_folders(values)
+    assert len(reasons) == 1 and reasons[0].startswith(f"{name} checkpoint folder '/no/such/folder' does not exist")
+    other = "value" if name == "verifier" else "verifier"
+    assert missing_folders({**defaults(), "steering": "none", name: "/no/such", other: "/no/such"}) == []
 
 
 def test_vgps_needs_m_at_most_n_whichever_is_set() -> None:
@@ -171,3 +236,45 @@ def test_commander_config_rejects_bad_values() -> None:
         CommanderConfig(max_joint_step=0.0)
     with pytest.raises(ValueError, match="unknown arm"):
         CommanderConfig(arm="ur5")
+    with pytest.raises(ValueError, match="joint_limit_margin"):
+        CommanderConfig(joint_limit_margin=-0.1)
+
+
+def test_a_hold_passes_the_same_clamps(commander) -> None:
+    """After stale joint states the last measurement is a whole timeout window old: the hold stays at the
+    last command; towards a fresh measurement it moves at most one joint step."""
+    home = _home(commander)
+    commander.sync(home)
+    for _ in range(5):  # the arm moved on while its joint states were stale
+        commander.step(np.array([0.05, 0.05, 0.0, 0, 0, 0, 1.0]), home)
+    last = commander.last_command.copy()
+    assert np.max(np.abs(last - home)) > 0.15  # a hold at the stale measurement would jump this far
+    np.testing.assert_array_equal(commander.hold(None), last)
+    q = commander.hold(home)
+    assert np.max(np.abs(q - last)) == pytest.approx(0.15)
+    far = commander.upper + 1.0
+    assert np.all(commander.hold(far) <= commander.upper)
+
+
+def test_clamp_without_a_previous_command_keeps_the_limits(commander) -> None:
+    commander.last_command = None
+    q = commander.clamp(commander.upper + 0.5)
+    np.testing.assert_array_equal(q, commander.upper)
+
+
+@pytest.mark.parametrize("bad", [1e6, -1e6, float("nan"), float("inf")])
+def test_joint_states_outside_the_limits_are_refused(commander, bad) -> None:
+    home = _home(commander)
+    q = home.copy()
+    q[3] = bad
+    with pytest.raises(ValueError, match="panda_joint4"):
+        commander.check_joints(q)
+    with pytest.raises(ValueError, match="panda_finger_joint2"):
+        commander.check_joints(home, np.array([0.04, bad]))
+
+
+def test_joint_states_within_the_margin_pass(commander) -> None:
+    commander.check_joints(commander.upper + 0.09, np.array([0.0, 0.04]))
+    commander.check_joints(commander.lower - 0.09, np.array([-0.009, 0.049]))
+    with pytest.raises(ValueError, match="margin 0.1"):
+        commander.check_joints(commander.upper + 0.11)
