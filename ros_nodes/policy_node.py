@@ -86,6 +86,7 @@ from ros_nodes.watchdog import (
     WatchdogConfig,
     judge_stamp,
 )
+from verifiers.pipeline import DECISION_STAGES
 from vla_runtime.execution import check_replan
 from vla_runtime.paths import resolve_data_path
 
@@ -94,8 +95,7 @@ ESTOP_VOLATILE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  #
 CAMERA_DEPTH = 2  # frames queued per camera subscription: the newest is used, 2 rides out one slow callback
 PLANNER_JOIN_S = 30.0  # a decision takes well under a second; a stuck one is reported, not waited for forever
 WINDOW = 4096  # decisions kept for latency percentiles
-STAGES = ("encode", "sample", "propose", "verifier", "value", "safety", "select", "act", "image_to_command",
-          "control_tick")
+STAGES = (*DECISION_STAGES, "act", "image_to_command", "control_tick")  # the pipeline's, then the node's own
 
 
 def _descriptor(name: str) -> ParameterDescriptor:

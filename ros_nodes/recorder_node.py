@@ -2,7 +2,7 @@
 
 Subscriptions are raw (`raw=True`): the CDR bytes DDS delivers go to the file as they are, without a
 deserialize/serialize round trip per image. A timer every half `flush_period_s` flushes, so a crash of
-this process loses at most the last `flush_period_s` of data (see ros_nodes/mcap_writer.py); SIGINT or
+this process loses at most the last `flush_period_s` of data (see ros_nodes/mcap_io.py); SIGINT or
 SIGTERM closes the file and renames it from `<path>.part` to `<path>`.
 
     python -m ros_nodes.recorder_node --ros-args -p path:=runs/recordings/ep.mcap \
@@ -18,7 +18,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
-from ros_nodes.mcap_writer import McapRecorder, message_class, type_name
+from ros_nodes.mcap_io import McapRecorder, message_class, type_name
 from ros_nodes.node_main import run_node
 
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)

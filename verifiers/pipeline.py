@@ -31,6 +31,10 @@ class Proposal(Protocol):
     def propose(self, samples: np.ndarray, m: int, generator: torch.Generator | None) -> np.ndarray: ...
 
 
+# What `StepResult.timings_ms` may hold: the fixed stages and each scorer by name.
+DECISION_STAGES = ("encode", "sample", "propose", "verifier", "value", "safety", "select")
+
+
 @dataclass
 class StepResult:
     chunk: np.ndarray  # (H, A) the selected chunk

@@ -17,9 +17,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from verifiers.pipeline import SteeredPolicy
 from verifiers.proposals import GaussianVote, Identity
 from verifiers.selection import MODES, Selector
-from verifiers.steered import SteeredPolicy
 from vla_runtime.checkpoint import weights_fingerprint
 
 METHODS = ("none", "mean", "robomonkey", "vgps", "both")

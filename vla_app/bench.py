@@ -28,7 +28,7 @@ import torch
 from vla_runtime.backends import BACKENDS
 from vla_runtime.types import Observation
 
-STAGES = ("encode", "sample", "verifier", "value", "act_unsteered", "act_steered")
+BENCH_STAGES = ("encode", "sample", "verifier", "value", "act_unsteered", "act_steered")  # what `vla bench` times
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def write_plot(result: dict, path: str | Path) -> Path:
     backends = list(dict.fromkeys(r["backend"] for r in rows))
     fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
     panels = list(axes.flat)
-    for ax, stage in zip(panels, STAGES, strict=False):
+    for ax, stage in zip(panels, BENCH_STAGES, strict=False):
         for backend in backends:
             pts = sorted((r["n"], r["median_ms"]) for r in rows if r["backend"] == backend and r["stage"] == stage)
             if pts:
@@ -254,7 +254,7 @@ def write_plot(result: dict, path: str | Path) -> Path:
         ax.set(title=stage, xlabel="n", ylabel="median ms", yscale="log")
         n_axis(ax)
         ax.grid(True, which="both", alpha=0.3)
-    ax = panels[len(STAGES)]
+    ax = panels[len(BENCH_STAGES)]
     for backend in backends:
         pts = sorted((r["n"], r["gflops"]) for r in rows
                      if r["backend"] == backend and r["stage"] == "sample" and "gflops" in r)
@@ -266,7 +266,7 @@ def write_plot(result: dict, path: str | Path) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     panels[0].legend(fontsize=8)
-    for extra in panels[len(STAGES) + 1:]:
+    for extra in panels[len(BENCH_STAGES) + 1:]:
         extra.axis("off")
     machine = result.get("machine", {})
     fig.suptitle(f"vla bench on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores), "
@@ -281,7 +281,7 @@ def write_plot(result: dict, path: str | Path) -> Path:
 
 def format_table(result: dict) -> str:
     """A markdown table of every row (backend, n, stage, median, p90, ratio vs torch, GFLOP/s)."""
-    order = {s: i for i, s in enumerate(STAGES)}
+    order = {s: i for i, s in enumerate(BENCH_STAGES)}
     backends = list(dict.fromkeys(r["backend"] for r in result["rows"]))
     rows = sorted(result["rows"], key=lambda r: (backends.index(r["backend"]), r["n"], order.get(r["stage"], 99)))
     lines = ["| backend | n | stage | median ms | p90 ms | vs torch | GFLOP/s |", "|---|---:|---|---:|---:|---:|---:|"]

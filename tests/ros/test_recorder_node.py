@@ -25,7 +25,7 @@ from std_msgs.msg import Float64, Header, String
 
 from ros_nodes import convert
 from ros_nodes.launcher import isolated_ros_env
-from ros_nodes.mcap_writer import iter_records
+from ros_nodes.mcap_io import iter_records
 from ros_nodes.probe import Probe
 
 pytestmark = pytest.mark.ros

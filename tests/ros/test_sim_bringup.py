@@ -25,7 +25,7 @@ from std_msgs.msg import Bool
 from trajectory_msgs.msg import JointTrajectory
 
 from ros_nodes.launcher import GraphProcesses, isolated_ros_env
-from ros_nodes.mcap_writer import iter_records
+from ros_nodes.mcap_io import iter_records
 from ros_nodes.probe import Probe
 
 pytestmark = pytest.mark.ros

@@ -11,7 +11,7 @@ from tiny import TINY, uniform_normalizer
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.value import ValueConfig, ValueFunction
-from vla_app.bench import STAGES, BenchConfig, dit_flops, format_table, run_bench, write_plot
+from vla_app.bench import BENCH_STAGES, BenchConfig, dit_flops, format_table, run_bench, write_plot
 from vla_runtime.policy.model import VLAPolicy
 
 pytestmark = pytest.mark.unit
@@ -66,7 +66,7 @@ def test_run_bench_torch_end_to_end(tiny_checkpoints, tmp_path) -> None:
     assert result["peak_gflops"] > 0
     rows = result["rows"]
     assert {(r["n"], r["stage"]) for r in rows} == {(1, "act_unsteered")} | {
-        (n, s) for n in (1, 2) for s in STAGES if s != "act_unsteered"}
+        (n, s) for n in (1, 2) for s in BENCH_STAGES if s != "act_unsteered"}
     for r in rows:
         assert r["backend"] == "torch"
         assert r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"]

@@ -10,9 +10,9 @@ import torch
 from tiny import TINY, uniform_normalizer
 
 from verifiers.action_verifier import ActionVerifier, VerifierConfig
+from verifiers.pipeline import SteeredPolicy
 from verifiers.proposals import GaussianVote
 from verifiers.selection import Selector
-from verifiers.steered import SteeredPolicy
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.types import Observation
 

@@ -1,4 +1,5 @@
-"""Crash-tolerant MCAP recording of ROS 2 messages (the `ros2` profile, CDR payloads, `ros2msg` schemas).
+"""MCAP for ROS 2 messages: crash-tolerant recording, reading (a crashed `.part` file too) and recovery
+(the `ros2` profile, CDR payloads, `ros2msg` schemas).
 
 Why not rosbag2: it is not installable from the PyPI wheels this stack uses, while `mcap` is pure Python
 and its files open in Foxglove and `ros2 bag` alike.
@@ -34,7 +35,7 @@ PRIMITIVES = frozenset({"bool", "byte", "char", "float32", "float64", "int8", "u
                         "int32", "uint32", "int64", "uint64", "string", "wstring"})
 SEPARATOR = "=" * 80
 MAGIC = b"\x89MCAP0\r\n"
-LIBRARY = "vla_steering ros_nodes.mcap_writer"
+LIBRARY = "vla_steering ros_nodes.mcap_io"
 
 
 def type_name(msg_or_class: Any) -> str:

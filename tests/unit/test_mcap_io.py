@@ -1,4 +1,4 @@
-"""ros_nodes.mcap_writer: messages round-trip through mcap_ros2, and a crash loses at most one flush period."""
+"""ros_nodes.mcap_io: messages round-trip through mcap_ros2, and a crash loses at most one flush period."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from mcap_ros2.reader import read_ros2_messages
 from std_msgs.msg import Float64, Header, String
 
 from ros_nodes import convert
-from ros_nodes.mcap_writer import McapRecorder, iter_records, message_class, message_definition, recover
+from ros_nodes.mcap_io import McapRecorder, iter_records, message_class, message_definition, recover
 
 pytestmark = pytest.mark.unit
 REPO = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ CRASHER = textwrap.dedent("""
     import numpy as np
     from std_msgs.msg import Float64, Header
     from ros_nodes import convert
-    from ros_nodes.mcap_writer import McapRecorder
+    from ros_nodes.mcap_io import McapRecorder
     rec = McapRecorder(sys.argv[1], flush_period_s=1.0)
     rgb = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)  # > 1 MiB chunks
     stamps = []
