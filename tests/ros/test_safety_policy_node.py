@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -280,6 +281,23 @@ def test_configure_fails_naming_a_missing_scorer_folder(robot, node) -> None:
         assert "verifier checkpoint folder '/no/such/verifier' does not exist" in node.log("vla_policy")
     finally:
         assert probe.set_parameters(NODE, verifier="models/verifier")[0].successful
+
+
+@pytest.mark.parametrize("content", ["null", "[1, 2]", "3"])
+def test_configure_fails_with_a_log_line_naming_a_corrupt_config_file(robot, node, tmp_path, content: str) -> None:
+    """Before: `null` or a list in config.json raised a TypeError inside configure, with no log line."""
+    probe = robot.probe
+    assert probe.lifecycle_state(NODE) == "unconfigured"
+    broken = tmp_path / "policy"
+    shutil.copytree(ROOT / "models" / "policy", broken)
+    (broken / "config.json").write_text(content)
+    assert probe.set_parameters(NODE, policy=str(broken))[0].successful
+    try:
+        assert not probe.change_state(NODE, "configure")
+        assert probe.lifecycle_state(NODE) == "unconfigured"
+        assert f"configure failed: {broken / 'config.json'} must hold a JSON object" in node.log("vla_policy")
+    finally:
+        assert probe.set_parameters(NODE, policy="models/policy")[0].successful
 
 
 def test_relative_model_paths_resolve_outside_the_repository(robot, node) -> None:
