@@ -131,6 +131,17 @@ class Probe:
     def lifecycle_state(self, node: str) -> str:
         return self.call(GetState, f"{node}/get_state", GetState.Request()).current_state.label
 
+    def bring_up(self, node: str) -> None:
+        """Configure and activate a lifecycle node from wherever it is, then open its `~/enable` gate."""
+        from std_srvs.srv import SetBool
+
+        if self.lifecycle_state(node) == "unconfigured" and not self.change_state(node, "configure"):
+            raise AssertionError(f"{node} refused to configure")
+        if self.lifecycle_state(node) == "inactive" and not self.change_state(node, "activate"):
+            raise AssertionError(f"{node} refused to activate")
+        if not self.call(SetBool, f"{node}/enable", SetBool.Request(data=True)).success:
+            raise AssertionError(f"{node} refused ~/enable")
+
     def set_parameters(self, node: str, **values) -> list:
         """-> [SetParametersResult] in the order given."""
         request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()

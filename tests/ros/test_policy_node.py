@@ -122,16 +122,11 @@ def commands_after(probe: Probe, t: float) -> list[float]:
     return [s for s in stamps if s > t + offset]
 
 
-def ensure_running(robot: FakeArm) -> None:
+def ensure_running(robot) -> None:
     """Active and enabled with commands flowing (the state every test after the lifecycle one starts in)."""
-    probe = robot.probe
-    if probe.lifecycle_state(NODE) == "unconfigured":
-        assert probe.change_state(NODE, "configure")
-    if probe.lifecycle_state(NODE) == "inactive":
-        assert probe.change_state(NODE, "activate")
-    assert probe.call(SetBool, f"{NODE}/enable", SetBool.Request(data=True)).success
+    robot.probe.bring_up(NODE)
     t = time.monotonic()
-    probe.wait_for(lambda: commands_after(probe, t), 20.0, "joint trajectory commands")
+    robot.probe.wait_for(lambda: commands_after(robot.probe, t), 20.0, "joint trajectory commands")
 
 
 def ensure_unconfigured(robot: FakeArm) -> None:

@@ -192,16 +192,11 @@ def commands(probe: Probe, since: float) -> list[tuple[float, np.ndarray]]:
     return [(t, q) for t, q in out if t > since + offset]
 
 
-def ensure_running(robot: FakeRobot) -> None:
+def ensure_running(robot) -> None:
     """Active and enabled with commands flowing."""
-    probe = robot.probe
-    if probe.lifecycle_state(NODE) == "unconfigured":
-        assert probe.change_state(NODE, "configure")
-    if probe.lifecycle_state(NODE) == "inactive":
-        assert probe.change_state(NODE, "activate")
-    assert probe.call(SetBool, f"{NODE}/enable", SetBool.Request(data=True)).success
+    robot.probe.bring_up(NODE)
     t = time.monotonic()
-    probe.wait_for(lambda: commands(probe, t), 20.0, "joint trajectory commands")
+    robot.probe.wait_for(lambda: commands(robot.probe, t), 20.0, "joint trajectory commands")
 
 
 # --------------------------------------------------------------------------- nodes of their own
