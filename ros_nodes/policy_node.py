@@ -737,7 +737,10 @@ class PolicyNode(LifecycleNode):
                     values[f"{stage}_p50_ms"] = f"{np.percentile(xs, 50):.2f}"
                     values[f"{stage}_p99_ms"] = f"{np.percentile(xs, 99):.2f}"
             if self._picks:
-                values["pick_mean_index"] = f"{np.mean(self._picks):.2f}"
+                picked = [i for i in self._picks if i >= 0]
+                values["pick_mean_index"] = f"{np.mean(picked):.2f}" if picked else "-"
+                # decisions in the window where every candidate was rejected and the mean of the samples ran
+                values["steering_fallbacks"] = str(len(self._picks) - len(picked))
             if self._spreads:
                 values["score_spread_mean"] = f"{np.mean(self._spreads):.3f}"
             for what, count in sorted(self._dropped.items()):

@@ -7,6 +7,7 @@ Timings per stage come back with every decision, so the ROS node and `vla bench`
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -17,6 +18,8 @@ import torch
 from verifiers.selection import Selector
 from vla_runtime.execution import average_chunks
 from vla_runtime.policy.protocol import EpisodeEncoder
+
+log = logging.getLogger(__name__)
 
 
 class Scorer(Protocol):
@@ -40,8 +43,9 @@ class StepResult:
     chunk: np.ndarray  # (H, A) the selected chunk
     candidates: np.ndarray  # (m', H, A) what was scored
     scores: dict[str, np.ndarray]  # scorer name -> (m',)
-    index: int  # the selected candidate
+    index: int  # the selected candidate; -1 when nothing scored was executable and the mean ran instead
     timings_ms: dict[str, float] = field(default_factory=dict)  # encode, sample, propose, <scorer>..., select
+    fallback: str = ""  # why the mean of the samples ran instead of a candidate ("" = it did not)
 
 
 class SteeredPolicy:
@@ -70,11 +74,17 @@ class SteeredPolicy:
         samples = self.policy.sample(ctx, self.n, generator)  # (n, H, A)
         t["sample"] = _ms(t0)
         if not self.scorers:  # unsteered: the policy's one sample, or the mean of its n samples
-            chunk = samples[0] if self.n == 1 else average_chunks(samples, self.policy.action_spec.gripper_index)
-            return StepResult(chunk, samples, {}, 0, t)
+            return StepResult(self._mean(samples), samples, {}, 0, t)
         t0 = time.perf_counter()
         candidates = self.proposal.propose(samples, self.m, generator)  # (m', H, A)
+        finite = np.isfinite(candidates).all(axis=(1, 2))
         t["propose"] = _ms(t0)
+        if not finite.all():  # never handed to a scorer, never executed
+            log.warning("steering: dropped %d of %d candidates holding NaN or inf", int((~finite).sum()),
+                        len(candidates))
+            candidates = candidates[finite]
+            if len(candidates) == 0:
+                return StepResult(self._mean(samples), candidates, {}, -1, t, fallback="every candidate was non-finite")
         scores = {}
         for scorer in self.scorers:
             t0 = time.perf_counter()
@@ -84,9 +94,18 @@ class SteeredPolicy:
             scores[scorer.name] = s
             t[scorer.name] = _ms(t0)
         t0 = time.perf_counter()
+        if np.all(np.isneginf(self.selector.combine(scores))):  # nothing safe to pick: never an unsafe pick
+            log.warning("steering: every candidate was rejected (%s); executing the mean of the %d samples",
+                        ", ".join(n for n, s in scores.items() if np.isneginf(s).all()), len(samples))
+            t["select"] = _ms(t0)
+            return StepResult(self._mean(samples), candidates, scores, -1, t, fallback="every candidate was rejected")
         index = self.selector.select(scores, generator)
         t["select"] = _ms(t0)
         return StepResult(candidates[index], candidates, scores, index, t)
+
+    def _mean(self, samples: np.ndarray) -> np.ndarray:
+        """The policy's own execution: its one sample, or the mean of its samples with the gripper voted."""
+        return samples[0] if len(samples) == 1 else average_chunks(samples, self.policy.action_spec.gripper_index)
 
 
 def _ms(t0: float) -> float:

@@ -4,9 +4,8 @@ passes too close to an obstacle seen in depth.
 The obstacle cloud is the depth image back-projected into the base frame (`types.backproject`),
 voxel-downsampled with open3d, with the table surface removed. Points near the chunk's own final
 position are the intended contact (the object it goes to grasp or push), so they do not count.
-A rejection scores -inf. If every candidate would be rejected, the scorer returns finite
-"least-bad" scores instead (negative violation in metres) and logs a warning: stopping the arm is
-the executor's and the watchdog's job, not a side effect of a scorer.
+A rejection scores -inf, also when it rejects every candidate: the steered pipeline then executes the
+mean of the policy's samples with a warning (`SteeredPolicy`), never a least-bad unsafe candidate.
 """
 
 from __future__ import annotations
@@ -91,11 +90,10 @@ class SafetyScorer:
         box_violation = outside.max(axis=(1, 2))  # (m,)
         clearance = self._clearance(path, self.obstacles(obs))  # (m,)
         safe = (box_violation == 0) & (clearance >= cfg.margin)
-        if safe.any():
-            return np.where(safe, np.minimum(clearance, cfg.clearance_cap), -np.inf)
-        log.warning("safety: all %d candidates leave the workspace or pass within %.3f m of an obstacle; "
-                    "scoring the least bad", len(c), cfg.margin)
-        return -(box_violation + np.maximum(cfg.margin - clearance, 0))
+        if not safe.any():
+            log.warning("safety: all %d candidates leave the workspace or pass within %.3f m of an obstacle",
+                        len(c), cfg.margin)
+        return np.where(safe, np.minimum(clearance, cfg.clearance_cap), -np.inf)
 
     def _clearance(self, path: np.ndarray, obstacles: np.ndarray) -> np.ndarray:
         """path (m, H, 3), obstacles (P, 3) -> (m,) least distance from the path to a non-target point."""

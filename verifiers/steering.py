@@ -80,6 +80,10 @@ def load_scorer(kind: str, path: str | Path, policy):
     if trained_on and trained_on != weights_fingerprint(policy):
         raise ValueError(f"{kind} {path} was trained on another policy's features (fingerprint {trained_on}, "
                          f"this policy {weights_fingerprint(policy)}); retrain it with --policy")
+    spec = policy.action_spec
+    if (scorer.config.horizon, scorer.config.action_dim) != (spec.chunk_length, spec.dim):
+        raise ValueError(f"{kind} {path} scores chunks of {scorer.config.horizon} x {scorer.config.action_dim}, "
+                         f"the policy makes {spec.chunk_length} x {spec.dim}")
     if scorer.config.cond_dim != policy.config.d_model:
         raise ValueError(f"{kind} {path} reads {scorer.config.cond_dim}-d tokens, the policy makes "
                          f"{policy.config.d_model}-d ones")

@@ -13,6 +13,7 @@ from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.pipeline import SteeredPolicy
 from verifiers.proposals import GaussianVote
 from verifiers.selection import Selector
+from vla_runtime.execution import average_chunks
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.types import Observation
 
@@ -105,3 +106,61 @@ def test_bad_configuration_and_bad_scorers_are_rejected() -> None:
 
     with pytest.raises(ValueError, match="'broken' returned shape"):
         SteeredPolicy(p, GaussianVote(SPEC), [Broken()], Selector(), n=4, m=8).act(obs(), gen(0))
+
+
+class RejectAll:
+    """A real scorer that rejects every candidate (what the safety scorer does in a cluttered scene)."""
+
+    name = "safety"
+
+    def score(self, ctx, candidates: np.ndarray) -> np.ndarray:
+        return np.full(len(candidates), -np.inf)
+
+
+class PoisonedProposal:
+    """GaussianVote, then NaN in the chosen rows (a numerically broken proposal or sampler)."""
+
+    def __init__(self, rows) -> None:
+        self.inner, self.rows = GaussianVote(SPEC), rows
+
+    def propose(self, samples, m, generator):
+        out = self.inner.propose(samples, m, generator).copy()
+        out[list(self.rows) if self.rows != "all" else slice(None), 0, 0] = np.nan
+        return out
+
+
+def test_when_every_candidate_is_rejected_the_mean_of_the_samples_runs_with_a_warning(caplog) -> None:
+    p = policy()
+    with caplog.at_level("WARNING", logger="verifiers.pipeline"):
+        r = SteeredPolicy(p, GaussianVote(SPEC), [ForwardScorer(), RejectAll()], Selector(), n=8, m=8).act(
+            obs(), gen(0))
+    samples = p.sample(p.encode(obs()), 8, gen(0))
+    np.testing.assert_allclose(r.chunk, average_chunks(samples, SPEC.gripper_index), atol=1e-6)
+    assert r.index == -1 and r.fallback == "every candidate was rejected" and "rejected (safety)" in caplog.text
+
+
+def test_candidates_holding_nan_never_reach_a_scorer(caplog) -> None:
+    p = policy()
+    seen = []
+
+    class Recording(ForwardScorer):
+        def score(self, ctx, candidates):
+            seen.append(candidates.copy())
+            return super().score(ctx, candidates)
+
+    with caplog.at_level("WARNING", logger="verifiers.pipeline"):
+        r = SteeredPolicy(p, PoisonedProposal([1, 3]), [Recording()], Selector(), n=8, m=8).act(obs(), gen(0))
+    assert np.isfinite(seen[0]).all() and len(seen[0]) == len(r.candidates) and np.isfinite(r.chunk).all()
+    assert r.index >= 0 and "dropped 2 of" in caplog.text
+    r = SteeredPolicy(p, PoisonedProposal("all"), [Recording()], Selector(), n=8, m=8).act(obs(), gen(0))
+    assert r.index == -1 and r.fallback == "every candidate was non-finite" and np.isfinite(r.chunk).all()
+
+
+def test_a_scorer_for_another_chunk_shape_is_refused_with_the_reason(tmp_path) -> None:
+    from verifiers.steering import load_scorer
+
+    p = policy()
+    short = ActionVerifier(VerifierConfig(cond_dim=TINY.d_model, horizon=4, hidden=8, layers=1),
+                           uniform_normalizer()).save_pretrained(tmp_path / "v")
+    with pytest.raises(ValueError, match="scores chunks of 4 x 7, the policy makes 8 x 7"):
+        load_scorer("verifier", short, p)
