@@ -31,7 +31,7 @@ def is_demo(folder: Path) -> bool:
 def run_demo(out: Path, policy: str = "models/policy", episodes_per_task: int = 3, workers: int = 2,
              seed: int = 10_000, variation: str = "id", samples: int = 16, backend: str = "torch",
              overwrite: bool = False) -> dict:
-    """`samples`: chunks averaged per plan (`PolicyAgent`); the default is the execution the README's
+    """`samples`: chunks averaged per plan (`SteeringConfig(method="mean")`); the default is the execution the
     headline success rate uses. Ignored by the expert."""
     from sim.tasks import TASKS
 
