@@ -99,13 +99,13 @@ class HFVLMVerifier(nn.Module):
         image = obs.images[self.config.camera]
         return self(np.repeat(image[None], len(c), axis=0), [obs.instruction] * len(c), c).double().numpy()
 
-    def save_pretrained(self, out_dir: str | Path, model_card: str = "") -> Path:
+    def save_pretrained(self, out_dir: str | Path, model_card: str = "", overwrite: bool = False) -> Path:
         """The reward head (and, when trained, the base weights) + config; the base folder is referenced."""
         tensors = {f"head.{k}": v for k, v in self.head.state_dict().items()}
         if self.config.train_base:
             tensors.update({f"vlm.{k}": v for k, v in self.vlm.state_dict().items()})
         return write_checkpoint(out_dir, {"type": CONFIG_TYPE, **asdict(self.config), "spec": self.spec.to_dict()},
-                                None, tensors, model_card)
+                                None, tensors, model_card, overwrite=overwrite)
 
     @classmethod
     def from_pretrained(cls, ckpt_dir: str | Path) -> HFVLMVerifier:

@@ -29,10 +29,11 @@ def score_on_token(model, ctx, candidates: np.ndarray) -> np.ndarray:
     return model(ctx.cond.expand(len(c), -1), torch.from_numpy(c)).double().numpy()
 
 
-def save(model, config_type: str, out_dir: str | Path, model_card: str = "") -> Path:
-    """config.json (type + config) + model.safetensors + normalization.json (+ README.md), atomically."""
+def save(model, config_type: str, out_dir: str | Path, model_card: str = "", overwrite: bool = False) -> Path:
+    """config.json (type + config) + model.safetensors + normalization.json (+ README.md), atomically
+    (`checkpoint.write_checkpoint`)."""
     return write_checkpoint(out_dir, {"type": config_type, **asdict(model.config)}, model.normalizer.to_dict(),
-                            model.state_dict(), model_card)
+                            model.state_dict(), model_card, overwrite=overwrite)
 
 
 def load(cls, config_cls, config_type: str, what: str, ckpt_dir: str | Path):

@@ -266,7 +266,8 @@ def train_value(policy_dir: str | Path, data: list[str | Path], out: str | Path,
         return out
 
     def save_model(last: dict) -> None:
-        model.save_pretrained(out, model_card=value_card(cfg, last, command, data, policy_dir, meta))
+        model.save_pretrained(out, model_card=value_card(cfg, last, command, data, policy_dir, meta),
+                              overwrite=overwrite)
 
     last = run.loop(cfg.steps, train_step, validate, save_model, cfg.val_every, cfg.ckpt_every, resume, progress,
                     "train value")

@@ -212,7 +212,8 @@ def train_verifier(policy_dir: str | Path, data: list[str | Path], out: str | Pa
 
     def save_model(last: dict) -> None:
         model.save_pretrained(out, model_card=verifier_card(cfg, last, command, data, policy_dir,
-                                                            {"states": len(train_rows), "candidates": k}))
+                                                            {"states": len(train_rows), "candidates": k}),
+                              overwrite=overwrite)
 
     last = run.loop(cfg.steps, train_step, lambda: ranking_metrics(model, table, val_sets, cfg.min_gap),
                     save_model, cfg.val_every, cfg.ckpt_every, resume, progress, "train verifier")

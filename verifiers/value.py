@@ -115,8 +115,8 @@ class ValueFunction(nn.Module):
         (m, H, A) -> (m,) float64 scores."""
         return token_scorer.score_on_token(self, ctx, candidates)
 
-    def save_pretrained(self, out_dir: str | Path, model_card: str = "") -> Path:
-        return token_scorer.save(self, CONFIG_TYPE, out_dir, model_card)
+    def save_pretrained(self, out_dir: str | Path, model_card: str = "", overwrite: bool = False) -> Path:
+        return token_scorer.save(self, CONFIG_TYPE, out_dir, model_card, overwrite=overwrite)
 
     @classmethod
     def from_pretrained(cls, ckpt_dir: str | Path) -> ValueFunction:

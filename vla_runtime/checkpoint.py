@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vla_runtime.io import atomic_write_text, make_tmp_sibling, manifest_is, replace_dir
+from vla_runtime.io import atomic_write_text, check_output_dir, make_tmp_sibling, manifest_is, replace_dir
 
 T = TypeVar("T")
 
@@ -68,11 +68,13 @@ def load_weights(model: nn.Module, path: Path) -> None:
 
 
 def write_checkpoint(out_dir: str | Path, config: dict, normalization: dict | None, tensors: dict,
-                     model_card: str = "") -> Path:
+                     model_card: str = "", overwrite: bool = False) -> Path:
     """config.json + normalization.json (unless None) + model.safetensors (+ README.md) written into a temp
     folder that is renamed into place (`io.replace_dir`): a reader or a crash never sees a half-written
-    checkpoint."""
-    out = Path(out_dir)
+    checkpoint. Only a missing or empty folder, or a checkpoint of the same type, is replaced: saving over
+    anything else is refused (`io.check_output_dir`), whoever calls it, unless `overwrite`."""
+    out = check_output_dir(out_dir, is_checkpoint_of(config["type"]), f"{config['type']} checkpoint",
+                           overwrite=overwrite)
     tmp = make_tmp_sibling(out)
     try:
         (tmp / "config.json").write_text(json.dumps(config, indent=2))

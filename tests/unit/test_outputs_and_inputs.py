@@ -376,3 +376,21 @@ def test_bench_checks_its_output_paths_before_timing(flag: str, tmp_path: Path, 
     code, err = _run_cli(["bench", "--backend", "torch", "--n", "1", "--repeats", "1", "--policy",
                           str(tmp_path / "missing"), flag, str(tmp_path)], capsys)
     assert code == 2 and f"{flag} {tmp_path} is a folder" in err
+
+
+def test_save_pretrained_never_replaces_a_folder_that_is_not_a_checkpoint_of_its_kind(tmp_path: Path) -> None:
+    """The guard sits in `write_checkpoint`, so every caller of save_pretrained (not only the CLI) gets it."""
+    policy = VLAPolicy(TINY, uniform_normalizer())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="not a vla_steering.policy checkpoint"):
+        policy.save_pretrained(mine)
+    verifier = ActionVerifier(VerifierConfig(cond_dim=TINY.d_model, hidden=8, layers=1), uniform_normalizer())
+    ckpt = policy.save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(FileExistsError, match="not a vla_steering.action_verifier checkpoint"):
+        verifier.save_pretrained(ckpt)  # a policy folder is not a verifier's to replace
+    assert _files(mine) == {"notes.txt": b"keep"}
+    policy.save_pretrained(ckpt)  # its own kind: replaced
+    policy.save_pretrained(mine, overwrite=True)
+    assert VLAPolicy.from_pretrained(mine).config == TINY

@@ -262,10 +262,13 @@ class VLAPolicy(nn.Module):
         return self.aux_object_head(feats) * _OBJECT_SCALE + _object_centre(feats.dtype)
 
     # --- checkpoints -------------------------------------------------------------
-    def save_pretrained(self, out_dir: str | Path, model_card: str = "", state_dict: dict | None = None) -> Path:
-        """Write the checkpoint folder atomically (a temp folder renamed into place)."""
+    def save_pretrained(self, out_dir: str | Path, model_card: str = "", state_dict: dict | None = None,
+                        overwrite: bool = False) -> Path:
+        """Write the checkpoint folder atomically (`checkpoint.write_checkpoint`: it replaces only a policy
+        checkpoint unless `overwrite`)."""
         return write_checkpoint(out_dir, self.config.to_dict(), self.normalizer.to_dict(),
-                                state_dict or self.state_dict(), model_card or default_model_card(self.config))
+                                state_dict or self.state_dict(), model_card or default_model_card(self.config),
+                                overwrite=overwrite)
 
     def extended(self, config: PolicyConfig) -> tuple[VLAPolicy, list[str]]:
         """A copy under `config` that may only ADD modules (e.g. `anchor`): every existing weight is kept,
