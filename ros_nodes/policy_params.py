@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from verifiers.steering import LEARNED_SCORERS
 from vla_runtime.backends import BACKENDS
 from vla_runtime.paths import resolve_data_path
 
@@ -135,8 +136,7 @@ def needed_folders(values: dict) -> dict[str, Path]:
     if values.get("backend", "torch") != "torch" and values.get("export_dir"):
         names = ["export_dir"]
     else:
-        names = ["policy"] + {"none": [], "robomonkey": ["verifier"], "vgps": ["value"],
-                              "both": ["verifier", "value"]}[values["steering"]]
+        names = ["policy", *LEARNED_SCORERS[values["steering"]]]
     return {name: resolve_data_path(values[name]) for name in names}
 
 

@@ -94,12 +94,13 @@ class SteeredPolicy:
             scores[scorer.name] = s
             t[scorer.name] = _ms(t0)
         t0 = time.perf_counter()
-        if np.all(np.isneginf(self.selector.combine(scores))):  # nothing safe to pick: never an unsafe pick
+        combined = self.selector.combine(scores)  # (m',)
+        if np.all(np.isneginf(combined)):  # nothing safe to pick: never an unsafe pick
             log.warning("steering: every candidate was rejected (%s); executing the mean of the %d samples",
                         ", ".join(n for n, s in scores.items() if np.isneginf(s).all()), len(samples))
             t["select"] = _ms(t0)
             return StepResult(self._mean(samples), candidates, scores, -1, t, fallback="every candidate was rejected")
-        index = self.selector.select(scores, generator)
+        index = self.selector.pick(combined, generator)
         t["select"] = _ms(t0)
         return StepResult(candidates[index], candidates, scores, index, t)
 

@@ -52,7 +52,10 @@ class Selector:
 
     def select(self, scores: dict[str, np.ndarray], generator: torch.Generator | None = None) -> int:
         """The chosen candidate's index. softmax draws with `generator`; argmax takes the first best."""
-        combined = self.combine(scores)
+        return self.pick(self.combine(scores), generator)
+
+    def pick(self, combined: np.ndarray, generator: torch.Generator | None = None) -> int:
+        """`select` on scores already combined (`combine`), for a caller that looked at them first."""
         if np.all(np.isneginf(combined)):
             raise ValueError("every candidate was rejected by a scorer; nothing safe to execute")
         if self.mode == "argmax":

@@ -22,7 +22,10 @@ from verifiers.proposals import GaussianVote, Identity
 from verifiers.selection import MODES, Selector
 from vla_runtime.checkpoint import weights_fingerprint
 
-METHODS = ("none", "mean", "robomonkey", "vgps", "both")
+# method -> the learned scorers (checkpoint folders) it reads; also what the ROS node checks at configure
+LEARNED_SCORERS: dict[str, tuple[str, ...]] = {"none": (), "mean": (), "robomonkey": ("verifier",),
+                                               "vgps": ("value",), "both": ("verifier", "value")}
+METHODS = tuple(LEARNED_SCORERS)
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ class SteeringConfig:
             raise ValueError(f"unknown selection {self.selection!r}; known: {MODES}")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be a positive number, got {self.temperature}")
-        for name in {"verifier", "value"} & set(self.scorer_names):
+        for name in LEARNED_SCORERS[self.method]:
             if not Path(getattr(self, name)).is_dir():
                 raise FileNotFoundError(f"steering {self.method!r} needs a {name} checkpoint: --{name} "
                                         f"{getattr(self, name)} does not exist")
@@ -60,9 +63,7 @@ class SteeringConfig:
 
     @property
     def scorer_names(self) -> tuple[str, ...]:
-        names = {"none": (), "mean": (), "robomonkey": ("verifier",), "vgps": ("value",),
-                 "both": ("verifier", "value")}
-        return names[self.method] + (("safety",) if self.safety else ())
+        return LEARNED_SCORERS[self.method] + (("safety",) if self.safety else ())
 
 
 def load_scorer(kind: str, path: str | Path, policy):

@@ -74,11 +74,13 @@ class TrainConfig:
 
 class Trainer:
     """`init`: a trained policy to fine-tune (its config, weights and normalisation statistics are kept;
-    the optimizer and learning-rate schedule start fresh)."""
+    the optimizer and learning-rate schedule start fresh); `init_added`: the tensors `VLAPolicy.extended`
+    added to it (recorded in the run's meta and the model card)."""
 
     def __init__(self, table: StepTable, out: Path, policy_config: PolicyConfig, cfg: TrainConfig,
-                 init: VLAPolicy | None = None) -> None:
-        self.out, self.cfg = Path(out), cfg
+                 init: VLAPolicy | None = None, init_added: list[str] | None = None,
+                 overwrite: bool = False) -> None:
+        self.out, self.cfg, self.overwrite = Path(out), cfg, overwrite
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(cfg.threads)
         rng = np.random.default_rng(cfg.seed)
@@ -103,6 +105,8 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.meta = {"train_steps_total": int(len(self.train_idx)), "val_steps": int(len(self.val_idx)),
                      "episodes": int(len(episodes)), "val_episodes": sorted(int(e) for e in val_eps)}
+        if init_added:
+            self.meta["init_added_tensors"] = list(init_added)
         modules = {"model": self.model} | ({"ema": self.ema} if self.ema is not None else {})
         # The cosine schedule is defined by `steps`, so resuming only continues an interrupted run with
         # the same parameters and data; `Run` refuses anything else.
@@ -196,7 +200,7 @@ class Trainer:
     def save_model(self, model_card: str = "") -> None:
         """The checkpoint folder: the EMA weights when there are any (what inference should run)."""
         weights = (self.ema or self.model).state_dict()
-        self.model.save_pretrained(self.out, model_card=model_card, state_dict=weights)
+        self.model.save_pretrained(self.out, model_card=model_card, state_dict=weights, overwrite=self.overwrite)
 
 
 def train_policy(data: list[str | Path], out: str | Path, policy_config: PolicyConfig, cfg: TrainConfig,
@@ -218,10 +222,8 @@ def train_policy(data: list[str | Path], out: str | Path, policy_config: PolicyC
     elif init_overrides:
         raise ValueError(f"init_overrides {init_overrides} need an init checkpoint")
     table = load_steps(data, policy_config, object_label_steps=cfg.object_label_steps, progress=progress)
-    trainer = Trainer(table, out, policy_config, cfg, init=init_policy)
-    if added:
-        trainer.meta["init_added_tensors"] = added
-        trainer.run.meta["init_added_tensors"] = added
+    trainer = Trainer(table, out, policy_config, cfg, init=init_policy, init_added=added,
+                      overwrite=overwrite)
 
     def validate() -> dict:
         return {"lr": trainer.lr_at(trainer.step), **trainer.validate()}
