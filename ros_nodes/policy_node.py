@@ -35,14 +35,14 @@ Model paths (policy, verifier, value, export_dir, urdf) may be relative: they re
 `vla_runtime.paths.resolve_data_path` (working directory first, then the installed `share/vla_steering`),
 so `policy_node --params-file <share>/config/policy_node.yaml` runs from any directory.
 
-Camera QoS: images and depth are subscribed RELIABLE, KEEP_LAST depth 2 (`image_reliability`). Measured
-on one host with Fast DDS defaults (shared memory + UDP), 640x480 rgb8 at 30 Hz for 2 s: best effort
-delivered 26-32 of 60 frames (one lost fragment loses a frame; the sender's 0.5 MiB shared-memory segment
-is smaller than a frame), reliable 60 of 60; depth 1 or 2 made no difference. A camera that only
-publishes best effort is refused by a reliable subscription (reported as incompatible QoS in the log and
-`incompatible_qos_<topic>`): set `image_reliability: best_effort` and give the camera's own process a
-Fast DDS profile with a shared-memory `segment_size` above one frame (16 MiB delivered 60 of 60 best
-effort). Each image/depth callback counts `received_<topic>`.
+Camera QoS: images and depth are subscribed RELIABLE, KEEP_LAST depth 2 (`image_reliability`). Over best
+effort with Fast DDS defaults a 640x480 frame is lost whenever one of its fragments is (the sender's
+shared-memory segment is smaller than a frame), and most frames of a 30 Hz stream were lost on this host;
+reliable delivery is what `tests/ros/test_safety_policy_node.py` holds to at least 90% of such a stream.
+A camera that only publishes best effort is refused by a reliable subscription (reported as incompatible
+QoS in the log and `incompatible_qos_<topic>`): set `image_reliability: best_effort` and give the
+camera's own process a Fast DDS profile with a shared-memory `segment_size` above one frame. Each
+image/depth callback counts `received_<topic>`.
 
 Shutdown (`ros_nodes.node_main`): Ctrl-C / SIGTERM stop the spin; `destroy_node` joins the inference
 thread before the rclpy context goes down.
