@@ -20,9 +20,11 @@ from vla_runtime.stats import mcnemar_exact, wilson_interval
 
 
 def column(r: dict) -> str:
-    """`base`, `base avg16`, `robomonkey` (n=m=16), `robomonkey n4 m4`, ..."""
+    """`base`, `base avg16`, `robomonkey` (n=m=16), `robomonkey n4 m4`, `oracle gaussian n16 m16`, ..."""
     if r["method"] == "base":
         return "base" if r.get("samples", 1) == 1 else f"base avg{r['samples']}"
+    if r["method"] == "oracle":
+        return f"oracle {r['proposal']} n{r['n']} m{r['m']}"
     if (r.get("n"), r.get("m")) in ((16, 16), (None, None)):
         return r["method"]
     return f"{r['method']} n{r['n']} m{r['m']}"

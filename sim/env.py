@@ -9,6 +9,7 @@ commanded TCP target; damped IK turns the target into joint position targets.
 from __future__ import annotations
 
 import string
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -143,6 +144,35 @@ class ArmEnv(gym.Env):
     @property
     def steps(self) -> int:
         return self._steps
+
+    @property
+    def gripper_command(self) -> float:
+        """The held gripper command (0 closed .. 1 open)."""
+        return self._target.gripper
+
+    def succeeded(self) -> bool:
+        """The task's success predicate in the current state."""
+        self._require_world("succeeded")
+        return bool(is_success(self.instance, self.world, self.arm.in_contact_with))
+
+    # --- lookahead (the oracle and DAgger relabelling ask the expert what it would do from here) --------
+    @contextmanager
+    def lookahead(self):
+        """Inside, `simulate(action)` moves the world without rendering or episode bookkeeping; on exit the
+        physics state and the commanded target are restored, so the episode goes on as if nothing ran."""
+        self._require_world("lookahead")
+        state = p.saveState(physicsClientId=self.client)
+        target = (self._target.pos.copy(), self._target.quat.copy(), self._target.gripper)
+        try:
+            yield self
+        finally:
+            p.restoreState(stateId=state, physicsClientId=self.client)
+            p.removeState(state, physicsClientId=self.client)
+            self._target.reset(*target)
+
+    def simulate(self, action: np.ndarray) -> None:
+        """One control step of physics under `action`, nothing rendered or counted (use inside `lookahead`)."""
+        self._apply(self.spec_actions.validate(action))
 
     def camera_infos(self) -> dict[str, CameraInfo]:
         return dict(self._cam_infos)

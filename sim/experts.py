@@ -80,6 +80,7 @@ class ScriptedExpert:
         self.config = config
         self.rng = rng
         self.label: np.ndarray | None = None
+        self._offset: np.ndarray | None = None
 
     def reset(self, env: ArmEnv) -> None:
         inst = env.instance
@@ -101,6 +102,70 @@ class ScriptedExpert:
         self._burst_left = 0
         self._burst = np.zeros(3)
         self.label = None
+
+    def resume(self, env: ArmEnv) -> None:
+        """Re-enter the phase plan from whatever state the world is in (a state a policy reached), so the
+        expert can be asked what it would do from there. Phases are inferred from privileged state: is the
+        object held, is the hand above it, has the task succeeded."""
+        kept_offset = self._offset  # measured when this grasp settled (an earlier query): a swinging object lies
+        self.reset(env)
+        obj = body_pos(env.client, self._obj)
+        tpos, tquat = env.target_pose
+        tcp = env.arm.tcp_pose()[0]
+        closed = env.gripper_command < 0.5
+        names = [ph.name for ph in self._plan(env)]
+        if env.instance.task == "push_to":
+            self._phase_idx = names.index(self._resume_push(env, obj, tcp))
+            return
+        held = closed and env.arm.in_contact_with(self._obj)
+        if held:  # keep the grasp: lift where the hand is, carry, lower, release
+            self._grasp_yaw = tcp_yaw(tquat)
+            self._locked_xy = tpos[:2].copy()
+            self._offset = kept_offset if kept_offset is not None else self._grip_offset(env)
+            phase = "lift"
+            if env.instance.task != "pick_lift":
+                goal = self._plan(env)[names.index("carry")].pos
+                # judged on the commanded hand (it leads the measured one); a hand already lowering near the
+                # goal keeps lowering (lower corrects xy on the way), one far from it rises first
+                off = float(np.linalg.norm(tpos[:2] - goal[:2]))
+                high = tpos[2] > CARRY_Z - 0.02
+                phase = "lower" if off < 0.015 or (off < 0.03 and not high) else ("carry" if high else "lift")
+            self._phase_idx = names.index(phase)
+            return
+        if env.instance.task != "pick_lift" and (env.succeeded() or self._at_goal(env, obj)):
+            self._phase_idx = names.index("retreat")  # released over the goal: leave it be
+            return
+        aligned = np.linalg.norm(tcp[:2] - obj[:2]) < 0.012
+        if aligned and tcp[2] < ABOVE_Z - 0.015:
+            self._locked_xy = obj[:2].copy()
+            if not closed:
+                self._phase_idx = names.index("descend")
+                return
+            if env.arm.gripper_width() > 0.02 and tcp[2] < OBJECT_HALF + 0.015:  # closing, fingers still apart
+                self._phase_idx = names.index("close")
+                return
+        self._phase_idx = 0  # "above": open the hand and approach from the top
+
+    def _at_goal(self, env: ArmEnv, obj: np.ndarray) -> bool:
+        """place_in / stack: the object lies over its goal (released there, maybe still settling)."""
+        inst = env.instance
+        if inst.task == "place_in":
+            return bool(np.max(np.abs(obj[:2] - np.asarray(inst.container.xy))) < inst.container.inner_half)
+        base = body_pos(env.client, env.world.objects[inst.base_index])
+        return bool(np.linalg.norm(obj[:2] - base[:2]) < 0.025 and obj[2] > base[2] + OBJECT_HALF)
+
+    def _resume_push(self, env: ArmEnv, obj: np.ndarray, tcp: np.ndarray) -> str:
+        if env.succeeded():
+            return "retreat"
+        goal = np.asarray(next(r for r in env.instance.regions if r.name == env.instance.goal_region).xy)
+        d = goal - obj[:2]
+        d /= np.linalg.norm(d) + 1e-9
+        rel = tcp[:2] - obj[:2]
+        along, across = float(rel @ d), float(abs(rel[0] * d[1] - rel[1] * d[0]))
+        if -0.09 < along < -0.01 and across < 0.012:  # behind the object on the line to the goal
+            self._locked_xy = obj[:2].copy()
+            return "push" if tcp[2] < 0.04 else "down"
+        return "pre"
 
     # --- phase plans ---------------------------------------------------------
     def _plan(self, env: ArmEnv) -> list[_Phase]:
@@ -212,6 +277,21 @@ class ScriptedExpert:
             dyaw = dyaw + float(self.rng.normal(0.0, 0.03))
         a = np.array([*dpos, 0.0, 0.0, dyaw, gripper], dtype=np.float32)
         return env.spec_actions.validate(a)
+
+
+def expert_chunk(env: ArmEnv, expert: ScriptedExpert, horizon: int) -> np.ndarray:
+    """-> (horizon, A): the actions the expert would take from the current state, found by running it
+    closed-loop in a lookahead that is rolled back afterwards (the episode is not advanced)."""
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    with env.lookahead():
+        expert.resume(env)
+        actions = []
+        for _ in range(horizon):
+            a = expert.act(env)
+            actions.append(a)
+            env.simulate(a)
+    return np.stack(actions).astype(np.float32)
 
 
 def _wrap(x: float, period: float) -> float:

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from verifiers.pipeline import StepResult
+from verifiers.pipeline import SteeredPolicy, StepResult
+from verifiers.selection import Selector
 from verifiers.steering import SteeringConfig, steered_pipeline
 from vla_runtime.execution import ChunkExecutor, ExecutorConfig
 from vla_runtime.types import Observation
@@ -29,8 +30,10 @@ class Agent:
 
     needs_images = True
 
-    def __init__(self, decide: Decide, reset: Callable[[], None], executor: ChunkExecutor, seed: int) -> None:
+    def __init__(self, decide: Decide, reset: Callable[[], None], executor: ChunkExecutor, seed: int,
+                 before_decide: Callable[[object], None] | None = None) -> None:
         self.decide, self._reset_decider, self.executor = decide, reset, executor
+        self.before_decide = before_decide  # env -> None: the oracle's scorer reads the simulator there
         self.generator = torch.Generator().manual_seed(seed)
         self.picks: list[int] = []  # the selected candidate's index per decision
 
@@ -41,6 +44,8 @@ class Agent:
 
     def act(self, env) -> np.ndarray:
         if self.executor.needs_plan:
+            if self.before_decide is not None:
+                self.before_decide(env)
             result = self.decide(env.last_observation, self.generator)
             self.picks.append(result.index)
             self.executor.add_chunk(result.chunk)
@@ -55,6 +60,12 @@ def read_policy_config(path: str):
     return parse_json_file(Path(path) / "config.json", PolicyConfig.from_dict)
 
 
+# steering method -> the name of its candidate recipe, as the oracle's rows report it
+ORACLE_PROPOSALS: dict[str, Callable[[SteeringConfig], str]] = {
+    "robomonkey": lambda s: "gaussian+samples" if s.keep_samples else "gaussian",
+    "vgps": lambda s: "samples",
+}
+
 _PIPELINES: dict[tuple, object] = {}  # per worker process: (policy folder, steering, backend) -> SteeredPolicy
 
 
@@ -66,10 +77,18 @@ class AgentFactory:
     steering: SteeringConfig = field(default_factory=lambda: SteeringConfig(method="none"))
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     backend: str = "torch"  # vla_runtime.backends.BACKENDS
+    oracle: bool = False  # score the steering's candidates by distance to the scripted expert (`vla_app.oracle`)
+
+    def __post_init__(self) -> None:
+        if self.oracle and self.steering.method not in ORACLE_PROPOSALS:
+            raise ValueError(f"the oracle picks among a steering method's candidates: use one of "
+                             f"{sorted(ORACLE_PROPOSALS)}, not {self.steering.method!r}")
 
     @property
     def method(self) -> str:
         """The method column of `vla eval` rows: the mean of n samples is the base policy executed so."""
+        if self.oracle:
+            return "oracle"
         return "base" if self.steering.method in ("none", "mean") else self.steering.method
 
     def pipeline(self):
@@ -82,11 +101,20 @@ class AgentFactory:
     def __call__(self, seed: int) -> Agent:
         torch.set_num_threads(1)  # one worker per core
         steered = self.pipeline()
-        return Agent(steered.act, steered.reset, ChunkExecutor(steered.policy.action_spec, self.executor), seed)
+        executor = ChunkExecutor(steered.policy.action_spec, self.executor)
+        if self.oracle:  # the same candidates, scored by the expert instead of the learned scorers
+            from vla_app.oracle import ExpertScorer
+
+            scorer = ExpertScorer(steered.policy.action_spec, np.random.default_rng([seed, 0x0AC1E]))
+            steered = SteeredPolicy(steered.policy, steered.proposal, [scorer], Selector(), steered.n, steered.m)
+            return Agent(steered.act, steered.reset, executor, seed, before_decide=scorer.bind)
+        return Agent(steered.act, steered.reset, executor, seed)
 
     def row_fields(self) -> dict:
         """What `vla eval` writes beside `method` in each result row."""
         s = self.steering
+        if self.oracle:
+            return {"backend": self.backend, "n": s.n, "m": s.m, "proposal": ORACLE_PROPOSALS[s.method](s)}
         if s.method in ("none", "mean"):
             return {"samples": s.n if s.method == "mean" else 1, "backend": self.backend}
         return {"backend": self.backend, "n": s.n, "m": s.m, "selection": s.selection, "temperature": s.temperature,

@@ -53,6 +53,10 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-samples", action="store_true",
                    help="robomonkey/both: score the n policy samples too, beside the m Gaussian draws")
     p.add_argument("--safety", action="store_true", help="add the depth-based safety scorer (renders depth)")
+    p.add_argument("--oracle", action="store_true",
+                   help="score --steer's candidates by NRMSE to the scripted expert's chunk from the privileged "
+                        "state instead of the learned scorers: the ceiling any verifier could reach with them "
+                        "(robomonkey: Gaussian draws, + the samples with --keep-samples; vgps: the samples)")
     a.backend_arg(p)
     p.add_argument("--json", help="write {'results': [...], 'complete': bool} here, after each variation")
     p.add_argument("--gifs", type=int, default=a.default_of(EvalConfig, "gifs"),
@@ -71,13 +75,15 @@ def _agent_factory(args: argparse.Namespace, executor):
     if args.policy == "expert":
         return None
     if args.steer == "none":
+        if args.oracle:
+            raise ValueError("--oracle picks among a steering method's candidates: give --steer robomonkey or vgps")
         return AgentFactory(args.policy, unsteered(args.average), executor, backend=args.backend)
     if args.average != 1:
         raise ValueError("--average executes the mean of N samples, an unsteered policy; steering draws --n")
     steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
                               selection=args.selection, temperature=args.temperature, safety=args.safety,
                               weights=args.weights, keep_samples=args.keep_samples)
-    return AgentFactory(args.policy, steering, executor, backend=args.backend)
+    return AgentFactory(args.policy, steering, executor, backend=args.backend, oracle=args.oracle)
 
 
 def evaluate(args: argparse.Namespace) -> int:
