@@ -46,6 +46,7 @@ class StepResult:
     index: int  # the selected candidate; -1 when nothing scored was executable and the mean ran instead
     timings_ms: dict[str, float] = field(default_factory=dict)  # encode, sample, propose, <scorer>..., select
     fallback: str = ""  # why the mean of the samples ran instead of a candidate ("" = it did not)
+    context: object = None  # the decision's `Context` (token + observation), for recorders
 
 
 class SteeredPolicy:
@@ -74,7 +75,7 @@ class SteeredPolicy:
         samples = self.policy.sample(ctx, self.n, generator)  # (n, H, A)
         t["sample"] = _ms(t0)
         if not self.scorers:  # unsteered: the policy's one sample, or the mean of its n samples
-            return StepResult(self._mean(samples), samples, {}, 0, t)
+            return StepResult(self._mean(samples), samples, {}, 0, t, context=ctx)
         t0 = time.perf_counter()
         candidates = self.proposal.propose(samples, self.m, generator)  # (m', H, A)
         finite = np.isfinite(candidates).all(axis=(1, 2))
@@ -84,7 +85,8 @@ class SteeredPolicy:
                         len(candidates))
             candidates = candidates[finite]
             if len(candidates) == 0:
-                return StepResult(self._mean(samples), candidates, {}, -1, t, fallback="every candidate was non-finite")
+                return StepResult(self._mean(samples), candidates, {}, -1, t, fallback="every candidate was non-finite",
+                                  context=ctx)
         scores = {}
         for scorer in self.scorers:
             t0 = time.perf_counter()
@@ -99,10 +101,11 @@ class SteeredPolicy:
             log.warning("steering: every candidate was rejected (%s); executing the mean of the %d samples",
                         ", ".join(n for n, s in scores.items() if np.isneginf(s).all()), len(samples))
             t["select"] = _ms(t0)
-            return StepResult(self._mean(samples), candidates, scores, -1, t, fallback="every candidate was rejected")
+            return StepResult(self._mean(samples), candidates, scores, -1, t, fallback="every candidate was rejected",
+                              context=ctx)
         index = self.selector.pick(combined, generator)
         t["select"] = _ms(t0)
-        return StepResult(candidates[index], candidates, scores, index, t)
+        return StepResult(candidates[index], candidates, scores, index, t, context=ctx)
 
     def _mean(self, samples: np.ndarray) -> np.ndarray:
         """The policy's own execution: its one sample, or the mean of its samples with the gripper voted."""

@@ -262,7 +262,7 @@ def train_value(policy_dir: str | Path, data: list[str | Path], out: str | Path,
         v_loss, q_loss = losses(idx, va)
         out = {"val_v_loss": float(v_loss), "val_q_loss": float(q_loss), **success_auc(model, table, val_rows)}
         if rank_sets is not None:
-            out.update(ranking_metrics(model, table, rank_sets, 0.005))
+            out.update(ranking_metrics(model, rank_sets, 0.005))
         return out
 
     def save_model(last: dict) -> None:

@@ -22,6 +22,7 @@ from verifiers.action_verifier import CONFIG_TYPE, ActionVerifier, VerifierConfi
 from verifiers.features import QUALITIES, FeatureTable, cache_key, cached_features
 from verifiers.preferences import nrmse, perturb, preference_loss
 from verifiers.proposals import GaussianVote
+from verifiers.relabelled import read_decisions
 from vla_runtime.checkpoint import is_checkpoint_of, weights_fingerprint
 from vla_runtime.io import check_output_dir
 from vla_runtime.policy.model import VLAPolicy
@@ -66,7 +67,7 @@ class VerifierTrainConfig:
 
 @dataclass
 class CandidateSets:
-    rows: np.ndarray  # (S,) feature-table rows (the states)
+    cond: np.ndarray  # (S, d) the policy's token at each state
     candidates: np.ndarray  # (S, K, H, A) robot units; column 0 is the expert chunk
     errors: np.ndarray  # (S, K) NRMSE to the expert chunk
     policy_cols: slice  # the columns holding policy samples + Gaussian draws (what steering ranks)
@@ -101,7 +102,7 @@ def build_candidates(policy: VLAPolicy, table: FeatureTable, rows: np.ndarray, c
                 g = proposal.propose(samples[i], g_n, gen)
                 cands[b + i, 1 + p_n + s_n:] = np.concatenate([g, np.repeat(g[:1], g_n - len(g), axis=0)])
     errors = np.stack([nrmse(c, c[0], low, high) for c in cands]).astype(np.float32)
-    return CandidateSets(rows, cands, errors, slice(1 + p_n, k), 1 + p_n + s_n if g_n else None)
+    return CandidateSets(table.cond[rows], cands, errors, slice(1 + p_n, k), 1 + p_n + s_n if g_n else None)
 
 
 def demonstration_rows(table: FeatureTable, rows: np.ndarray) -> np.ndarray:
@@ -125,13 +126,59 @@ def _random_pairs(errors: torch.Tensor, n: int, min_gap: float, gen: torch.Gener
     return state, win, lose, d_star
 
 
-def ranking_metrics(model: torch.nn.Module, table: FeatureTable, sets: CandidateSets, min_gap: float) -> dict:
+def relabelled_sets(dirs: list[str | Path], policy: VLAPolicy, perturbations: int, val_fraction: float,
+                    seed: int) -> tuple[CandidateSets, CandidateSets]:
+    """(train, val) candidate sets from `vla sim relabel` folders, split by episode. Per decision:
+    [the expert's chunk, perturbations of it, the recorded candidates]; recorded candidate 0 is the samples'
+    mean (what `--average n` executes), so validation compares the verifier's pick with it."""
+    spec = policy.config.action_spec
+    low, high = policy.normalizer.action_low, policy.normalizer.action_high
+    d = read_decisions(dirs, weights_fingerprint(policy), spec.chunk_length, spec.dim)
+    rng = np.random.default_rng(seed)
+    episodes = np.unique(d.episode)
+    n_val = max(1, round(val_fraction * len(episodes))) if len(episodes) > 1 else 0
+    val_eps = rng.choice(episodes, size=n_val, replace=False)
+    k_rec = d.candidates.shape[1]
+    cands = np.empty((len(d.cond), 1 + perturbations + k_rec, *d.expert.shape[1:]), np.float32)
+    cands[:, 0] = d.expert
+    for i, e in enumerate(d.expert):
+        cands[i, 1:1 + perturbations] = perturb(e, perturbations, spec, low, high, rng)[0]
+    cands[:, 1 + perturbations:] = d.candidates
+    errors = np.stack([nrmse(c, c[0], low, high) for c in cands]).astype(np.float32)
+    val = np.isin(d.episode, val_eps)
+    cols, mean_col = slice(1 + perturbations, cands.shape[1]), 1 + perturbations
+
+    def part(mask: np.ndarray) -> CandidateSets:
+        return CandidateSets(d.cond[mask], cands[mask], errors[mask], cols, mean_col)
+
+    return part(~val), part(val)
+
+
+def merge_sets(a: CandidateSets | None, b: CandidateSets | None) -> CandidateSets:
+    """Both sets' states in one; the narrower is padded with copies of its expert column (ties, never a
+    pair). The policy columns and mean column of `a` are kept (validation reads each set on its own)."""
+    if a is None or b is None:
+        return a if b is None else b
+    k = max(a.candidates.shape[1], b.candidates.shape[1])
+
+    def pad(s: CandidateSets) -> tuple[np.ndarray, np.ndarray]:
+        extra = k - s.candidates.shape[1]
+        return (np.concatenate([s.candidates, np.repeat(s.candidates[:, :1], extra, axis=1)], axis=1),
+                np.concatenate([s.errors, np.zeros((len(s.errors), extra), np.float32)], axis=1))
+
+    (ca, ea), (cb, eb) = pad(a), pad(b)
+    return CandidateSets(np.concatenate([a.cond, b.cond]), np.concatenate([ca, cb]), np.concatenate([ea, eb]),
+                         a.policy_cols, a.mean_col)
+
+
+def ranking_metrics(model: torch.nn.Module, sets: CandidateSets, min_gap: float, prefix: str = "val") -> dict:
     """How a scorer (`model(cond (B, d), chunks (B, H, A)) -> (B,)`: the verifier or the value function)
     ranks held-out candidate sets: pairwise accuracy over all pairs, and the NRMSE of its argmax among the
-    policy's candidates against a random pick, the oracle and the Gaussian mean."""
+    policy's candidates against a random pick, the oracle and the Gaussian mean (and how often the pick is
+    closer to the expert than the mean by more than min_gap, and the reverse)."""
     model.eval()
     with torch.no_grad():
-        cond = torch.from_numpy(table.cond[sets.rows])
+        cond = torch.from_numpy(sets.cond)
         s, k = sets.errors.shape
         c = torch.from_numpy(sets.candidates)
         scores = model(cond.repeat_interleave(k, 0), c.flatten(0, 1)).view(s, k).numpy()
@@ -143,48 +190,70 @@ def ranking_metrics(model: torch.nn.Module, table: FeatureTable, sets: Candidate
     pc = sets.policy_cols
     pe, ps = e[:, pc], scores[:, pc]
     picked = pe[np.arange(s), ps.argmax(1)]
-    out = {"val_pair_acc": acc, "val_pick_nrmse": float(picked.mean()), "val_random_nrmse": float(pe.mean()),
-           "val_oracle_nrmse": float(pe.min(1).mean())}
+    out = {"pair_acc": acc, "pick_nrmse": float(picked.mean()), "random_nrmse": float(pe.mean()),
+           "oracle_nrmse": float(pe.min(1).mean())}
     if sets.mean_col is not None:
-        out["val_mean_nrmse"] = float(e[:, sets.mean_col].mean())
-    return out
+        out["mean_nrmse"] = float(e[:, sets.mean_col].mean())
+        out["pick_beats_mean"] = float((picked < e[:, sets.mean_col] - min_gap).mean())
+        out["mean_beats_pick"] = float((e[:, sets.mean_col] < picked - min_gap).mean())
+    return {f"{prefix}_{k}": v for k, v in out.items()}
 
 
 def train_verifier(policy_dir: str | Path, data: list[str | Path], out: str | Path, cfg: VerifierTrainConfig,
                    resume: bool = False, progress: bool = True, command: str = "",
-                   feature_cache: str | Path | None = None, overwrite: bool = False) -> dict:
-    """feature_cache: where frame encodings are cached (default: beside the run); share one folder
-    between the verifier and value trainers."""
-    out = check_output_dir(out, is_checkpoint_of(CONFIG_TYPE), "action verifier checkpoint", inputs=[policy_dir, *data],
-                           overwrite=overwrite)
+                   feature_cache: str | Path | None = None, overwrite: bool = False,
+                   relabelled: list[str | Path] = (), init: str | Path | None = None) -> dict:
+    """data: demonstration datasets (expert / dart episodes); relabelled: `vla sim relabel` folders (the
+    policy's own states with the expert's chunk); at least one of the two. init: a verifier checkpoint of
+    the same shape to start from (fine-tuning the bundled one on relabelled states). feature_cache: where
+    frame encodings are cached (default: beside the run); share one folder between the verifier and value
+    trainers."""
+    if not data and not relabelled:
+        raise ValueError("give demonstration data (--data), relabelled decisions (--relabelled), or both")
+    out = check_output_dir(out, is_checkpoint_of(CONFIG_TYPE), "action verifier checkpoint",
+                           inputs=[policy_dir, *data, *relabelled, *([init] if init else [])], overwrite=overwrite)
     t0 = time.perf_counter()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     policy = VLAPolicy.from_pretrained(policy_dir)
-    table = cached_features(policy_dir, data, Path(feature_cache or state_dir(out) / "features"), progress=progress)
-    train_rows, val_rows = table.split(cfg.val_fraction, cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    train_rows = demonstration_rows(table, train_rows)
-    val_rows = demonstration_rows(table, val_rows)
-    if len(train_rows) == 0 or len(val_rows) == 0:
-        raise ValueError("no demonstration states with a full expert chunk in the data (need expert or dart data)")
-    train_rows = np.sort(rng.choice(train_rows, size=min(cfg.max_states, len(train_rows)), replace=False))
-    val_rows = np.sort(rng.choice(val_rows, size=min(1024, len(val_rows)), replace=False))
-    t_enc = time.perf_counter() - t0
-    train_sets = build_candidates(policy, table, train_rows, cfg, seed=cfg.seed)
-    val_sets = build_candidates(policy, table, val_rows, cfg, seed=cfg.seed + 1)
-    t_cand = time.perf_counter() - t0 - t_enc
+    demo_train = demo_val = rel_train = rel_val = None
+    if data:
+        table = cached_features(policy_dir, data, Path(feature_cache or state_dir(out) / "features"), progress=progress)
+        train_rows, val_rows = table.split(cfg.val_fraction, cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        train_rows = demonstration_rows(table, train_rows)
+        val_rows = demonstration_rows(table, val_rows)
+        if len(train_rows) == 0 or len(val_rows) == 0:
+            raise ValueError("no demonstration states with a full expert chunk in the data (need expert or dart data)")
+        train_rows = np.sort(rng.choice(train_rows, size=min(cfg.max_states, len(train_rows)), replace=False))
+        val_rows = np.sort(rng.choice(val_rows, size=min(1024, len(val_rows)), replace=False))
+        demo_train = build_candidates(policy, table, train_rows, cfg, seed=cfg.seed)
+        demo_val = build_candidates(policy, table, val_rows, cfg, seed=cfg.seed + 1)
+    if relabelled:
+        rel_train, rel_val = relabelled_sets(list(relabelled), policy, cfg.perturbations, cfg.val_fraction, cfg.seed)
+    train_sets = merge_sets(demo_train, rel_train)
+    t_cand = time.perf_counter() - t0
 
     vcfg = VerifierConfig(cond_dim=policy.config.d_model, horizon=policy.config.horizon,
                           action_dim=policy.config.action_dim, hidden=cfg.hidden, layers=cfg.layers,
                           policy=weights_fingerprint(policy))
     model = ActionVerifier(vcfg, policy.normalizer)
+    if init is not None:
+        start = ActionVerifier.from_pretrained(init)
+        if start.config != vcfg:
+            raise ValueError(f"--init {init} is a verifier of another shape or policy ({start.config}); this run "
+                             f"trains {vcfg}")
+        model.load_state_dict(start.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    meta = {"train_config": asdict(cfg), "features": cache_key(policy_dir, data), "states": int(len(train_rows)),
-            "val_states": int(len(val_rows))}
+    meta = {"train_config": asdict(cfg), "states": int(len(train_sets.cond)),
+            "demonstration_states": 0 if demo_train is None else int(len(demo_train.cond)),
+            "relabelled_states": 0 if rel_train is None else int(len(rel_train.cond)),
+            "init": str(init) if init else None}
+    if data:
+        meta["features"] = cache_key(policy_dir, data)
     run = Run(out, {"model": model}, opt, gen, meta)
-    cond_all = torch.from_numpy(table.cond[train_sets.rows])
+    cond_all = torch.from_numpy(train_sets.cond)
     cands_all = torch.from_numpy(train_sets.candidates)
     errs_all = torch.from_numpy(train_sets.errors)
     k = cands_all.shape[1]
@@ -210,31 +279,39 @@ def train_verifier(policy_dir: str | Path, data: list[str | Path], out: str | Pa
         opt.step()
         return loss.item()
 
+    def validate() -> dict:
+        metrics = {} if demo_val is None else ranking_metrics(model, demo_val, cfg.min_gap)
+        if rel_val is not None and len(rel_val.cond):  # the states steering meets: pick vs the samples' mean
+            metrics.update(ranking_metrics(model, rel_val, cfg.min_gap, prefix="relabelled"))
+        return metrics
+
     def save_model(last: dict) -> None:
-        model.save_pretrained(out, model_card=verifier_card(cfg, last, command, data, policy_dir,
-                                                            {"states": len(train_rows), "candidates": k}),
+        model.save_pretrained(out, model_card=verifier_card(cfg, last, command, [*data, *relabelled], policy_dir,
+                                                            {"states": len(train_sets.cond), "candidates": k}, init),
                               overwrite=overwrite)
 
-    last = run.loop(cfg.steps, train_step, lambda: ranking_metrics(model, table, val_sets, cfg.min_gap),
-                    save_model, cfg.val_every, cfg.ckpt_every, resume, progress, "train verifier")
+    last = run.loop(cfg.steps, train_step, validate, save_model, cfg.val_every, cfg.ckpt_every, resume, progress,
+                    "train verifier")
     return {"out": str(out), "steps": run.step, "seconds": round(time.perf_counter() - t0, 1),
-            "encode_s": round(t_enc, 1), "candidates_s": round(t_cand, 1), **last, **meta}
+            "candidates_s": round(t_cand, 1), **last, **meta}
 
 
-def verifier_card(cfg: VerifierTrainConfig, last: dict, command: str, data, policy_dir, sizes: dict) -> str:
+def verifier_card(cfg: VerifierTrainConfig, last: dict, command: str, data, policy_dir, sizes: dict,
+                  init: str | Path | None = None) -> str:
     m = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in last.items()}
-    return (
-        "# vla_steering action verifier\n\n"
+    lines = [
+        "# vla_steering action verifier\n",
         "RoboMonkey-style action verifier at our scale: an MLP over the frozen policy's conditioning token and a "
         "candidate chunk (normalised with the policy's action statistics) -> a scalar (higher = closer to what "
-        "the expert would do). Trained on synthetic preferences: per demonstration state, the expert chunk, "
-        f"{cfg.perturbations} perturbations of it, {cfg.policy_samples} frozen-policy samples and {cfg.gaussian} "
-        "GaussianVote draws, ranked by NRMSE to the expert chunk; RoboMonkey's preference loss "
-        f"(alpha={cfg.alpha}).\n\n"
-        f"- Policy it reads: `{policy_dir}` (fingerprint in config.json `policy`; steering refuses other policies)\n"
-        f"- Data: {', '.join(str(d) for d in data)}; {sizes['states']} states x {sizes['candidates']} candidates\n"
-        f"- Command: `{command}`\n"
-        f"- Held-out metrics at step {m.get('step')}: pairwise accuracy {m.get('val_pair_acc')}, NRMSE of the pick "
-        f"among policy candidates {m.get('val_pick_nrmse')} (random {m.get('val_random_nrmse')}, oracle "
-        f"{m.get('val_oracle_nrmse')})\n"
-    )
+        "the expert would do). Trained on preferences ranked by NRMSE to the expert's chunk with RoboMonkey's "
+        f"preference loss (alpha={cfg.alpha}): per demonstration state, the expert chunk, {cfg.perturbations} "
+        f"perturbations of it, {cfg.policy_samples} frozen-policy samples and {cfg.gaussian} GaussianVote draws; "
+        "per relabelled state (the policy's own, `vla sim relabel`), the expert's chunk from that state, "
+        f"{cfg.perturbations} perturbations of it and the candidates steering scored there.\n",
+        f"- Policy it reads: `{policy_dir}` (fingerprint in config.json `policy`; steering refuses other policies)",
+        f"- Data: {', '.join(str(d) for d in data)}; {sizes['states']} states x {sizes['candidates']} candidates",
+        f"- Command: `{command}`" + (f" (starting from `{init}`, whose card names its own command)" if init else ""),
+        f"- Held-out metrics at step {m.get('step')}: "
+        + "; ".join(f"{k} {v}" for k, v in m.items() if k.startswith(("val_", "relabelled_"))),
+    ]
+    return "\n".join(lines) + "\n"

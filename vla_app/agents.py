@@ -31,9 +31,11 @@ class Agent:
     needs_images = True
 
     def __init__(self, decide: Decide, reset: Callable[[], None], executor: ChunkExecutor, seed: int,
-                 before_decide: Callable[[object], None] | None = None) -> None:
+                 before_decide: Callable[[object], None] | None = None,
+                 finish: Callable[[object, object], None] | None = None) -> None:
         self.decide, self._reset_decider, self.executor = decide, reset, executor
         self.before_decide = before_decide  # env -> None: the oracle's scorer reads the simulator there
+        self.finish = finish  # (env, EpisodeSummary) -> None after the episode: recorders write their data
         self.generator = torch.Generator().manual_seed(seed)
         self.picks: list[int] = []  # the selected candidate's index per decision
 

@@ -98,6 +98,9 @@ def run_episode(job: EpisodeJob, factory: AgentFactory, record_root: str | None 
                              seconds=time.perf_counter() - t0, instruction=env.instance.instruction)
     if record_root is not None:
         _write(record_root, job, env, summary, frames, actions, rewards, successes, relabelled)
+    finish = getattr(agent, "finish", None)  # an agent that records its own data writes it once the outcome is known
+    if finish is not None:
+        finish(env, summary)
     return summary
 
 

@@ -40,6 +40,28 @@ def configure(p: argparse.ArgumentParser) -> None:
     q.add_argument("--no-progress", action="store_true")
     q.set_defaults(func=collect)
 
+    from vla_app.relabel import RelabelConfig
+
+    q = sub.add_parser("relabel", formatter_class=a.Formatter,
+                       help="roll the policy out on training seeds and store every decision's candidates with the "
+                            "expert's chunk from that state (DAgger relabelling for `vla train verifier --relabelled`)")
+    q.add_argument("--policy", type=a.checkpoint, required=True)
+    q.add_argument("--verifier", type=a.checkpoint, default=a.default_of(RelabelConfig, "verifier"),
+                   help="picks the executed candidate in steered episodes")
+    q.add_argument("--task", default="all", help=a.registry_help(TASKS, "task", allow_all=True))
+    q.add_argument("--episodes", type=a.positive, default=a.default_of(RelabelConfig, "episodes"),
+                   help="total episodes in the folder (round-robin tasks; resumable)")
+    q.add_argument("--seed", type=a.nonnegative, default=a.default_of(RelabelConfig, "seed"),
+                   help="episode k uses seed + k; must avoid the evaluation and development seeds 10000..39999")
+    q.add_argument("--workers", type=a.positive, default=a.default_of(RelabelConfig, "workers"))
+    q.add_argument("--n", type=a.positive, default=a.default_of(RelabelConfig, "n"), help="policy samples")
+    q.add_argument("--m", type=a.positive, default=a.default_of(RelabelConfig, "m"), help="Gaussian draws")
+    q.add_argument("--steered-share", type=float, default=a.default_of(RelabelConfig, "steered_share"),
+                   help="share of episodes executing the verifier's pick (the rest execute the samples' mean)")
+    q.add_argument("--out", required=True)
+    q.add_argument("--no-progress", action="store_true")
+    q.set_defaults(func=relabel)
+
     q = sub.add_parser("replay", help="render a stored episode as a GIF", formatter_class=a.Formatter)
     q.add_argument("dir")
     q.add_argument("--episode", type=int, default=0, help="episode position in the dataset (0-based)")
@@ -88,4 +110,15 @@ def replay(args: argparse.Namespace) -> int:
 
     check_output_file(args.gif, "--gif")
     print(replay_to_gif(args.dir, args.episode, args.gif, fps=args.fps))
+    return 0
+
+
+def relabel(args: argparse.Namespace) -> int:
+    from sim.tasks import TASKS
+    from vla_app.relabel import RelabelConfig, relabel
+
+    cfg = RelabelConfig(policy=args.policy, out=args.out, verifier=args.verifier, episodes=args.episodes,
+                        seed=args.seed, workers=args.workers, n=args.n, m=args.m, steered_share=args.steered_share,
+                        tasks=a.names(args.task, TASKS, "task", allow_all=True))
+    print(json.dumps(relabel(cfg, progress=not args.no_progress)))
     return 0

@@ -103,11 +103,11 @@ def policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scorer_io_args(p: argparse.ArgumentParser, data_help: str) -> None:
+def _scorer_io_args(p: argparse.ArgumentParser, data_help: str, data_required: bool = True) -> None:
     """What both scorer trainers read and write."""
     p.add_argument("--policy", type=a.checkpoint, default="models/policy",
                    help="the frozen policy whose token it reads")
-    p.add_argument("--data", nargs="+", required=True, help=data_help)
+    p.add_argument("--data", nargs="+" if data_required else "*", required=data_required, default=[], help=data_help)
     p.add_argument("--out", required=True)
     a.overwrite_arg(p, "checkpoint of the same kind")
     p.add_argument("--feature-cache", default=None, metavar="DIR",
@@ -117,7 +117,10 @@ def _scorer_io_args(p: argparse.ArgumentParser, data_help: str) -> None:
 def _verifier(p: argparse.ArgumentParser) -> None:
     from verifiers.train_verifier import VerifierTrainConfig as C
 
-    _scorer_io_args(p, "dataset folder(s) with expert or dart episodes")
+    _scorer_io_args(p, "dataset folder(s) with expert or dart episodes", data_required=False)
+    p.add_argument("--relabelled", nargs="+", default=[], metavar="DIR",
+                   help="`vla sim relabel` folders: the policy's own states, ranked against the expert's chunk there")
+    p.add_argument("--init", type=a.checkpoint, default=None, help="start from this verifier's weights")
     p.add_argument("--steps", type=a.positive, default=a.default_of(C, "steps"))
     p.add_argument("--batch-states", type=a.positive, default=a.default_of(C, "batch_states"),
                    help="states per step (all their candidates)")
@@ -148,7 +151,7 @@ def verifier(args: argparse.Namespace) -> int:
                               seed=args.seed, threads=args.threads)
     result = train_verifier(args.policy, args.data, args.out, cfg, resume=args.resume, progress=not args.no_progress,
                             command=_command_line("train", "verifier"), feature_cache=args.feature_cache,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite, relabelled=args.relabelled, init=args.init)
     print(json.dumps({k: v for k, v in result.items() if k != "train_config"}))
     return 0
 
