@@ -159,3 +159,51 @@ def test_feature_cache_round_trips_dtypes_and_refreshes_when_the_data_changes(ti
                                                                               "base_index": None}}], t=7)
     both = cached_features(policy_dir, [data, tmp_path / "more"], tmp_path / "cache", progress=False)
     assert len(both.length) == 9 and both.episode.max() == 8 and len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def _relabelled_folder(root: Path, policy: VLAPolicy, episodes: int = 4, t: int = 6) -> Path:
+    """A `vla sim relabel` folder with a learnable ranking: the expert chunk is a function of the token, so a
+    verifier reading the token can tell which recorded candidate is nearest."""
+    from verifiers.relabelled import FORMAT, MANIFEST
+
+    root.mkdir()
+    (root / MANIFEST).write_text(json.dumps({"format": FORMAT, "policy_fingerprint": weights_fingerprint(policy)}))
+    spec = policy.config.action_spec
+    rng = np.random.default_rng(0)
+    for k in range(episodes):
+        cond = rng.normal(size=(t, TINY.d_model)).astype(np.float32)
+        expert = np.clip(np.tanh(cond[:, :1, None]) * spec.high_array(), spec.low_array(), spec.high_array())
+        expert = np.broadcast_to(expert, (t, 8, 7)).astype(np.float32)
+        cands = np.full((t, 6, 8, 7), np.nan, np.float32)
+        count = np.array([6, 6, 4, 6, 6, 5][:t], np.int32)
+        for i in range(t):
+            noise = rng.normal(0, 0.3, (count[i], 8, 7)) * (spec.high_array() - spec.low_array())
+            cands[i, :count[i]] = np.clip(expert[i] + noise, spec.low_array(), spec.high_array())
+        np.savez(root / f"decisions_{k:06d}.npz", cond=cond, candidates=cands, count=count, expert=expert,
+                 executed=np.zeros(t, np.int32), meta=np.array(json.dumps({"success": k % 2 == 0, "task": "x"})))
+    return root
+
+
+def test_relabelled_decisions_train_a_verifier_validated_against_the_samples_mean(tiny_run, tmp_path: Path) -> None:
+    from verifiers.relabelled import read_decisions
+
+    policy_dir, data = tiny_run
+    policy = VLAPolicy.from_pretrained(policy_dir)
+    folder = _relabelled_folder(tmp_path / "rel", policy)
+    d = read_decisions([folder], weights_fingerprint(policy), 8, 7)
+    assert d.candidates.shape == (24, 6, 8, 7) and np.isfinite(d.candidates).all()
+    np.testing.assert_array_equal(d.candidates[2, 4:], d.candidates[2, [0, 0]])  # padding repeats candidate 0
+    with pytest.raises(ValueError, match="give demonstration data"):
+        train_verifier(policy_dir, [], tmp_path / "none", SMALL, progress=False)
+    cfg = dataclasses.replace(SMALL, steps=200, batch_states=8, hidden=64, val_every=200, ckpt_every=200, lr=3e-3)
+    only = train_verifier(policy_dir, [], tmp_path / "v", cfg, progress=False, relabelled=[folder])
+    assert only["relabelled_states"] == 18 and only["demonstration_states"] == 0  # one of 4 episodes held out
+    assert only["relabelled_pick_nrmse"] < only["relabelled_random_nrmse"]  # it learned the token's ranking
+    assert {"relabelled_mean_nrmse", "relabelled_pick_beats_mean"} <= set(only)
+    both = train_verifier(policy_dir, [data], tmp_path / "both", dataclasses.replace(cfg, steps=2, val_every=2),
+                          progress=False, relabelled=[folder], init=tmp_path / "v")
+    assert both["states"] == both["relabelled_states"] + both["demonstration_states"]
+    assert {"val_pair_acc", "relabelled_pair_acc"} <= set(both) and "`" in (tmp_path / "both" / "README.md").read_text()
+    wider = dataclasses.replace(cfg, hidden=32)
+    with pytest.raises(ValueError, match="another shape"):
+        train_verifier(policy_dir, [], tmp_path / "w", wider, progress=False, relabelled=[folder], init=tmp_path / "v")
