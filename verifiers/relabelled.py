@@ -26,12 +26,18 @@ class Decisions:
     expert: np.ndarray  # (S, H, A) float32 the expert's chunk from the same state
     episode: np.ndarray  # (S,) int: a global episode number (folders concatenated)
     success: np.ndarray  # (S,) bool: that episode's outcome
+    # with observations=True (what a verifier with its own perception reads), else None:
+    images: np.ndarray | None = None  # (S, h, w, 3) uint8 the static camera at each decision
+    proprio: np.ndarray | None = None  # (S, P) float32
+    instructions: list[str] | None = None  # (S,)
 
 
-def read_decisions(dirs: list[str | Path], fingerprint: str, horizon: int, action_dim: int) -> Decisions:
+def read_decisions(dirs: list[str | Path], fingerprint: str | None, horizon: int, action_dim: int,
+                   observations: bool = False) -> Decisions:
     """Every decision in `dirs`; refuses a folder recorded with another policy (its tokens would mean
-    something else) or with other chunk shapes, naming the file."""
+    something else; fingerprint None: the tokens are not read) or with other chunk shapes, naming the file."""
     conds, cands, experts, episodes, successes = [], [], [], [], []
+    images, proprios, instructions = [], [], []
     k_max = 0
     n_ep = 0
     for d in map(Path, dirs):
@@ -41,7 +47,7 @@ def read_decisions(dirs: list[str | Path], fingerprint: str, horizon: int, actio
         info = json.loads(manifest.read_text())
         if info.get("format") != FORMAT:
             raise ValueError(f"{manifest}: format {info.get('format')!r}, expected {FORMAT!r}")
-        if info.get("policy_fingerprint") != fingerprint:
+        if fingerprint is not None and info.get("policy_fingerprint") != fingerprint:
             raise ValueError(f"{d} was recorded with another policy (fingerprint {info.get('policy_fingerprint')}, "
                              f"this policy {fingerprint}); relabel again with --policy")
         files = sorted(d.glob("decisions_*.npz"))
@@ -52,6 +58,10 @@ def read_decisions(dirs: list[str | Path], fingerprint: str, horizon: int, actio
                 with np.load(f) as z:
                     c, cond, ex, count = z["candidates"], z["cond"], z["expert"], z["count"]
                     meta = json.loads(str(z["meta"]))
+                    if observations:
+                        images.append(z["image"])
+                        proprios.append(z["proprio"].astype(np.float32))
+                        instructions += [meta["instruction"]] * len(c)
             except (OSError, ValueError, KeyError) as exc:
                 raise ValueError(f"{f} is unreadable (truncated or corrupt?): {exc}") from exc
             if c.ndim != 4 or c.shape[2:] != (horizon, action_dim) or ex.shape != (len(c), horizon, action_dim):
@@ -69,6 +79,7 @@ def read_decisions(dirs: list[str | Path], fingerprint: str, horizon: int, actio
             k_max = max(k_max, c.shape[1])
             n_ep += 1
     cands = [np.concatenate([c, np.repeat(c[:, :1], k_max - c.shape[1], axis=1)], axis=1) for c in cands]
+    obs = (np.concatenate(images), np.concatenate(proprios), instructions) if observations else (None, None, None)
     return Decisions(np.concatenate(conds).astype(np.float32), np.concatenate(cands).astype(np.float32),
                      np.concatenate(experts).astype(np.float32), np.concatenate(episodes),
-                     np.concatenate(successes))
+                     np.concatenate(successes), *obs)

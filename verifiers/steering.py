@@ -67,28 +67,39 @@ class SteeringConfig:
 
 
 def load_scorer(kind: str, path: str | Path, policy):
-    """A learned scorer checkpoint, refused when it was trained on another policy's tokens. A verifier
-    folder may also hold an `HFVLMVerifier` (a transformers VLM + reward head), which reads the image."""
+    """A learned scorer checkpoint, refused when it was trained on another policy's tokens or scores other
+    chunk shapes. A verifier folder may also hold a verifier that reads the observation itself: an
+    `HFVLMVerifier` (a transformers VLM + reward head) or a `PerceptionVerifier` (its own encoder)."""
     from verifiers.action_verifier import ActionVerifier
     from verifiers.value import ValueFunction
 
-    if kind == "verifier" and _config_type(Path(path)) == "vla_steering.hf_vlm_verifier":
+    kind_of_folder = _config_type(Path(path))
+    if kind == "verifier" and kind_of_folder == "vla_steering.hf_vlm_verifier":
         from verifiers.hf_verifier import HFVLMVerifier
 
         return HFVLMVerifier.from_pretrained(path)
+    if kind == "verifier" and kind_of_folder == "vla_steering.perception_verifier":
+        from verifiers.perception_verifier import PerceptionVerifier
+
+        scorer = PerceptionVerifier.from_pretrained(path)
+        _check_chunk_shape(kind, path, scorer.config, policy.action_spec)
+        return scorer
     scorer = (ActionVerifier if kind == "verifier" else ValueFunction).from_pretrained(path)
     trained_on = scorer.config.policy
     if trained_on and trained_on != weights_fingerprint(policy):
         raise ValueError(f"{kind} {path} was trained on another policy's features (fingerprint {trained_on}, "
                          f"this policy {weights_fingerprint(policy)}); retrain it with --policy")
-    spec = policy.action_spec
-    if (scorer.config.horizon, scorer.config.action_dim) != (spec.chunk_length, spec.dim):
-        raise ValueError(f"{kind} {path} scores chunks of {scorer.config.horizon} x {scorer.config.action_dim}, "
-                         f"the policy makes {spec.chunk_length} x {spec.dim}")
+    _check_chunk_shape(kind, path, scorer.config, policy.action_spec)
     if scorer.config.cond_dim != policy.config.d_model:
         raise ValueError(f"{kind} {path} reads {scorer.config.cond_dim}-d tokens, the policy makes "
                          f"{policy.config.d_model}-d ones")
     return scorer
+
+
+def _check_chunk_shape(kind: str, path, config, spec) -> None:
+    if (config.horizon, config.action_dim) != (spec.chunk_length, spec.dim):
+        raise ValueError(f"{kind} {path} scores chunks of {config.horizon} x {config.action_dim}, "
+                         f"the policy makes {spec.chunk_length} x {spec.dim}")
 
 
 def _config_type(path: Path) -> str | None:

@@ -22,7 +22,7 @@ from verifiers.action_verifier import CONFIG_TYPE, ActionVerifier, VerifierConfi
 from verifiers.features import QUALITIES, FeatureTable, cache_key, cached_features
 from verifiers.preferences import nrmse, perturb, preference_loss
 from verifiers.proposals import GaussianVote
-from verifiers.relabelled import read_decisions
+from verifiers.relabelled import Decisions, read_decisions
 from vla_runtime.checkpoint import is_checkpoint_of, weights_fingerprint
 from vla_runtime.io import check_output_dir
 from vla_runtime.policy.model import VLAPolicy
@@ -49,6 +49,8 @@ class VerifierTrainConfig:
     ckpt_every: int = 1000
     seed: int = 0
     threads: int = 2
+    image_shift: int = 4  # own-perception verifier: random image shift in pixels (training only)
+    color_jitter: float = 0.1  # own-perception verifier: brightness/contrast jitter (training only)
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_states", "pairs_per_state", "max_states", "perturbations", "policy_samples",
@@ -61,6 +63,9 @@ class VerifierTrainConfig:
             raise ValueError(f"lr must be a positive number, got {self.lr}")
         if self.alpha < 0 or self.min_gap < 0:
             raise ValueError(f"alpha and min_gap must be >= 0, got alpha={self.alpha} min_gap={self.min_gap}")
+        if self.image_shift < 0 or not 0 <= self.color_jitter < 1:
+            raise ValueError(f"image_shift must be >= 0 and color_jitter in [0, 1), got {self.image_shift} and "
+                             f"{self.color_jitter}")
         if not 0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
 
@@ -126,14 +131,11 @@ def _random_pairs(errors: torch.Tensor, n: int, min_gap: float, gen: torch.Gener
     return state, win, lose, d_star
 
 
-def relabelled_sets(dirs: list[str | Path], policy: VLAPolicy, perturbations: int, val_fraction: float,
-                    seed: int) -> tuple[CandidateSets, CandidateSets]:
-    """(train, val) candidate sets from `vla sim relabel` folders, split by episode. Per decision:
+def decision_sets(d: Decisions, spec, low: np.ndarray, high: np.ndarray, perturbations: int, val_fraction: float,
+                  seed: int) -> tuple[CandidateSets, np.ndarray]:
+    """Relabelled decisions -> (their candidate sets, the held-out mask: whole episodes). Per decision:
     [the expert's chunk, perturbations of it, the recorded candidates]; recorded candidate 0 is the samples'
     mean (what `--average n` executes), so validation compares the verifier's pick with it."""
-    spec = policy.config.action_spec
-    low, high = policy.normalizer.action_low, policy.normalizer.action_high
-    d = read_decisions(dirs, weights_fingerprint(policy), spec.chunk_length, spec.dim)
     rng = np.random.default_rng(seed)
     episodes = np.unique(d.episode)
     n_val = max(1, round(val_fraction * len(episodes))) if len(episodes) > 1 else 0
@@ -145,13 +147,22 @@ def relabelled_sets(dirs: list[str | Path], policy: VLAPolicy, perturbations: in
         cands[i, 1:1 + perturbations] = perturb(e, perturbations, spec, low, high, rng)[0]
     cands[:, 1 + perturbations:] = d.candidates
     errors = np.stack([nrmse(c, c[0], low, high) for c in cands]).astype(np.float32)
-    val = np.isin(d.episode, val_eps)
-    cols, mean_col = slice(1 + perturbations, cands.shape[1]), 1 + perturbations
+    sets = CandidateSets(d.cond, cands, errors, slice(1 + perturbations, cands.shape[1]), 1 + perturbations)
+    return sets, np.isin(d.episode, val_eps)
 
-    def part(mask: np.ndarray) -> CandidateSets:
-        return CandidateSets(d.cond[mask], cands[mask], errors[mask], cols, mean_col)
 
-    return part(~val), part(val)
+def subset(sets: CandidateSets, mask: np.ndarray) -> CandidateSets:
+    return CandidateSets(sets.cond[mask], sets.candidates[mask], sets.errors[mask], sets.policy_cols, sets.mean_col)
+
+
+def relabelled_sets(dirs: list[str | Path], policy: VLAPolicy, perturbations: int, val_fraction: float,
+                    seed: int) -> tuple[CandidateSets, CandidateSets]:
+    """(train, val) candidate sets from `vla sim relabel` folders recorded with `policy` (`decision_sets`)."""
+    spec = policy.config.action_spec
+    d = read_decisions(dirs, weights_fingerprint(policy), spec.chunk_length, spec.dim)
+    sets, val = decision_sets(d, spec, policy.normalizer.action_low, policy.normalizer.action_high, perturbations,
+                              val_fraction, seed)
+    return subset(sets, ~val), subset(sets, val)
 
 
 def merge_sets(a: CandidateSets | None, b: CandidateSets | None) -> CandidateSets:
@@ -172,16 +183,21 @@ def merge_sets(a: CandidateSets | None, b: CandidateSets | None) -> CandidateSet
 
 
 def ranking_metrics(model: torch.nn.Module, sets: CandidateSets, min_gap: float, prefix: str = "val") -> dict:
-    """How a scorer (`model(cond (B, d), chunks (B, H, A)) -> (B,)`: the verifier or the value function)
-    ranks held-out candidate sets: pairwise accuracy over all pairs, and the NRMSE of its argmax among the
-    policy's candidates against a random pick, the oracle and the Gaussian mean (and how often the pick is
-    closer to the expert than the mean by more than min_gap, and the reverse)."""
+    """How a token scorer (`model(cond (B, d), chunks (B, H, A)) -> (B,)`: the verifier or the value function)
+    ranks held-out candidate sets (`rank_scores`)."""
     model.eval()
     with torch.no_grad():
-        cond = torch.from_numpy(sets.cond)
         s, k = sets.errors.shape
         c = torch.from_numpy(sets.candidates)
-        scores = model(cond.repeat_interleave(k, 0), c.flatten(0, 1)).view(s, k).numpy()
+        scores = model(torch.from_numpy(sets.cond).repeat_interleave(k, 0), c.flatten(0, 1)).view(s, k).numpy()
+    return rank_scores(scores, sets, min_gap, prefix)
+
+
+def rank_scores(scores: np.ndarray, sets: CandidateSets, min_gap: float, prefix: str = "val") -> dict:
+    """scores (S, K) of held-out candidate sets -> pairwise accuracy over all pairs, and the NRMSE of the
+    argmax among the policy's candidates against a random pick, the oracle and the Gaussian mean (and how
+    often the pick is closer to the expert than the mean by more than min_gap, and the reverse)."""
+    s = len(scores)
     e = sets.errors
     de = e[:, :, None] - e[:, None, :]  # (S, K, K) positive where column 1 is better
     ds = scores[:, None, :] - scores[:, :, None]

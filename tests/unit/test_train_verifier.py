@@ -169,7 +169,7 @@ def _relabelled_folder(root: Path, policy: VLAPolicy, episodes: int = 4, t: int 
     root.mkdir()
     (root / MANIFEST).write_text(json.dumps({"format": FORMAT, "policy_fingerprint": weights_fingerprint(policy)}))
     spec = policy.config.action_spec
-    rng = np.random.default_rng(0)
+    rng, obs_rng = np.random.default_rng(0), np.random.default_rng(1)
     for k in range(episodes):
         cond = rng.normal(size=(t, TINY.d_model)).astype(np.float32)
         expert = np.clip(np.tanh(cond[:, :1, None]) * spec.high_array(), spec.low_array(), spec.high_array())
@@ -179,8 +179,10 @@ def _relabelled_folder(root: Path, policy: VLAPolicy, episodes: int = 4, t: int 
         for i in range(t):
             noise = rng.normal(0, 0.3, (count[i], 8, 7)) * (spec.high_array() - spec.low_array())
             cands[i, :count[i]] = np.clip(expert[i] + noise, spec.low_array(), spec.high_array())
+        meta = {"success": k % 2 == 0, "task": "pick_lift", "instruction": f"lift the block {k % 2}"}
         np.savez(root / f"decisions_{k:06d}.npz", cond=cond, candidates=cands, count=count, expert=expert,
-                 executed=np.zeros(t, np.int32), meta=np.array(json.dumps({"success": k % 2 == 0, "task": "x"})))
+                 executed=np.zeros(t, np.int32), image=obs_rng.integers(0, 255, (t, 16, 16, 3), dtype=np.uint8),
+                 proprio=obs_rng.normal(size=(t, TINY.proprio_dim)).astype(np.float32), meta=np.array(json.dumps(meta)))
     return root
 
 
@@ -189,16 +191,17 @@ def test_relabelled_decisions_train_a_verifier_validated_against_the_samples_mea
 
     policy_dir, data = tiny_run
     policy = VLAPolicy.from_pretrained(policy_dir)
-    folder = _relabelled_folder(tmp_path / "rel", policy)
+    folder = _relabelled_folder(tmp_path / "rel", policy, episodes=8)
     d = read_decisions([folder], weights_fingerprint(policy), 8, 7)
-    assert d.candidates.shape == (24, 6, 8, 7) and np.isfinite(d.candidates).all()
+    assert d.candidates.shape == (48, 6, 8, 7) and np.isfinite(d.candidates).all()
     np.testing.assert_array_equal(d.candidates[2, 4:], d.candidates[2, [0, 0]])  # padding repeats candidate 0
     with pytest.raises(ValueError, match="give demonstration data"):
         train_verifier(policy_dir, [], tmp_path / "none", SMALL, progress=False)
     cfg = dataclasses.replace(SMALL, steps=200, batch_states=8, hidden=64, val_every=200, ckpt_every=200, lr=3e-3)
     only = train_verifier(policy_dir, [], tmp_path / "v", cfg, progress=False, relabelled=[folder])
-    assert only["relabelled_states"] == 18 and only["demonstration_states"] == 0  # one of 4 episodes held out
-    assert only["relabelled_pick_nrmse"] < only["relabelled_random_nrmse"]  # it learned the token's ranking
+    assert only["relabelled_states"] == 36 and only["demonstration_states"] == 0  # 2 of 8 episodes held out
+    # the expert's chunk is a function of the token: a verifier reading it ranks the held-out candidates
+    assert only["relabelled_pair_acc"] > 0.7 and only["relabelled_pick_nrmse"] < only["relabelled_random_nrmse"]
     assert {"relabelled_mean_nrmse", "relabelled_pick_beats_mean"} <= set(only)
     both = train_verifier(policy_dir, [data], tmp_path / "both", dataclasses.replace(cfg, steps=2, val_every=2),
                           progress=False, relabelled=[folder], init=tmp_path / "v")
@@ -207,3 +210,39 @@ def test_relabelled_decisions_train_a_verifier_validated_against_the_samples_mea
     wider = dataclasses.replace(cfg, hidden=32)
     with pytest.raises(ValueError, match="another shape"):
         train_verifier(policy_dir, [], tmp_path / "w", wider, progress=False, relabelled=[folder], init=tmp_path / "v")
+
+
+def test_a_perception_verifier_starts_as_the_policy_encoder_trains_and_steers(tiny_run, tmp_path: Path) -> None:
+    from verifiers.perception_verifier import PerceptionVerifier
+    from verifiers.steering import load_scorer
+    from verifiers.train_perception import train_perception_verifier
+    from vla_runtime.policy.model import shared_language_encoder
+
+    policy_dir, _ = tiny_run
+    policy = VLAPolicy.from_pretrained(policy_dir)
+    folder = _relabelled_folder(tmp_path / "rel", policy)
+    model = PerceptionVerifier.from_policy(policy, hidden=16, layers=1)
+    assert not any(k.startswith("encoder.head.") for k in model.state_dict())  # the DiT is not carried
+    rng = np.random.default_rng(1)
+    obs = Observation(images={"static": rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)}, instruction="lift it",
+                      proprio=rng.normal(size=TINY.proprio_dim).astype(np.float32))
+    images = policy.images_to_tensor(obs.images["static"][None])
+    lang = shared_language_encoder(policy.config.language_model).encode([obs.instruction])
+    with torch.no_grad():  # its token starts as the policy's own (anchor from the frame: no latched anchor)
+        torch.testing.assert_close(model.token(images, lang, torch.from_numpy(obs.proprio)[None]),
+                                   policy.features(images, lang, torch.from_numpy(obs.proprio)[None])[1])
+    cfg = dataclasses.replace(SMALL, steps=4, batch_states=4, hidden=16, layers=1, val_every=2, ckpt_every=2)
+    result = train_perception_verifier(policy_dir, [folder], tmp_path / "pv", cfg, progress=False, command="cmd")
+    assert result["steps"] == 4 and 0.0 <= result["relabelled_pair_acc"] <= 1.0
+    loaded = load_scorer("verifier", tmp_path / "pv", policy)
+    assert isinstance(loaded, PerceptionVerifier) and "cmd" in (tmp_path / "pv" / "README.md").read_text()
+    ctx = EpisodeEncoder(policy).encode(obs)
+    chunks = rng.uniform(-0.01, 0.01, (5, 8, 7)).astype(np.float32)
+    scores = loaded.score(ctx, chunks)
+    assert scores.shape == (5,) and scores.dtype == np.float64 and np.isfinite(scores).all()
+    with pytest.raises(ValueError, match="reads the observation"):
+        loaded.score(dataclasses.replace(ctx, observation=None), chunks)
+    with pytest.raises(ValueError, match="candidates must be"):
+        loaded.score(ctx, chunks[:, :4])
+    with pytest.raises(ValueError, match="relabelled decisions"):
+        train_perception_verifier(policy_dir, [], tmp_path / "none", cfg, progress=False)

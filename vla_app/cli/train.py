@@ -121,6 +121,13 @@ def _verifier(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relabelled", nargs="+", default=[], metavar="DIR",
                    help="`vla sim relabel` folders: the policy's own states, ranked against the expert's chunk there")
     p.add_argument("--init", type=a.checkpoint, default=None, help="start from this verifier's weights")
+    p.add_argument("--own-perception", action="store_true",
+                   help="train a verifier with its own image/instruction/proprio encoder (initialised from --policy) "
+                        "on --relabelled decisions, instead of one reading the policy's token")
+    p.add_argument("--image-shift", type=a.nonnegative, default=a.default_of(C, "image_shift"),
+                   help="--own-perception: random image shift in pixels while training")
+    p.add_argument("--color-jitter", type=float, default=a.default_of(C, "color_jitter"),
+                   help="--own-perception: brightness/contrast jitter while training")
     p.add_argument("--steps", type=a.positive, default=a.default_of(C, "steps"))
     p.add_argument("--batch-states", type=a.positive, default=a.default_of(C, "batch_states"),
                    help="states per step (all their candidates)")
@@ -148,7 +155,19 @@ def verifier(args: argparse.Namespace) -> int:
                               max_states=args.max_states, perturbations=args.perturbations,
                               policy_samples=args.policy_samples, gaussian=args.gaussian, hidden=args.hidden,
                               layers=args.layers, val_every=args.val_every, ckpt_every=args.ckpt_every,
-                              seed=args.seed, threads=args.threads)
+                              seed=args.seed, threads=args.threads, image_shift=args.image_shift,
+                              color_jitter=args.color_jitter)
+    if args.own_perception:
+        from verifiers.train_perception import train_perception_verifier
+
+        if args.data or args.init:
+            raise ValueError("--own-perception trains on --relabelled decisions from the policy's weights; "
+                             "--data and --init are for the token verifier")
+        result = train_perception_verifier(args.policy, args.relabelled, args.out, cfg, resume=args.resume,
+                                           progress=not args.no_progress, command=_command_line("train", "verifier"),
+                                           overwrite=args.overwrite)
+        print(json.dumps({k: v for k, v in result.items() if k != "train_config"}))
+        return 0
     result = train_verifier(args.policy, args.data, args.out, cfg, resume=args.resume, progress=not args.no_progress,
                             command=_command_line("train", "verifier"), feature_cache=args.feature_cache,
                             overwrite=args.overwrite, relabelled=args.relabelled, init=args.init)
