@@ -1,6 +1,6 @@
 """Steering results as markdown: one row per variation, one column per method, paired tests against a base.
 
-    python benchmarks/steering_table.py runs/steer/*.json [--base base] [--label base=...]
+    python benchmarks/steering_table.py runs/steer/*.json [--base base] [--episodes N]
 
 Each input is a `vla eval --json` file. Cells are the success rate pooled over tasks with its Wilson
 95% interval; rows with the same variation and method are pooled, and `(method, samples)` names a
@@ -34,12 +34,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files", nargs="+")
     ap.add_argument("--base", default="base", help="the column the paired tests compare against")
+    ap.add_argument("--episodes", type=int, default=None, metavar="N",
+                    help="use each row's first N episodes only (seeds seed..seed+N-1): pairs a 25-episode run with "
+                         "a longer one on the same seeds")
     args = ap.parse_args()
     # (variation, column) -> outcomes concatenated in (task, seed) order
     cells: dict[tuple[str, str], list[int]] = defaultdict(list)
     for f in args.files:
         for r in sorted(json.loads(Path(f).read_text())["results"], key=lambda r: r["task"]):
-            cells[(r["variation"], column(r))] += r["outcomes"]
+            if args.episodes is not None and len(r["outcomes"]) < args.episodes:
+                raise SystemExit(f"{f}: {r['task']} {r['variation']} has {len(r['outcomes'])} episodes, "
+                                 f"fewer than --episodes {args.episodes}")
+            cells[(r["variation"], column(r))] += r["outcomes"][:args.episodes]
     variations = list(dict.fromkeys(v for v, _ in cells))
     columns = list(dict.fromkeys(c for _, c in cells))
     if args.base not in columns:
