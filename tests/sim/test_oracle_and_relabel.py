@@ -120,3 +120,27 @@ def test_relabel_records_every_decision_resumes_and_refuses_other_settings(model
         read_decisions([out], "0123456789abcdef", 8, 7)
     with pytest.raises(ValueError, match="overlap the evaluation"):
         RelabelConfig(policy=str(models["policy"]), out=str(out), seed=29_990, episodes=20)
+
+
+def test_the_demo_puts_unsteered_and_steered_side_by_side_with_candidates_drawn(models, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from vla_app.demo import run_demo
+    from vla_app.demo_gifs import project
+    from vla_runtime.types import CameraInfo
+
+    steering = SteeringConfig(method="robomonkey", n=4, m=4, verifier=str(models["verifier"]))
+    report = run_demo(tmp_path / "demo", policy=str(models["policy"]), episodes_per_task=1, workers=1, samples=4,
+                      steering=steering)
+    assert [r["task"] for r in report["steered_results"]] == [r["task"] for r in report["results"]] == list(TASKS)
+    assert [r["seed"] for r in report["steered_results"]] == [r["seed"] for r in report["results"]]
+    assert report["steered_results"][0]["method"] == "robomonkey" and report["results"][0]["samples"] == 4
+    assert len(report["gifs"]) >= len(TASKS)  # one per task at least (its changed episodes, else the first)
+    gif = Image.open(report["gifs"][0])
+    assert gif.n_frames > 1 and gif.width > 2 * 16
+    table = (tmp_path / "demo" / "report.md").read_text()
+    assert "| task | unsteered | steered | steering won | steering lost | episodes |" in table
+    assert len(list((tmp_path / "demo" / "decisions").glob("decisions_*.npz"))) == len(TASKS)
+    cam = CameraInfo(width=64, height=48, fx=50.0, fy=50.0, cx=32.0, cy=24.0, pose_base_cam=np.eye(4))
+    np.testing.assert_allclose(project(np.array([[0.0, 0.0, 1.0], [0.1, -0.05, 0.5]]), cam),
+                               [[32.0, 24.0], [42.0, 19.0]])

@@ -123,6 +123,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def configure_demo(p: argparse.ArgumentParser) -> None:
+    from verifiers.steering import SteeringConfig
     from vla_app.demo import run_demo
 
     default = {k: v.default for k, v in inspect.signature(run_demo).parameters.items()}
@@ -133,17 +134,29 @@ def configure_demo(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=a.positive, default=default["workers"])
     p.add_argument("--seed", type=a.nonnegative, default=default["seed"])
     p.add_argument("--average", type=a.positive, default=default["samples"], metavar="N",
-                   help="execute the mean of N sampled chunks per plan (1 = one sample)")
+                   help="unsteered side: execute the mean of N sampled chunks per plan (1 = one sample)")
+    p.add_argument("--steer", default="robomonkey", choices=["robomonkey", "none"],
+                   help="steered side, on the same seeds (none: the unsteered policy only; the expert is never "
+                        "steered)")
+    p.add_argument("--verifier", type=a.checkpoint, default=a.default_of(SteeringConfig, "verifier"))
+    p.add_argument("--n", type=a.positive, default=a.default_of(SteeringConfig, "n"), help="policy samples")
+    p.add_argument("--m", type=a.positive, default=a.default_of(SteeringConfig, "m"), help="Gaussian draws")
+    p.add_argument("--keep-samples", action="store_true", help="score the n policy samples too")
     a.backend_arg(p)
     p.set_defaults(func=demo)
 
 
 def demo(args: argparse.Namespace) -> int:
+    from verifiers.steering import SteeringConfig
     from vla_app.demo import run_demo
 
+    steering = None
+    if args.steer != "none" and args.policy != "expert":
+        steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier,
+                                  keep_samples=args.keep_samples)
     report = run_demo(Path(args.out), policy=args.policy, episodes_per_task=args.episodes_per_task,
                       workers=args.workers, seed=args.seed, samples=args.average, backend=args.backend,
-                      overwrite=args.overwrite)
+                      overwrite=args.overwrite, steering=steering)
     print((Path(args.out) / "report.md").read_text())
     print(f"GIFs: {', '.join(report['gifs'])}")
     return 0
