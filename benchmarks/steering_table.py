@@ -20,14 +20,17 @@ from vla_runtime.stats import mcnemar_exact, wilson_interval
 
 
 def column(r: dict) -> str:
-    """`base`, `base avg16`, `robomonkey` (n=m=16), `robomonkey n4 m4`, `oracle gaussian n16 m16`, ..."""
+    """`base`, `base avg16`, `robomonkey` (n=m=16), `robomonkey n4 m4`, `oracle gaussian n16 m16`, a `+samples`
+    suffix for kept samples and ` r2` for two rephrasings, ..."""
+    words = f" r{r['rephrasings']}" if r.get("rephrasings") else ""
     if r["method"] == "base":
-        return "base" if r.get("samples", 1) == 1 else f"base avg{r['samples']}"
+        return ("base" if r.get("samples", 1) == 1 else f"base avg{r['samples']}") + words
     if r["method"] == "oracle":
-        return f"oracle {r['proposal']} n{r['n']} m{r['m']}"
+        return f"oracle {r['proposal']} n{r['n']} m{r['m']}{words}"
+    kept = "+samples" if r.get("keep_samples") else ""
     if (r.get("n"), r.get("m")) in ((16, 16), (None, None)):
-        return r["method"]
-    return f"{r['method']} n{r['n']} m{r['m']}"
+        return r["method"] + kept + words
+    return f"{r['method']}{kept} n{r['n']} m{r['m']}{words}"
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 TRAIN_TEMPLATES: dict[str, tuple[str, ...]] = {
     "pick_lift": (
         "pick up the {obj}",
@@ -62,3 +64,35 @@ def templates(task: str, held_out: bool) -> tuple[str, ...]:
     if task not in table:
         raise ValueError(f"no templates for task {task!r}; known: {sorted(table)}")
     return table[task]
+
+
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def _pattern(template: str) -> re.Pattern:
+    """'put the {obj} in the {container}' -> a regex with one named group per field."""
+    parts, last = [], 0
+    for m in _FIELD.finditer(template):
+        parts += [re.escape(template[last:m.start()]), f"(?P<{m.group(1)}>.+?)"]
+        last = m.end()
+    parts.append(re.escape(template[last:]))
+    return re.compile("^" + "".join(parts) + "$")
+
+
+_PATTERNS = [(task, t, _pattern(t)) for task, pool in TRAIN_TEMPLATES.items() for t in pool]
+
+
+def rephrase(instruction: str, k: int) -> list[str]:
+    """Up to k other wordings of `instruction` from the training templates of the same task, the objects kept
+    ('put the red cube in the bowl' -> 'place the red cube into the bowl', ...). The instruction is parsed
+    against the training templates only: one it does not match (a held-out paraphrase, a user's own words)
+    gets no rephrasings, so steering samples from the instruction alone."""
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    text = instruction.strip()
+    for task, template, pattern in _PATTERNS:
+        m = pattern.match(text)
+        if m:
+            others = [t for t in TRAIN_TEMPLATES[task] if t != template]
+            return [t.format(**m.groupdict()) for t in others][:k]
+    return []

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -53,9 +54,15 @@ class SteeredPolicy:
     """One episode's steering loop. Call `reset()` between episodes: an anchor policy latches its first
     decision's anchor (`PolicyConfig.anchor`) until then."""
 
-    def __init__(self, policy, proposal: Proposal, scorers: list[Scorer], selector: Selector, n: int, m: int) -> None:
+    def __init__(self, policy, proposal: Proposal, scorers: list[Scorer], selector: Selector, n: int, m: int,
+                 rephrase: Callable[[str, int], list[str]] | None = None, rephrasings: int = 0) -> None:
+        """rephrase(instruction, k) -> up to k other wordings: with rephrasings k > 0 the n samples are split
+        over the instruction and its rephrasings, each encoded on its own (CoVer: more diverse candidates)."""
         if n < 1 or m < 1:
             raise ValueError(f"n and m must be >= 1, got n={n} m={m}")
+        if rephrasings < 0 or rephrasings >= n or (rephrasings and rephrase is None):
+            raise ValueError(f"rephrasings must be in 0..n-1 (n={n}) and need a rephraser, got {rephrasings}")
+        self.rephrase, self.rephrasings = rephrase, rephrasings
         names = [s.name for s in scorers]
         if len(set(names)) != len(names):
             raise ValueError(f"scorer names must be unique, got {names}")
@@ -70,9 +77,12 @@ class SteeredPolicy:
         t = {}
         t0 = time.perf_counter()
         ctx = self.episode.encode(obs)
+        wordings = self.rephrase(obs.instruction, self.rephrasings) if self.rephrasings else []
+        contexts = [ctx] + [self.episode.encode(replace(obs, instruction=w)) for w in wordings]
         t["encode"] = _ms(t0)
         t0 = time.perf_counter()
-        samples = self.policy.sample(ctx, self.n, generator)  # (n, H, A)
+        counts = [len(part) for part in np.array_split(np.arange(self.n), len(contexts))]
+        samples = np.concatenate([self.policy.sample(c, k, generator) for c, k in zip(contexts, counts)])  # (n, H, A)
         t["sample"] = _ms(t0)
         if not self.scorers:  # unsteered: the policy's one sample, or the mean of its n samples
             return StepResult(self._mean(samples), samples, {}, 0, t, context=ctx)

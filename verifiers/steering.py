@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,12 +41,16 @@ class SteeringConfig:
     weights: tuple[tuple[str, float], ...] = ()  # `both`: (scorer, weight) pairs for the z-score sum; default 1
     safety: bool = False
     keep_samples: bool = False  # GaussianVote also hands the n samples to the scorers (robomonkey, both)
+    rephrasings: int = 0  # k: the n samples are split over the instruction and k rephrasings of it (CoVer)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown steering method {self.method!r}; known: {METHODS}")
         if self.n < 1 or self.m < 1:
             raise ValueError(f"n and m must be >= 1, got n={self.n} m={self.m}")
+        if not 0 <= self.rephrasings < self.n:
+            raise ValueError(f"rephrasings must be in 0..n-1 (each wording gets a sample), got {self.rephrasings} "
+                             f"with n={self.n}")
         if self.method == "vgps" and self.m > self.n:
             raise ValueError(f"vgps ranks the policy's own samples: m={self.m} must be <= n={self.n}")
         if self.selection not in MODES:
@@ -109,11 +114,17 @@ def _config_type(path: Path) -> str | None:
         return None  # from_pretrained reports what is wrong with the folder
 
 
-def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None) -> SteeredPolicy:
-    """scorers: already loaded scorers by name (tests, caches); the rest load from cfg's paths."""
+def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None,
+                  rephrase: Callable[[str, int], list[str]] | None = None) -> SteeredPolicy:
+    """scorers: already loaded scorers by name (tests, caches); the rest load from cfg's paths. rephrase:
+    (instruction, k) -> other wordings, needed when cfg.rephrasings > 0 (the simulator's is
+    `sim.language.rephrase`)."""
+    if cfg.rephrasings and rephrase is None:
+        raise ValueError(f"rephrasings={cfg.rephrasings} needs a rephraser (instruction, k) -> wordings")
+    words = {"rephrase": rephrase, "rephrasings": cfg.rephrasings}
     if cfg.method in ("none", "mean"):  # no scorer: the one sample, or the mean of n
         n = 1 if cfg.method == "none" else cfg.n
-        return SteeredPolicy(policy, Identity(policy.action_spec), [], Selector(), n, 1)
+        return SteeredPolicy(policy, Identity(policy.action_spec), [], Selector(), n, 1, **words)
     given = dict(scorers or {})
     chosen = []
     for name in cfg.scorer_names:
@@ -131,7 +142,7 @@ def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None) -> S
     learned = [s for s in cfg.scorer_names if s != "safety"]
     selector = Selector(mode=cfg.selection, temperature=cfg.temperature, weights=dict(cfg.weights),
                         zscore=len(learned) > 1)
-    return SteeredPolicy(policy, proposal, chosen, selector, cfg.n, cfg.m)
+    return SteeredPolicy(policy, proposal, chosen, selector, cfg.n, cfg.m, **words)
 
 
 def ensure_export(policy_dir: str | Path, scorer_dirs: dict[str, str], root: str | Path = "runs/onnx") -> Path:
@@ -150,14 +161,15 @@ def ensure_export(policy_dir: str | Path, scorer_dirs: dict[str, str], root: str
 
 def steered_pipeline(policy_dir: str | Path, cfg: SteeringConfig, backend: str = "torch",
                      export_dir: str | Path | None = None, threads: int | None = None,
-                     trt_cache: str | Path = "runs/tensorrt") -> SteeredPolicy:
+                     trt_cache: str | Path = "runs/tensorrt",
+                     rephrase: Callable[[str, int], list[str]] | None = None) -> SteeredPolicy:
     """`build_steered` on a backend: the policy and its learned scorers from the same backend (onnx /
     tensorrt: from `export_dir`, or an export made and cached on first use)."""
     from vla_runtime.backends import check_backend, load_exported_scorer, load_policy
 
     check_backend(backend)
     if backend == "torch":
-        return build_steered(load_policy(policy_dir, "torch"), cfg)
+        return build_steered(load_policy(policy_dir, "torch"), cfg, rephrase=rephrase)
     learned = {name: getattr(cfg, name) for name in cfg.scorer_names if name != "safety"}
     if export_dir is None:
         export_dir = ensure_export(policy_dir, learned)
@@ -165,4 +177,4 @@ def steered_pipeline(policy_dir: str | Path, cfg: SteeringConfig, backend: str =
     # The scorer heads run on the calling thread (see `OrtGraph`): their idle pools would spin on the cores
     # the sampler needs.
     scorers = {name: load_exported_scorer(backend, export_dir, name, trt_cache=trt_cache) for name in learned}
-    return build_steered(policy, cfg, scorers=scorers)
+    return build_steered(policy, cfg, scorers=scorers, rephrase=rephrase)

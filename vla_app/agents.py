@@ -97,7 +97,10 @@ class AgentFactory:
         """The `SteeredPolicy`, built once per process."""
         key = (str(Path(self.policy_dir).resolve()), self.steering, self.backend)
         if key not in _PIPELINES:
-            _PIPELINES[key] = steered_pipeline(self.policy_dir, self.steering, self.backend, threads=1)
+            from sim.language import rephrase  # the simulator's instructions come from its templates
+
+            _PIPELINES[key] = steered_pipeline(self.policy_dir, self.steering, self.backend, threads=1,
+                                               rephrase=rephrase)
         return _PIPELINES[key]
 
     def __call__(self, seed: int) -> Agent:
@@ -108,20 +111,22 @@ class AgentFactory:
             from vla_app.oracle import ExpertScorer
 
             scorer = ExpertScorer(steered.policy.action_spec, np.random.default_rng([seed, 0x0AC1E]))
-            steered = SteeredPolicy(steered.policy, steered.proposal, [scorer], Selector(), steered.n, steered.m)
+            steered = SteeredPolicy(steered.policy, steered.proposal, [scorer], Selector(), steered.n, steered.m,
+                                    rephrase=steered.rephrase, rephrasings=steered.rephrasings)
             return Agent(steered.act, steered.reset, executor, seed, before_decide=scorer.bind)
         return Agent(steered.act, steered.reset, executor, seed)
 
     def row_fields(self) -> dict:
         """What `vla eval` writes beside `method` in each result row."""
         s = self.steering
+        words = {"rephrasings": s.rephrasings} if s.rephrasings else {}
         if self.oracle:
-            return {"backend": self.backend, "n": s.n, "m": s.m, "proposal": ORACLE_PROPOSALS[s.method](s)}
+            return {"backend": self.backend, "n": s.n, "m": s.m, "proposal": ORACLE_PROPOSALS[s.method](s), **words}
         if s.method in ("none", "mean"):
-            return {"samples": s.n if s.method == "mean" else 1, "backend": self.backend}
+            return {"samples": s.n if s.method == "mean" else 1, "backend": self.backend, **words}
         return {"backend": self.backend, "n": s.n, "m": s.m, "selection": s.selection, "temperature": s.temperature,
                 "safety": s.safety, "weights": dict(s.weights), "keep_samples": s.keep_samples,
-                "scorers": list(s.scorer_names)}
+                "scorers": list(s.scorer_names), **words}
 
     def env_options(self) -> dict:
         """What the simulator must render for this policy (`EnvConfig` fields): the main camera's size, the

@@ -164,3 +164,33 @@ def test_a_scorer_for_another_chunk_shape_is_refused_with_the_reason(tmp_path) -
                            uniform_normalizer()).save_pretrained(tmp_path / "v")
     with pytest.raises(ValueError, match="scores chunks of 4 x 7, the policy makes 8 x 7"):
         load_scorer("verifier", short, p)
+
+
+def test_rephrasings_split_the_samples_over_each_wording_with_the_latched_anchor() -> None:
+    from sim.language import TRAIN_TEMPLATES, rephrase
+    from vla_runtime.policy.protocol import EpisodeEncoder
+
+    p = policy(anchor=True)
+    o = obs()
+    steered = SteeredPolicy(p, GaussianVote(SPEC, keep_samples=True), [ForwardScorer()], Selector(), 6, 4,
+                            rephrase=rephrase, rephrasings=2)
+    result = steered.act(o, gen(3))
+    wordings = [o.instruction, *rephrase(o.instruction, 2)]
+    assert len(set(wordings)) == 3 and all("red cube" in w for w in wordings)
+    # the same draws by hand: 2 samples per wording, each wording encoded with the episode's latched anchor
+    episode = EpisodeEncoder(p)
+    g = gen(3)
+    contexts = [episode.encode(dataclasses.replace(o, instruction=w)) for w in wordings]
+    expected = np.concatenate([p.sample(c, 2, g) for c in contexts])
+    np.testing.assert_allclose(result.candidates[-6:], expected, atol=1e-6)  # kept samples come last
+    assert not np.allclose(expected[0:2], expected[2:4])  # another wording gives other chunks
+    with pytest.raises(ValueError, match="rephrasings must be in 0..n-1"):
+        SteeredPolicy(p, GaussianVote(SPEC), [], Selector(), 4, 4, rephrase=rephrase, rephrasings=4)
+    with pytest.raises(ValueError, match="need a rephraser"):
+        SteeredPolicy(p, GaussianVote(SPEC), [], Selector(), 4, 4, rephrasings=1)
+    assert rephrase("could you hoist the cube into the air", 3) == []  # held-out wording: not parsed
+    for task, pool in TRAIN_TEMPLATES.items():  # every training wording parses back to the same objects
+        fields = {"obj": "red cube", "container": "bowl", "region": "blue", "base": "green block"}
+        for t in pool:
+            others = rephrase(t.format(**fields), len(pool))
+            assert len(others) == len(pool) - 1 and t.format(**fields) not in others, (task, t)

@@ -53,6 +53,9 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-samples", action="store_true",
                    help="robomonkey/both: score the n policy samples too, beside the m Gaussian draws")
     p.add_argument("--safety", action="store_true", help="add the depth-based safety scorer (renders depth)")
+    p.add_argument("--rephrasings", type=a.nonnegative, default=a.default_of(SteeringConfig, "rephrasings"),
+                   metavar="K", help="split the n samples over the instruction and K rephrasings of it from the "
+                                     "training templates (more diverse candidates)")
     p.add_argument("--oracle", action="store_true",
                    help="score --steer's candidates by NRMSE to the scripted expert's chunk from the privileged "
                         "state instead of the learned scorers: the ceiling any verifier could reach with them "
@@ -75,6 +78,8 @@ def _agent_factory(args: argparse.Namespace, executor):
     if args.policy == "expert":
         return None
     if args.steer == "none":
+        if args.rephrasings:
+            raise ValueError("--rephrasings splits a steering method's samples: give --steer")
         if args.oracle:
             raise ValueError("--oracle picks among a steering method's candidates: give --steer robomonkey or vgps")
         return AgentFactory(args.policy, unsteered(args.average), executor, backend=args.backend)
@@ -82,7 +87,7 @@ def _agent_factory(args: argparse.Namespace, executor):
         raise ValueError("--average executes the mean of N samples, an unsteered policy; steering draws --n")
     steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
                               selection=args.selection, temperature=args.temperature, safety=args.safety,
-                              weights=args.weights, keep_samples=args.keep_samples)
+                              weights=args.weights, keep_samples=args.keep_samples, rephrasings=args.rephrasings)
     return AgentFactory(args.policy, steering, executor, backend=args.backend, oracle=args.oracle)
 
 
