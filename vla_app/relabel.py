@@ -123,6 +123,7 @@ class RelabelFactory:
     out: str
     first_seed: int
     steered_share: float
+    n_tasks: int
     indices: dict = field(default_factory=dict)  # seed -> episode index
 
     def __call__(self, seed: int) -> Agent:
@@ -131,8 +132,10 @@ class RelabelFactory:
         torch.set_num_threads(1)  # one worker per core, as `AgentFactory`
         steered = self.agents.pipeline()
         index = self.indices[seed]
-        # A fixed, interleaved share of steered episodes: index k is steered when floor((k+1) s) > floor(k s).
-        steer = int((index + 1) * self.steered_share) > int(index * self.steered_share)
+        # A fixed, interleaved share of steered rounds (one episode per task each, so every task gets both
+        # modes): round r is steered when floor((r+1) s) > floor(r s).
+        r = index // self.n_tasks
+        steer = int((r + 1) * self.steered_share) > int(r * self.steered_share)
         rec = Recorder(steered, Path(self.out), index, seed, steer, np.random.default_rng([seed, 0xDA66E]))
         return Agent(rec.decide, rec.reset, ChunkExecutor(steered.policy.action_spec, self.agents.executor), seed,
                      before_decide=rec.bind, finish=rec.finish)
@@ -166,7 +169,7 @@ def relabel(cfg: RelabelConfig, progress: bool = True) -> dict:
         env = EnvConfig(task=task, variation=cfg.variation, **agents.env_options())
         jobs.append(EpisodeJob(index=k, seed=cfg.seed + k, env=env))
         indices[cfg.seed + k] = k
-    factory = RelabelFactory(agents, str(out), cfg.seed, cfg.steered_share, indices)
+    factory = RelabelFactory(agents, str(out), cfg.seed, cfg.steered_share, len(cfg.tasks), indices)
     t0 = time.perf_counter()
     done = run_episodes(jobs, factory, workers=cfg.workers)
     if progress:

@@ -99,11 +99,16 @@ def test_oracle_rows_name_the_candidate_recipe_and_a_method_without_candidates_i
 
 def test_relabel_records_every_decision_resumes_and_refuses_other_settings(models, tmp_path: Path) -> None:
     out = tmp_path / "relabel"
-    cfg = RelabelConfig(policy=str(models["policy"]), out=str(out), verifier=str(models["verifier"]), episodes=2,
-                        workers=1, n=4, m=4, tasks=("pick_lift",))
+    cfg = RelabelConfig(policy=str(models["policy"]), out=str(out), verifier=str(models["verifier"]), episodes=4,
+                        workers=1, n=4, m=4, tasks=("pick_lift", "push_to"))
     first = relabel(cfg, progress=False)
-    assert first["new_episodes"] == 2 and first["episodes"] == 2
-    assert set(first["success"]) == {"mean", "steered"}  # one episode of each with steered_share 0.5
+    assert first["new_episodes"] == 4 and first["episodes"] == 4
+    modes = {}
+    for f in sorted(out.glob("decisions_*.npz")):
+        with np.load(f) as z:
+            meta = json.loads(str(z["meta"]))
+            modes.setdefault(meta["task"], set()).add(meta["mode"])
+    assert modes == {"pick_lift": {"mean", "steered"}, "push_to": {"mean", "steered"}}  # every task gets both
     policy = VLAPolicy.from_pretrained(models["policy"])
     d = read_decisions([out], weights_fingerprint(policy), 8, 7)
     assert len(d.cond) == first["decisions"] and d.cond.shape[1] == 32
