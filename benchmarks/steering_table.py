@@ -22,7 +22,7 @@ from vla_runtime.stats import mcnemar_exact, wilson_interval
 def column(r: dict) -> str:
     """`base`, `base avg16`, `robomonkey` (n=m=16), `robomonkey n4 m4`, `oracle gaussian n16 m16`, a `+samples`
     suffix for kept samples and ` r2` for two rephrasings, ..."""
-    words = f" r{r['rephrasings']}" if r.get("rephrasings") else ""
+    words = (f" r{r['rephrasings']}" if r.get("rephrasings") else "") + (f" g{r['margin']}" if r.get("margin") else "")
     if r["method"] == "base":
         return ("base" if r.get("samples", 1) == 1 else f"base avg{r['samples']}") + words
     if r["method"] == "oracle":

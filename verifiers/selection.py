@@ -23,12 +23,17 @@ class Selector:
     temperature: float = 1.0
     weights: dict[str, float] = field(default_factory=dict)  # scorer name -> weight; missing names weigh 1
     zscore: bool = True  # False: sum raw scores (one scorer, V-GPS style)
+    # argmax keeps candidate 0 (GaussianVote's: the samples' mean) unless the best beats it by more than this,
+    # in the combined score's units: a verifier's small preferences are noise the mean does not pay for
+    margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown selection mode {self.mode!r}; known: {MODES}")
         if not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ValueError(f"temperature must be a positive number, got {self.temperature}")
+        if not (self.margin >= 0 and math.isfinite(self.margin)):
+            raise ValueError(f"margin must be a finite number >= 0, got {self.margin}")
         bad = {k: w for k, w in self.weights.items() if not (w >= 0 and math.isfinite(w))}
         if bad:
             raise ValueError(f"scorer weights must be finite and >= 0, got {bad}")
@@ -59,7 +64,10 @@ class Selector:
         if np.all(np.isneginf(combined)):
             raise ValueError("every candidate was rejected by a scorer; nothing safe to execute")
         if self.mode == "argmax":
-            return int(np.argmax(combined))
+            best = int(np.argmax(combined))
+            if self.margin > 0 and np.isfinite(combined[0]) and combined[best] - combined[0] <= self.margin:
+                return 0
+            return best
         logits = torch.from_numpy(combined / self.temperature)
         return int(torch.multinomial(torch.softmax(logits, dim=0), 1, generator=generator).item())
 

@@ -42,12 +42,15 @@ class SteeringConfig:
     safety: bool = False
     keep_samples: bool = False  # GaussianVote also hands the n samples to the scorers (robomonkey, both)
     rephrasings: int = 0  # k: the n samples are split over the instruction and k rephrasings of it (CoVer)
+    margin: float = 0.0  # argmax keeps the samples' mean unless the best candidate beats it by more (`Selector`)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown steering method {self.method!r}; known: {METHODS}")
         if self.n < 1 or self.m < 1:
             raise ValueError(f"n and m must be >= 1, got n={self.n} m={self.m}")
+        if not (self.margin >= 0 and math.isfinite(self.margin)):
+            raise ValueError(f"margin must be a finite number >= 0, got {self.margin}")
         if not 0 <= self.rephrasings < self.n:
             raise ValueError(f"rephrasings must be in 0..n-1 (each wording gets a sample), got {self.rephrasings} "
                              f"with n={self.n}")
@@ -141,7 +144,7 @@ def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None,
     # One learned scorer: its raw scores (V-GPS's softmax over Q-values); several: z-scores on a common scale.
     learned = [s for s in cfg.scorer_names if s != "safety"]
     selector = Selector(mode=cfg.selection, temperature=cfg.temperature, weights=dict(cfg.weights),
-                        zscore=len(learned) > 1)
+                        zscore=len(learned) > 1, margin=cfg.margin)
     return SteeredPolicy(policy, proposal, chosen, selector, cfg.n, cfg.m, **words)
 
 

@@ -120,6 +120,8 @@ class AgentFactory:
         """What `vla eval` writes beside `method` in each result row."""
         s = self.steering
         words = {"rephrasings": s.rephrasings} if s.rephrasings else {}
+        if s.margin:
+            words["margin"] = s.margin
         if self.oracle:
             return {"backend": self.backend, "n": s.n, "m": s.m, "proposal": ORACLE_PROPOSALS[s.method](s), **words}
         if s.method in ("none", "mean"):

@@ -53,6 +53,9 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-samples", action="store_true",
                    help="robomonkey/both: score the n policy samples too, beside the m Gaussian draws")
     p.add_argument("--safety", action="store_true", help="add the depth-based safety scorer (renders depth)")
+    p.add_argument("--margin", type=float, default=a.default_of(SteeringConfig, "margin"),
+                   help="argmax keeps the samples' mean (candidate 0) unless the best candidate's score beats "
+                        "it by more than this")
     p.add_argument("--rephrasings", type=a.nonnegative, default=a.default_of(SteeringConfig, "rephrasings"),
                    metavar="K", help="split the n samples over the instruction and K rephrasings of it from the "
                                      "training templates (more diverse candidates)")
@@ -87,7 +90,8 @@ def _agent_factory(args: argparse.Namespace, executor):
         raise ValueError("--average executes the mean of N samples, an unsteered policy; steering draws --n")
     steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
                               selection=args.selection, temperature=args.temperature, safety=args.safety,
-                              weights=args.weights, keep_samples=args.keep_samples, rephrasings=args.rephrasings)
+                              weights=args.weights, keep_samples=args.keep_samples, rephrasings=args.rephrasings,
+                              margin=args.margin)
     return AgentFactory(args.policy, steering, executor, backend=args.backend, oracle=args.oracle)
 
 
