@@ -72,3 +72,14 @@ def test_bad_scores_are_rejected() -> None:
         Selector().combine({"a": np.zeros((3, 2))})
     with pytest.raises(ValueError, match="'a' returned NaN"):
         Selector().combine({"a": np.array([0.0, np.nan])})
+
+
+def test_margin_keeps_the_mean_unless_the_best_beats_it_clearly() -> None:
+    scores = {"verifier": np.array([1.0, 1.4, 0.2, -np.inf])}
+    assert Selector(zscore=False).select(scores) == 1
+    assert Selector(zscore=False, margin=0.5).select(scores) == 0  # 1.4 - 1.0 <= 0.5: the mean stays
+    assert Selector(zscore=False, margin=0.3).select(scores) == 1
+    rejected_mean = {"verifier": np.array([-np.inf, 1.4, 0.2])}
+    assert Selector(zscore=False, margin=5.0).select(rejected_mean) == 1  # a rejected mean is never kept
+    with pytest.raises(ValueError, match="margin must be a finite number >= 0, got -1"):
+        Selector(margin=-1.0)
