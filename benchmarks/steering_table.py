@@ -28,6 +28,8 @@ def column(r: dict) -> str:
     if r["method"] == "oracle":
         return f"oracle {r['proposal']} n{r['n']} m{r['m']}{words}"
     kept = "+samples" if r.get("keep_samples") else ""
+    if r.get("verifier", "models/verifier") != "models/verifier":  # another verifier checkpoint: its folder name
+        kept += f" [{Path(r['verifier']).name}]"
     if (r.get("n"), r.get("m")) in ((16, 16), (None, None)):
         return r["method"] + kept + words
     return f"{r['method']}{kept} n{r['n']} m{r['m']}{words}"

@@ -17,7 +17,7 @@ import torch
 
 from verifiers.pipeline import SteeredPolicy, StepResult
 from verifiers.selection import Selector
-from verifiers.steering import SteeringConfig, steered_pipeline
+from verifiers.steering import LEARNED_SCORERS, SteeringConfig, steered_pipeline
 from vla_runtime.execution import ChunkExecutor, ExecutorConfig
 from vla_runtime.types import Observation
 
@@ -128,7 +128,8 @@ class AgentFactory:
             return {"samples": s.n if s.method == "mean" else 1, "backend": self.backend, **words}
         return {"backend": self.backend, "n": s.n, "m": s.m, "selection": s.selection, "temperature": s.temperature,
                 "safety": s.safety, "weights": dict(s.weights), "keep_samples": s.keep_samples,
-                "scorers": list(s.scorer_names), **words}
+                "scorers": list(s.scorer_names),
+                **{name: getattr(s, name) for name in LEARNED_SCORERS[s.method]}, **words}
 
     def env_options(self) -> dict:
         """What the simulator must render for this policy (`EnvConfig` fields): the main camera's size, the
