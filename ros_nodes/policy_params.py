@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from verifiers.steering import LEARNED_SCORERS
+from verifiers.steering import LEARNED_SCORERS, METHODS
 from vla_runtime.backends import BACKENDS
 from vla_runtime.paths import resolve_data_path
 
-STEERING = ("none", "robomonkey", "vgps", "both")
+STEERING = METHODS  # none | mean (of n samples) | robomonkey | vgps | both
 SELECTION = ("argmax", "softmax")
 
 
