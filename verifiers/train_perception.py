@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from verifiers.perception_verifier import CONFIG_TYPE, PerceptionVerifier
-from verifiers.preferences import preference_loss
 from verifiers.relabelled import read_decisions
-from verifiers.train_verifier import VerifierTrainConfig, _random_pairs, decision_sets, rank_scores, subset
+from verifiers.train_verifier import VerifierTrainConfig, decision_sets, preference_update, rank_scores, subset
 from vla_runtime.checkpoint import is_checkpoint_of
 from vla_runtime.io import check_output_dir
 from vla_runtime.policy.model import VLAPolicy, images_to_tensor, shared_language_encoder
@@ -84,15 +83,7 @@ def train_perception_verifier(policy_dir: str | Path, relabelled: list[str | Pat
         imgs = augment(batch_images(idx), cfg.image_shift, cfg.color_jitter, gen)
         token = model.token(imgs, lang[idx], proprio[idx])  # (B, d)
         scores = model.head(token.repeat_interleave(k, 0), cands[idx].flatten(0, 1)).view(len(idx), k)
-        state, win, lose, d_star = _random_pairs(errs[idx], cfg.pairs_per_state, cfg.min_gap, gen)
-        if len(state) == 0:
-            return 0.0
-        loss = preference_loss(scores[state, win], scores[state, lose], d_star, alpha=cfg.alpha)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return loss.item()
+        return preference_update(model, opt, scores, errs[idx], cfg, gen)
 
     @torch.no_grad()
     def validate() -> dict:

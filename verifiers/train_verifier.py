@@ -182,6 +182,21 @@ def merge_sets(a: CandidateSets | None, b: CandidateSets | None) -> CandidateSet
                          a.policy_cols, a.mean_col)
 
 
+def preference_update(model: torch.nn.Module, opt: torch.optim.Optimizer, scores: torch.Tensor, errors: torch.Tensor,
+                      cfg: VerifierTrainConfig, gen: torch.Generator) -> float:
+    """One optimiser step of RoboMonkey's preference loss on random within-state pairs: scores (B, K) of
+    candidates whose NRMSE to the expert is errors (B, K). -> the loss (0.0 when every pair drawn was a tie)."""
+    state, win, lose, d_star = _random_pairs(errors, cfg.pairs_per_state, cfg.min_gap, gen)
+    if len(state) == 0:  # every drawn pair a tie: nothing to learn from this batch
+        return 0.0
+    loss = preference_loss(scores[state, win], scores[state, lose], d_star, alpha=cfg.alpha)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.item()
+
+
 def ranking_metrics(model: torch.nn.Module, sets: CandidateSets, min_gap: float, prefix: str = "val") -> dict:
     """How a token scorer (`model(cond (B, d), chunks (B, H, A)) -> (B,)`: the verifier or the value function)
     ranks held-out candidate sets (`rank_scores`)."""
@@ -285,15 +300,7 @@ def train_verifier(policy_dir: str | Path, data: list[str | Path], out: str | Pa
         idx = torch.randint(0, len(cands_all), (cfg.batch_states,), generator=gen)
         b_cond, b_cands, b_errs = cond_all[idx], cands_all[idx], errs_all[idx]
         scores = model(b_cond.repeat_interleave(k, 0), b_cands.flatten(0, 1)).view(len(idx), k)
-        state, win, lose, d_star = _random_pairs(b_errs, cfg.pairs_per_state, cfg.min_gap, gen)
-        if len(state) == 0:  # every drawn pair a tie: nothing to learn from this batch
-            return 0.0
-        loss = preference_loss(scores[state, win], scores[state, lose], d_star, alpha=cfg.alpha)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        return loss.item()
+        return preference_update(model, opt, scores, b_errs, cfg, gen)
 
     def validate() -> dict:
         metrics = {} if demo_val is None else ranking_metrics(model, demo_val, cfg.min_gap)
