@@ -69,8 +69,8 @@ class Recorder:
     """Wraps a steered decision: asks the expert at the same state, stores both, and executes the
     verifier's pick (steered episodes) or the samples' mean (GaussianVote's candidate 0)."""
 
-    def __init__(self, steered, out: Path, index: int, seed: int, steer: bool, rng: np.random.Generator) -> None:
-        self.steered, self.out, self.index, self.seed, self.steer = steered, out, index, seed, steer
+    def __init__(self, steered, out: Path, index: int, steer: bool, rng: np.random.Generator) -> None:
+        self.steered, self.out, self.index, self.steer = steered, out, index, steer
         self.expert = ScriptedExpert(ExpertConfig(), rng)
         self.env = None
         self.rows: list[dict] = []
@@ -121,7 +121,6 @@ class RelabelFactory:
 
     agents: AgentFactory
     out: str
-    first_seed: int
     steered_share: float
     n_tasks: int
     indices: dict = field(default_factory=dict)  # seed -> episode index
@@ -136,7 +135,7 @@ class RelabelFactory:
         # modes): round r is steered when floor((r+1) s) > floor(r s).
         r = index // self.n_tasks
         steer = int((r + 1) * self.steered_share) > int(r * self.steered_share)
-        rec = Recorder(steered, Path(self.out), index, seed, steer, np.random.default_rng([seed, 0xDA66E]))
+        rec = Recorder(steered, Path(self.out), index, steer, np.random.default_rng([seed, 0xDA66E]))
         return Agent(rec.decide, rec.reset, ChunkExecutor(steered.policy.action_spec, self.agents.executor), seed,
                      before_decide=rec.bind, finish=rec.finish)
 
@@ -169,7 +168,7 @@ def relabel(cfg: RelabelConfig, progress: bool = True) -> dict:
         env = EnvConfig(task=task, variation=cfg.variation, **agents.env_options())
         jobs.append(EpisodeJob(index=k, seed=cfg.seed + k, env=env))
         indices[cfg.seed + k] = k
-    factory = RelabelFactory(agents, str(out), cfg.seed, cfg.steered_share, len(cfg.tasks), indices)
+    factory = RelabelFactory(agents, str(out), cfg.steered_share, len(cfg.tasks), indices)
     t0 = time.perf_counter()
     done = run_episodes(jobs, factory, workers=cfg.workers)
     if progress:
