@@ -1,10 +1,11 @@
-"""Oracle steering: the ceiling of any verifier over a candidate recipe (simulator only).
+"""Oracle steering: the ceiling of a verifier over a candidate recipe (simulator only).
 
 At every decision the scripted expert is asked, from the privileged simulator state, what it would do
 next (`sim.experts.expert_chunk`, a closed-loop lookahead rolled back afterwards), and the candidate
-nearest its chunk (NRMSE, each dimension over its bounds) is executed. No learned scorer can pick better
-from the same candidates, so where the oracle is barely above the mean of the samples, the candidates,
-not the verifier, are what limits steering.
+nearest its chunk (NRMSE, each dimension over its bounds) is executed: what a verifier that predicts the
+expert's choice perfectly would do with the same candidates (our verifiers are trained to predict exactly
+that). Where the oracle is barely above the mean of the samples, the candidates, not the verifier, are
+what limits steering.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
                                      "training templates (more diverse candidates)")
     p.add_argument("--oracle", action="store_true",
                    help="score --steer's candidates by NRMSE to the scripted expert's chunk from the privileged "
-                        "state instead of the learned scorers: the ceiling any verifier could reach with them "
+                        "state instead of the learned scorers: what a perfect expert-predicting verifier would pick "
                         "(robomonkey: Gaussian draws, + the samples with --keep-samples; vgps: the samples)")
     a.backend_arg(p)
     p.add_argument("--json", help="write {'results': [...], 'complete': bool} here, after each variation")
