@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.proposals import check_chunks
 from vla_runtime.checkpoint import load_weights, parse_json_file, read_typed_config, require_files, write_checkpoint
 from vla_runtime.policy.config import PolicyConfig
@@ -56,7 +57,6 @@ class PerceptionVerifierConfig:
 
 class PerceptionVerifier(nn.Module):
     name = "verifier"
-    reads_observation = True  # the `Scorer` reads ctx.observation, not the policy's token
 
     def __init__(self, config: PerceptionVerifierConfig, normalizer: Normalizer) -> None:
         super().__init__()
@@ -64,14 +64,10 @@ class PerceptionVerifier(nn.Module):
         pc = config.policy_config
         self.encoder = VLAPolicy(pc, normalizer)
         del self.encoder.head  # the DiT: never sampled here
-        d, h = pc.d_model, config.hidden
-        self.chunk_in = nn.Sequential(nn.Linear(pc.horizon * pc.action_dim, h), nn.SiLU())
-        self.cond_in = nn.Sequential(nn.Linear(d, h), nn.SiLU())
-        blocks: list[nn.Module] = []
-        for _ in range(config.layers):
-            blocks += [nn.Linear(3 * h if not blocks else h, h), nn.SiLU()]
-        self.trunk = nn.Sequential(*blocks)
-        self.out = nn.Linear(h, 1)
+        # the token verifier's head, reading this verifier's own token instead of the policy's
+        self.scorer = ActionVerifier(VerifierConfig(cond_dim=pc.d_model, horizon=pc.horizon,
+                                                    action_dim=pc.action_dim, hidden=config.hidden,
+                                                    layers=config.layers), normalizer)
 
     @classmethod
     def from_policy(cls, policy: VLAPolicy, hidden: int = 256, layers: int = 2) -> PerceptionVerifier:
@@ -88,9 +84,7 @@ class PerceptionVerifier(nn.Module):
 
     def head(self, token: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
         """token (B, d), chunks (B, H, A) robot units -> scores (B,)."""
-        c = self.cond_in(token)
-        a = self.chunk_in(self.normalizer.normalize_actions(chunks).flatten(1))
-        return self.out(self.trunk(torch.cat([c, a, c * a], dim=-1))).squeeze(-1)
+        return self.scorer(token, chunks)
 
     @torch.inference_mode()
     def score(self, ctx, candidates: np.ndarray) -> np.ndarray:

@@ -32,6 +32,16 @@ class Decisions:
     instructions: list[str] | None = None  # (S,)
 
 
+def pad_candidates(sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-decision candidate sets of different sizes (k_i, H, A) -> (T, max k, H, A) float32 NaN-padded and
+    the sizes (T,) int32: how recorders store them (`count` in the file)."""
+    k = max(len(c) for c in sets)
+    out = np.full((len(sets), k, *sets[0].shape[1:]), np.nan, np.float32)
+    for i, c in enumerate(sets):
+        out[i, :len(c)] = c
+    return out, np.array([len(c) for c in sets], np.int32)
+
+
 def read_decisions(dirs: list[str | Path], fingerprint: str | None, horizon: int, action_dim: int,
                    observations: bool = False) -> Decisions:
     """Every decision in `dirs`; refuses a folder recorded with another policy (its tokens would mean

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from verifiers.relabelled import pad_candidates
 from vla_app.replay import episode_frames, write_gif
 from vla_runtime.dataset import EpisodeDataset
 from vla_runtime.io import atomic_write_bytes
@@ -36,10 +37,7 @@ class DecisionLog:
     def finish(self, env, summary) -> None:
         if not self.rows:
             return
-        k = max(len(r[2]) for r in self.rows)
-        cands = np.full((len(self.rows), k, *self.rows[0][2].shape[1:]), np.nan, np.float32)
-        for i, r in enumerate(self.rows):
-            cands[i, :len(r[2])] = r[2]
+        cands, _ = pad_candidates([r[2] for r in self.rows])
         buf = io.BytesIO()
         np.savez(buf, step=np.array([r[0] for r in self.rows]), tcp=np.stack([r[1] for r in self.rows]),
                  candidates=cands, chosen=np.array([r[3] for r in self.rows]))

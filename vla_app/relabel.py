@@ -23,7 +23,7 @@ import numpy as np
 from sim.env import EnvConfig
 from sim.experts import ExpertConfig, ScriptedExpert, expert_chunk
 from sim.tasks import TASKS, check_task
-from verifiers.relabelled import FORMAT, MANIFEST
+from verifiers.relabelled import FORMAT, MANIFEST, pad_candidates
 from verifiers.steering import SteeringConfig
 from vla_app.agents import Agent, AgentFactory
 from vla_app.runner import EpisodeJob, run_episodes
@@ -94,16 +94,13 @@ class Recorder:
 
     def finish(self, env, summary) -> None:
         """Writes the episode's decisions (one npz, atomically) once its outcome is known."""
-        k = max(len(r["candidates"]) for r in self.rows)
-        cands = np.full((len(self.rows), k, *self.rows[0]["expert"].shape), np.nan, np.float32)
-        for i, r in enumerate(self.rows):
-            cands[i, :len(r["candidates"])] = r["candidates"]
+        cands, count = pad_candidates([r["candidates"] for r in self.rows])
         meta = {"task": summary.task, "variation": summary.variation, "seed": summary.seed,
                 "success": summary.success, "instruction": summary.instruction,
                 "mode": "steered" if self.steer else "mean", "steps": summary.steps}
         buf = io.BytesIO()
         np.savez(buf, cond=np.stack([r["cond"] for r in self.rows]).astype(np.float32), candidates=cands,
-                 count=np.array([len(r["candidates"]) for r in self.rows], np.int32),
+                 count=count,
                  expert=np.stack([r["expert"] for r in self.rows]).astype(np.float32),
                  executed=np.array([r["executed"] for r in self.rows], np.int32),
                  image=np.stack([r["image"] for r in self.rows]), proprio=np.stack([r["proprio"] for r in self.rows]),
