@@ -249,7 +249,7 @@ class PolicyNode(LifecycleNode):
         steering = SteeringConfig(method=self._param("steering"), n=self._param("n"), m=self._param("m"),
                                   verifier=self._path("verifier"), value=self._path("value"),
                                   selection=self._param("selection"), temperature=self._param("temperature"),
-                                  safety=self._param("safety"))
+                                  safety=self._param("safety"), steps=int(self._param("steps")) or None)
         if steering.safety and not (self._param("use_depth") and self._param("camera_pose")):
             raise ValueError("safety needs use_depth:=true and camera_pose (the camera in the base frame)")
         steered = steered_pipeline(self._path("policy"), steering, backend,

@@ -55,9 +55,11 @@ class SteeredPolicy:
     decision's anchor (`PolicyConfig.anchor`) until then."""
 
     def __init__(self, policy, proposal: Proposal, scorers: list[Scorer], selector: Selector, n: int, m: int,
-                 rephrase: Callable[[str, int], list[str]] | None = None, rephrasings: int = 0) -> None:
+                 rephrase: Callable[[str, int], list[str]] | None = None, rephrasings: int = 0,
+                 steps: int | None = None) -> None:
         """rephrase(instruction, k) -> up to k other wordings: with rephrasings k > 0 the n samples are split
-        over the instruction and its rephrasings, each encoded on its own (CoVer: more diverse candidates)."""
+        over the instruction and its rephrasings, each encoded on its own (CoVer: more diverse candidates).
+        steps: the samples' DDIM steps (None: the policy's own); fewer make candidates cheaper."""
         if n < 1 or m < 1:
             raise ValueError(f"n and m must be >= 1, got n={n} m={m}")
         if rephrasings < 0 or rephrasings >= n or (rephrasings and rephrase is None):
@@ -67,7 +69,7 @@ class SteeredPolicy:
         if len(set(names)) != len(names):
             raise ValueError(f"scorer names must be unique, got {names}")
         self.policy, self.proposal, self.scorers, self.selector = policy, proposal, list(scorers), selector
-        self.n, self.m = n, m
+        self.n, self.m, self.steps = n, m, steps
         self.episode = EpisodeEncoder(policy)
 
     def reset(self) -> None:
@@ -82,7 +84,8 @@ class SteeredPolicy:
         t["encode"] = _ms(t0)
         t0 = time.perf_counter()
         counts = [len(part) for part in np.array_split(np.arange(self.n), len(contexts))]
-        samples = np.concatenate([self.policy.sample(c, k, generator) for c, k in zip(contexts, counts)])  # (n, H, A)
+        samples = np.concatenate([self.policy.sample(c, k, generator, steps=self.steps)
+                                  for c, k in zip(contexts, counts)])  # (n, H, A)
         t["sample"] = _ms(t0)
         if not self.scorers:  # unsteered: the policy's one sample, or the mean of its n samples
             return StepResult(self._mean(samples), samples, {}, 0, t, context=ctx)

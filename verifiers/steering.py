@@ -22,6 +22,7 @@ from verifiers.pipeline import SteeredPolicy
 from verifiers.proposals import GaussianVote, Identity
 from verifiers.selection import MODES, Selector
 from vla_runtime.checkpoint import weights_fingerprint
+from vla_runtime.policy.config import CANDIDATE_STEPS
 
 # method -> the learned scorers (checkpoint folders) it reads; also what the ROS node checks at configure
 LEARNED_SCORERS: dict[str, tuple[str, ...]] = {"none": (), "mean": (), "robomonkey": ("verifier",),
@@ -43,6 +44,9 @@ class SteeringConfig:
     keep_samples: bool = False  # GaussianVote also hands the n samples to the scorers (robomonkey, both)
     rephrasings: int = 0  # k: the n samples are split over the instruction and k rephrasings of it (CoVer)
     margin: float = 0.0  # argmax keeps the samples' mean unless the best candidate beats it by more (`Selector`)
+    # DDIM steps of the n samples; None: CANDIDATE_STEPS for a steering method (cheap candidates), the
+    # policy's own `inference_steps` for `none` and `mean` (the policy as trained)
+    steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -51,6 +55,9 @@ class SteeringConfig:
             raise ValueError(f"n and m must be >= 1, got n={self.n} m={self.m}")
         if not (self.margin >= 0 and math.isfinite(self.margin)):
             raise ValueError(f"margin must be a finite number >= 0, got {self.margin}")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int)
+                                       or self.steps < 1):
+            raise ValueError(f"steps must be None (the policy's own) or an integer >= 1, got {self.steps!r}")
         if not 0 <= self.rephrasings < self.n:
             raise ValueError(f"rephrasings must be in 0..n-1 (each wording gets a sample), got {self.rephrasings} "
                              f"with n={self.n}")
@@ -68,6 +75,13 @@ class SteeringConfig:
         if unknown:
             raise ValueError(f"weights name scorers {unknown} that method {self.method!r} does not use "
                              f"({list(self.scorer_names)})")
+
+    @property
+    def sample_steps(self) -> int | None:
+        """The DDIM steps the samples are drawn with (None: the policy's own)."""
+        if self.steps is not None:
+            return self.steps
+        return None if self.method in ("none", "mean") else CANDIDATE_STEPS
 
     @property
     def scorer_names(self) -> tuple[str, ...]:
@@ -124,7 +138,7 @@ def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None,
     `sim.language.rephrase`)."""
     if cfg.rephrasings and rephrase is None:
         raise ValueError(f"rephrasings={cfg.rephrasings} needs a rephraser (instruction, k) -> wordings")
-    words = {"rephrase": rephrase, "rephrasings": cfg.rephrasings}
+    words = {"rephrase": rephrase, "rephrasings": cfg.rephrasings, "steps": cfg.sample_steps}
     if cfg.method in ("none", "mean"):  # no scorer: the one sample, or the mean of n
         n = 1 if cfg.method == "none" else cfg.n
         return SteeredPolicy(policy, Identity(policy.action_spec), [], Selector(), n, 1, **words)
@@ -148,8 +162,10 @@ def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None,
     return SteeredPolicy(policy, proposal, chosen, selector, cfg.n, cfg.m, **words)
 
 
-def ensure_export(policy_dir: str | Path, scorer_dirs: dict[str, str], root: str | Path = "runs/onnx") -> Path:
-    """The ONNX export of this policy + its learned scorers, made once (`vla_runtime.backends.cached_export`)."""
+def ensure_export(policy_dir: str | Path, scorer_dirs: dict[str, str], root: str | Path = "runs/onnx",
+                  steps: int | None = None) -> Path:
+    """The ONNX export of this policy + its learned scorers, made once (`vla_runtime.backends.cached_export`),
+    with a sampler for `steps` DDIM steps beside the policy's own (None: CANDIDATE_STEPS)."""
     from vla_runtime.backends import cached_export
     from vla_runtime.export import export_onnx
     from vla_runtime.policy.model import VLAPolicy
@@ -157,9 +173,11 @@ def ensure_export(policy_dir: str | Path, scorer_dirs: dict[str, str], root: str
     def make(out: Path) -> None:
         policy = VLAPolicy.from_pretrained(policy_dir)
         scorers = {name: (load_scorer(name, folder, policy), folder) for name, folder in scorer_dirs.items()}
-        export_onnx(policy_dir, out, scorers, replace=False)
+        export_onnx(policy_dir, out, scorers, replace=False, sample_steps=sample_steps)
 
-    return cached_export({"policy": policy_dir, **scorer_dirs}, make, root)
+    sample_steps = (CANDIDATE_STEPS if steps is None else steps,)
+    variant = "" if sample_steps == (CANDIDATE_STEPS,) else f"sample_steps {sample_steps}"  # the default's key
+    return cached_export({"policy": policy_dir, **scorer_dirs}, make, root, variant=variant)
 
 
 def steered_pipeline(policy_dir: str | Path, cfg: SteeringConfig, backend: str = "torch",
@@ -175,7 +193,7 @@ def steered_pipeline(policy_dir: str | Path, cfg: SteeringConfig, backend: str =
         return build_steered(load_policy(policy_dir, "torch"), cfg, rephrase=rephrase)
     learned = {name: getattr(cfg, name) for name in cfg.scorer_names if name != "safety"}
     if export_dir is None:
-        export_dir = ensure_export(policy_dir, learned)
+        export_dir = ensure_export(policy_dir, learned, steps=cfg.sample_steps)
     policy = load_policy(export_dir, backend, threads=threads, trt_cache=trt_cache)
     # The scorer heads run on the calling thread (see `OrtGraph`): their idle pools would spin on the cores
     # the sampler needs.

@@ -112,7 +112,7 @@ class AgentFactory:
 
             scorer = ExpertScorer(steered.policy.action_spec, np.random.default_rng([seed, 0x0AC1E]))
             steered = SteeredPolicy(steered.policy, steered.proposal, [scorer], Selector(), steered.n, steered.m,
-                                    rephrase=steered.rephrase, rephrasings=steered.rephrasings)
+                                    rephrase=steered.rephrase, rephrasings=steered.rephrasings, steps=steered.steps)
             return Agent(steered.act, steered.reset, executor, seed, before_decide=scorer.bind)
         return Agent(steered.act, steered.reset, executor, seed)
 
@@ -122,6 +122,8 @@ class AgentFactory:
         words = {"rephrasings": s.rephrasings} if s.rephrasings else {}
         if s.margin:
             words["margin"] = s.margin
+        if s.sample_steps is not None:
+            words["steps"] = s.sample_steps
         if self.oracle:
             return {"backend": self.backend, "n": s.n, "m": s.m, "proposal": ORACLE_PROPOSALS[s.method](s), **words}
         if s.method in ("none", "mean"):
@@ -143,8 +145,11 @@ class AgentFactory:
         return {**options, "depth": True} if self.steering.safety else options
 
 
-def unsteered(samples: int = 1) -> SteeringConfig:
-    """The base policy's execution: its one sample, or (samples > 1) the mean of that many."""
+def unsteered(samples: int = 1, steps: int | None = None) -> SteeringConfig:
+    """The base policy's execution: its one sample, or (samples > 1) the mean of that many; steps: their
+    DDIM steps (None: the policy's own)."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    return SteeringConfig(method="none") if samples == 1 else SteeringConfig(method="mean", n=samples)
+    if samples == 1:
+        return SteeringConfig(method="none", steps=steps)
+    return SteeringConfig(method="mean", n=samples, steps=steps)

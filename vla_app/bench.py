@@ -1,8 +1,11 @@
 """`vla bench`: per-stage latency of the policy and the steering pipeline on each inference backend.
 
-Per backend and n: `encode`, `sample`, `verifier`, `value` (direct calls on one fixed observation and its
-context) and `act_steered` (the full `SteeredPolicy.act()` with `method="both"`, n samples, m = n
-candidates), plus `act_unsteered` (`method="none"`, n = 1 only). Every figure is the median and p90 of
+Per backend and n: `encode`, `sample` (n chunks at the policy's own DDIM steps), `sample_candidates` (at
+steering's `CANDIDATE_STEPS`), `verifier`, `value` (direct calls on one fixed observation and its context),
+then full `SteeredPolicy.act()` calls: `act_mean` (the mean of n samples, the free baseline),
+`act_steered` (the default steering, `SteeringConfig(n=n, m=n)`: RoboMonkey with cheap candidates) and
+`act_steered_policy_steps` (the same at the policy's own steps), plus `act_unsteered` (one sample, n = 1
+only). `steering_cost` sets `act_steered` against `act_unsteered` per backend. Every figure is the median and p90 of
 `repeats` timed calls after `warmup` untimed ones, all in ONE process, so the ratios against torch compare
 runs on the same machine under the same load. `sample` rows also carry the achieved GFLOP/s (`dit_flops`
 over the median), set against this CPU's fp32 matmul peak (`measure_peak_gflops`): the physical limit.
@@ -26,9 +29,11 @@ import numpy as np
 import torch
 
 from vla_runtime.backends import BACKENDS
+from vla_runtime.policy.config import CANDIDATE_STEPS
 from vla_runtime.types import Observation
 
-BENCH_STAGES = ("encode", "sample", "verifier", "value", "act_unsteered", "act_steered")  # what `vla bench` times
+BENCH_STAGES = ("encode", "sample", "sample_candidates", "verifier", "value", "act_unsteered", "act_mean",
+                "act_steered", "act_steered_policy_steps")  # what `vla bench` times
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,9 @@ def measure_peak_gflops(threads: int, size: int = 1024, repeats: int = 10) -> fl
     return 2.0 * size**3 / best / 1e9
 
 
-def dit_flops(policy_config, n: int) -> float:
-    """Analytic FLOPs (multiply-add = 2) of one `sample(n)`: `inference_steps` DDIM steps, each one DiT
+def dit_flops(policy_config, n: int, steps: int | None = None) -> float:
+    """Analytic FLOPs (multiply-add = 2) of one `sample(n)`: `steps` DDIM steps (None: the config's
+    `inference_steps`), each one DiT
     forward on a batch of n (2n with classifier-free guidance, `guidance_scale != 1`).
 
     Per forward and sample, with d = d_model, T = horizon + 2 tokens (condition, timestep, H actions),
@@ -107,7 +113,7 @@ def dit_flops(policy_config, n: int) -> float:
     per_token_layer = 2 * (4 * d * d) + 2 * (2 * d * f) + 2 * (2 * t * d)
     forward = c.dit_layers * t * per_token_layer + 2 * (2 * h * a * d)
     batch = n * (2 if c.guidance_scale != 1.0 else 1)
-    return float(c.inference_steps * batch * forward)
+    return float((c.inference_steps if steps is None else steps) * batch * forward)
 
 
 def random_observation(policy_config, rng: np.random.Generator) -> Observation:
@@ -158,8 +164,8 @@ def _onnxruntime_version() -> str | None:
 
 
 def _bench_backend(backend: str, cfg: BenchConfig, export_dir) -> list[dict]:
-    """The rows of one backend: act_unsteered at n = 1, then per n the direct stages and act_steered."""
-    from verifiers.steering import SteeringConfig, steered_pipeline
+    """The rows of one backend: act_unsteered at n = 1, then per n the direct stages and the act() rows."""
+    from verifiers.steering import SteeringConfig, build_steered, steered_pipeline
 
     torch.set_num_threads(cfg.threads if backend == "torch" else 1)  # onnx / trt sessions own their threads
     threads = None if backend == "torch" else cfg.threads
@@ -171,31 +177,52 @@ def _bench_backend(backend: str, cfg: BenchConfig, export_dir) -> list[dict]:
              **timed(lambda: unsteered.act(obs, gen), cfg.repeats, cfg.warmup,
                       before=lambda: (unsteered.reset(), gen.manual_seed(cfg.seed)))[0]}]
     for n in cfg.ns:
-        sp = steered_pipeline(cfg.policy, SteeringConfig(method="both", n=n, m=n, verifier=cfg.verifier,
-                                                         value=cfg.value),
-                              backend=backend, export_dir=export_dir, threads=threads)
-        rows += [{"backend": backend, "n": n, **r} for r in _bench_steered(sp, obs, n, cfg)]
+        both = steered_pipeline(cfg.policy, SteeringConfig(method="both", n=n, m=n, verifier=cfg.verifier,
+                                                           value=cfg.value),
+                                backend=backend, export_dir=export_dir, threads=threads)
+        scorers = {s.name: s for s in both.scorers}
+        own = both.policy.config.inference_steps
+        acts = {"act_mean": SteeringConfig(method="mean", n=n),
+                "act_steered": SteeringConfig(n=n, m=n, verifier=cfg.verifier),
+                "act_steered_policy_steps": SteeringConfig(n=n, m=n, verifier=cfg.verifier, steps=own)}
+        pipelines = {stage: build_steered(both.policy, s, scorers=scorers) for stage, s in acts.items()}
+        rows += [{"backend": backend, "n": n, **r} for r in _bench_stages(both, pipelines, obs, n, cfg)]
     return rows
 
 
-def _bench_steered(sp, obs: Observation, n: int, cfg: BenchConfig) -> list[dict]:
-    """encode / sample / verifier / value by direct calls on `obs` and its context, then the full act()."""
-    policy, gen = sp.policy, torch.Generator()
+def _bench_stages(both, pipelines: dict, obs: Observation, n: int, cfg: BenchConfig) -> list[dict]:
+    """encode / sample / sample_candidates / verifier / value by direct calls on `obs` and its context, then
+    each pipeline's full act()."""
+    policy, gen = both.policy, torch.Generator()
     ctx = policy.encode(obs)  # also fills the instruction-embedding cache, as in a running episode
     samples = policy.sample(ctx, n, torch.Generator().manual_seed(cfg.seed))
-    candidates = sp.proposal.propose(samples, n, torch.Generator().manual_seed(cfg.seed))  # what act() scores
-    rows = [{"stage": "encode", **timed(lambda: policy.encode(obs), cfg.repeats, cfg.warmup)[0]},
-            {"stage": "sample", **timed(lambda: policy.sample(ctx, n, gen), cfg.repeats, cfg.warmup,
-                                         before=lambda: gen.manual_seed(cfg.seed))[0]}]
-    rows[-1]["gflops"] = dit_flops(policy.config, n) / (rows[-1]["median_ms"] / 1e3) / 1e9
-    scorers = {s.name: s for s in sp.scorers}
-    for stage in ("verifier", "value"):
-        scorer = scorers[stage]
-        rows.append({"stage": stage, "candidates": len(candidates),
+    candidates = both.proposal.propose(samples, n, torch.Generator().manual_seed(cfg.seed))  # what act() scores
+    rows = [{"stage": "encode", **timed(lambda: policy.encode(obs), cfg.repeats, cfg.warmup)[0]}]
+    for stage, steps in (("sample", None), ("sample_candidates", CANDIDATE_STEPS)):
+        rows.append({"stage": stage, **timed(lambda k=steps: policy.sample(ctx, n, gen, steps=k), cfg.repeats,
+                                             cfg.warmup, before=lambda: gen.manual_seed(cfg.seed))[0]})
+        rows[-1]["gflops"] = dit_flops(policy.config, n, steps) / (rows[-1]["median_ms"] / 1e3) / 1e9
+    for scorer in both.scorers:
+        rows.append({"stage": scorer.name, "candidates": len(candidates),
                      **timed(lambda s=scorer: s.score(ctx, candidates), cfg.repeats, cfg.warmup)[0]})
-    rows.append({"stage": "act_steered", **timed(lambda: sp.act(obs, gen), cfg.repeats, cfg.warmup,
-                                                  before=lambda: (sp.reset(), gen.manual_seed(cfg.seed)))[0]})
+    for stage, sp in pipelines.items():
+        rows.append({"stage": stage, **timed(lambda p=sp: p.act(obs, gen), cfg.repeats, cfg.warmup,
+                                             before=lambda p=sp: (p.reset(), gen.manual_seed(cfg.seed)))[0]})
     return rows
+
+
+def steering_cost(result: dict) -> list[dict]:
+    """Per backend and n: the default steered decision (`act_steered`), the same at the policy's own steps and
+    the mean of n, each divided by the unsteered decision (`act_unsteered`) measured in the same run."""
+    ms = {(r["backend"], r["n"], r["stage"]): r["median_ms"] for r in result["rows"]}
+    out = []
+    for (backend, n, stage), value in ms.items():
+        base = ms.get((backend, 1, "act_unsteered"))
+        if stage == "act_steered" and base:
+            out.append({"backend": backend, "n": n, "steered_vs_unsteered": value / base,
+                        "policy_steps_vs_unsteered": ms[(backend, n, "act_steered_policy_steps")] / base,
+                        "mean_vs_unsteered": ms[(backend, n, "act_mean")] / base})
+    return out
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -220,14 +247,17 @@ def run_bench(cfg: BenchConfig) -> dict:
         ref = torch_median.get((r["n"], r["stage"]))
         if ref is not None:
             r["ratio_vs_torch"] = r["median_ms"] / ref
-    return {"rows": rows, "peak_gflops": peak, "machine": _machine(), "torch": torch.__version__,
+    result = {"rows": rows, "peak_gflops": peak, "machine": _machine(), "torch": torch.__version__,
             "onnxruntime": _onnxruntime_version(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "config": dataclasses.asdict(cfg), "export_dir": None if export_dir is None else str(export_dir)}
+            "config": dataclasses.asdict(cfg), "export_dir": None if export_dir is None else str(export_dir),
+            "candidate_steps": CANDIDATE_STEPS}
+    result["steering_cost"] = steering_cost(result)
+    return result
 
 
 def write_plot(result: dict, path: str | Path) -> Path:
     """A PNG: per stage, the median ms against n for each backend (log scales), and the achieved GFLOP/s of
-    `sample` against the measured matmul peak."""
+    both sample stages against the measured matmul peak."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,7 +274,7 @@ def write_plot(result: dict, path: str | Path) -> Path:
         ax.xaxis.set_minor_locator(NullLocator())
 
     backends = list(dict.fromkeys(r["backend"] for r in rows))
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
+    fig, axes = plt.subplots(2, 5, figsize=(20, 7.5))
     panels = list(axes.flat)
     for ax, stage in zip(panels, BENCH_STAGES, strict=False):
         for backend in backends:
@@ -256,10 +286,11 @@ def write_plot(result: dict, path: str | Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     ax = panels[len(BENCH_STAGES)]
     for backend in backends:
-        pts = sorted((r["n"], r["gflops"]) for r in rows
-                     if r["backend"] == backend and r["stage"] == "sample" and "gflops" in r)
-        if pts:
-            ax.plot(*zip(*pts, strict=True), marker="o", label=backend)
+        for stage, style in (("sample", "-"), ("sample_candidates", ":")):
+            pts = sorted((r["n"], r["gflops"]) for r in rows
+                         if r["backend"] == backend and r["stage"] == stage and "gflops" in r)
+            if pts:
+                ax.plot(*zip(*pts, strict=True), marker="o", linestyle=style, label=f"{backend} {stage}")
     ax.axhline(result["peak_gflops"], color="k", linestyle="--", label=f"matmul peak {result['peak_gflops']:.0f}")
     ax.set(title="sample: achieved GFLOP/s", xlabel="n", ylabel="GFLOP/s", yscale="log")
     n_axis(ax)
@@ -292,4 +323,9 @@ def format_table(result: dict) -> str:
                      f"| {ratio} | {gflops} |")
     lines.append("")
     lines.append(f"fp32 matmul peak: {result['peak_gflops']:.1f} GFLOP/s")
+    lines += ["", f"Steering cost (median act() / act_unsteered; candidates at {result['candidate_steps']} DDIM "
+              "steps, the policy's at its own):", "",
+              "| backend | n = m | default steering | at the policy's steps | mean of n |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| {c['backend']} | {c['n']} | {c['steered_vs_unsteered']:.2f}x | {c['policy_steps_vs_unsteered']:.2f}x "
+              f"| {c['mean_vs_unsteered']:.2f}x |" for c in result["steering_cost"]]
     return "\n".join(lines) + "\n"

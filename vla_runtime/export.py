@@ -9,6 +9,8 @@ Graphs (every input/output float32 unless named):
   guidance when the policy uses it, un-normalisation and the ActionSpec clip): cond (1, d), noise (N, H, A)
   -> actions (N, H, A) robot units. The noise is an input, so every backend gives the same actions for
   the same generator.
+- `sampler_s{k}.onnx`: the same with k DDIM steps, for each k of `sample_steps` other than the policy's own
+  (steering draws its candidates with fewer; `export.json` maps step counts to graphs under `samplers`).
 - `verifier.onnx`, `value.onnx`: cond (1, d), chunks (M, H, A) robot units -> scores (M,).
 
 The folder also holds `export.json` (format, opset, graph IO, the policy's fingerprint, action spec and
@@ -29,11 +31,13 @@ from torch import nn
 
 from vla_runtime.checkpoint import weights_fingerprint
 from vla_runtime.io import check_output_dir, make_tmp_sibling, manifest_is, replace_dir
+from vla_runtime.policy.config import CANDIDATE_STEPS, check_steps
 from vla_runtime.policy.dit import dit_forward_static
 
 OPSET = 17
 FORMAT = "vla_steering.onnx_export"
-VERSION = 1
+VERSION = 2  # 2: `samplers` (step count -> graph); v1 folders, which have only `sampler`, still load
+READABLE_VERSIONS = (1, 2)
 is_export = manifest_is("export.json", "format", FORMAT)  # what `vla export onnx --out` may replace
 
 
@@ -67,17 +71,19 @@ class DenoiserGraph(nn.Module):
 
 
 class SamplerGraph(nn.Module):
-    """`VLAPolicy.sample` after the noise is drawn: one cond token, N noise chunks -> N chunks in robot units."""
+    """`VLAPolicy.sample` after the noise is drawn: one cond token, N noise chunks -> N chunks in robot units;
+    steps: DDIM steps, unrolled (None: the policy's own)."""
 
-    def __init__(self, policy) -> None:
+    def __init__(self, policy, steps: int | None = None) -> None:
         super().__init__()
         self.policy = policy
+        self.steps = steps
         spec = policy.config.action_spec
         self.register_buffer("low", torch.as_tensor(spec.low_array(), dtype=torch.float32), persistent=False)
         self.register_buffer("high", torch.as_tensor(spec.high_array(), dtype=torch.float32), persistent=False)
 
     def forward(self, cond, noise):
-        x = self.policy.denoise(cond, noise, head=partial(dit_forward_static, self.policy.head))
+        x = self.policy.denoise(cond, noise, head=partial(dit_forward_static, self.policy.head), steps=self.steps)
         return torch.clamp(self.policy.normalizer.unnormalize_actions(x), self.low, self.high)
 
 
@@ -123,13 +129,15 @@ def _sha256(path: Path) -> str:
 
 
 def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | None = None,
-                replace: bool = True, overwrite: bool = False) -> Path:
+                replace: bool = True, overwrite: bool = False,
+                sample_steps: tuple[int, ...] = (CANDIDATE_STEPS,)) -> Path:
     """Export the policy and `scorers` (name -> (loaded token scorer, its checkpoint folder), checked against
     this policy by the caller: `verifiers.steering.load_scorer`) into `out_dir`. Written in a temp sibling
     folder and renamed into place, so a failed export never leaves a half-written folder behind.
     replace=True: `out_dir` is checked first (`io.check_output_dir`): only a previous export is replaced
     unless `overwrite`, and never a folder holding an input. replace=False: an existing `out_dir` wins
-    (concurrent processes exporting the same cached key)."""
+    (concurrent processes exporting the same cached key). sample_steps: the step counts a sampler graph is
+    exported for besides the policy's own (default: steering's candidate steps)."""
     from vla_runtime.policy.model import VLAPolicy
 
     out = Path(out_dir)
@@ -138,6 +146,8 @@ def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | Non
         check_output_dir(out, is_export, "ONNX export", inputs=inputs, overwrite=overwrite)
     policy = VLAPolicy.from_pretrained(policy_dir)
     cfg = policy.config
+    for k in sample_steps:
+        check_steps(k, cfg.train_timesteps, "sample_steps")
     fingerprint = weights_fingerprint(policy)
     h, w = cfg.image_size
     H, A, d, P, L = cfg.horizon, cfg.action_dim, cfg.d_model, cfg.proprio_dim, cfg.language_dim
@@ -165,6 +175,12 @@ def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | Non
         graphs["sampler"] = _export(
             SamplerGraph(policy), (torch.randn(1, d), torch.randn(3, H, A)), tmp / "sampler.onnx",
             {"cond": (1, d), "noise": ("N", H, A)}, {"actions": ("N", H, A)}, meta)
+        samplers = {str(cfg.inference_steps): "sampler"}
+        for k in sorted(set(sample_steps) - {cfg.inference_steps}):
+            samplers[str(k)] = f"sampler_s{k}"
+            graphs[f"sampler_s{k}"] = _export(
+                SamplerGraph(policy, k), (torch.randn(1, d), torch.randn(3, H, A)), tmp / f"sampler_s{k}.onnx",
+                {"cond": (1, d), "noise": ("N", H, A)}, {"actions": ("N", H, A)}, meta)
         for name, (scorer, folder) in (scorers or {}).items():
             if name not in ("verifier", "value"):
                 raise ValueError(f"only the verifier and the value function export, not {name!r}")
@@ -181,7 +197,7 @@ def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | Non
         manifest = {"format": FORMAT, "version": VERSION, "opset": OPSET, "torch": torch.__version__,
                     "policy": {"source": str(Path(policy_dir)), "fingerprint": fingerprint},
                     "action_spec": cfg.action_spec.to_dict(), "normalization": policy.normalizer.to_dict(),
-                    "anchor": policy.anchor_mlp is not None, "graphs": graphs}
+                    "anchor": policy.anchor_mlp is not None, "graphs": graphs, "samplers": samplers}
         (tmp / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
         if replace:
             replace_dir(tmp, out)
@@ -204,7 +220,12 @@ def read_manifest(export_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{export_dir} is not an ONNX export (no export.json); run `vla export onnx`")
     manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+    if manifest.get("format") != FORMAT or manifest.get("version") not in READABLE_VERSIONS:
         raise ValueError(f"{path}: format {manifest.get('format')!r} v{manifest.get('version')}, "
-                         f"expected {FORMAT!r} v{VERSION}")
+                         f"expected {FORMAT!r} v{' or v'.join(map(str, READABLE_VERSIONS))}")
     return manifest
+
+
+def sampler_graphs(manifest: dict, inference_steps: int) -> dict[int, str]:
+    """DDIM step count -> the sampler graph's name (a v1 export has only the policy's own)."""
+    return {int(k): v for k, v in manifest.get("samplers", {str(inference_steps): "sampler"}).items()}

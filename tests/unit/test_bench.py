@@ -70,10 +70,17 @@ def test_run_bench_torch_end_to_end(tiny_checkpoints, tmp_path) -> None:
     for r in rows:
         assert r["backend"] == "torch"
         assert r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"]
-        assert ("gflops" in r) == (r["stage"] == "sample")
-    assert all(r["gflops"] > 0 for r in rows if r["stage"] == "sample")
+        assert ("gflops" in r) == (r["stage"] in ("sample", "sample_candidates"))
+    assert all(r["gflops"] > 0 for r in rows if "gflops" in r)
+    cost = {c["n"]: c for c in result["steering_cost"]}
+    ms = {(r["n"], r["stage"]): r["median_ms"] for r in rows}
+    assert set(cost) == {1, 2}
+    for n, c in cost.items():  # each act() row over the unsteered decision of the same run
+        assert c["steered_vs_unsteered"] == pytest.approx(ms[(n, "act_steered")] / ms[(1, "act_unsteered")])
+        assert c["mean_vs_unsteered"] == pytest.approx(ms[(n, "act_mean")] / ms[(1, "act_unsteered")])
     table = format_table(result)
-    assert table.count("\n| torch |") == len(rows) and "act_steered" in table
+    assert table.count("\n| torch |") == len(rows) + len(cost) and "act_steered" in table
+    assert "| torch | 2 | " in table.split("Steering cost")[1]
     png = write_plot(result, tmp_path / "plots" / "latency.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from verifiers.value import ValueConfig, ValueFunction
 from vla_runtime.backends import BACKENDS, cached_export, check_backend, load_policy
 from vla_runtime.backends.onnx import OnnxPolicy, OnnxScorer, OrtGraph, providers
 from vla_runtime.export import OPSET, export_onnx, read_manifest
+from vla_runtime.policy.config import CANDIDATE_STEPS
 from vla_runtime.policy.dit import dit_forward_static
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.protocol import Context
@@ -85,8 +87,10 @@ def _obs(seed: int = 0, size: int = 16) -> Observation:
 
 def test_export_writes_checked_graphs_with_their_metadata(plain) -> None:
     manifest = read_manifest(plain.export)
-    assert manifest["opset"] == OPSET and set(manifest["graphs"]) == {"encoder", "denoiser", "sampler",
-                                                                        "verifier", "value"}
+    assert manifest["opset"] == OPSET and set(manifest["graphs"]) == {
+        "encoder", "denoiser", "sampler", f"sampler_s{CANDIDATE_STEPS}", "verifier", "value"}
+    assert manifest["samplers"] == {str(TINY.inference_steps): "sampler",
+                                    str(CANDIDATE_STEPS): f"sampler_s{CANDIDATE_STEPS}"}
     for name, graph in manifest["graphs"].items():
         model = onnx.load(str(plain.export / graph["file"]))
         onnx.checker.check_model(model, full_check=True)
@@ -123,6 +127,51 @@ def test_sampler_matches_torch_for_the_same_noise(plain, n) -> None:
     ref = plain.policy.sample(ctx, n, noise=noise)
     got = onnx_policy.sample(ctx, n, noise=noise)
     assert got.shape == (n, H, A) and np.abs(got - ref).max() <= ACTION_ATOL
+
+
+@pytest.mark.parametrize("steps", [None, CANDIDATE_STEPS])
+def test_each_exported_sampler_matches_torch_at_its_step_count(plain, steps) -> None:
+    onnx_policy = OnnxPolicy(plain.export)
+    ctx = plain.policy.encode(_obs())
+    noise = torch.randn(5, H, A, generator=torch.Generator().manual_seed(11))
+    ref = plain.policy.sample(ctx, 5, noise=noise, steps=steps)
+    assert np.abs(onnx_policy.sample(ctx, 5, noise=noise, steps=steps) - ref).max() <= ACTION_ATOL
+    if steps is not None:  # really another graph: the policy's own steps give other chunks
+        assert np.abs(onnx_policy.sample(ctx, 5, noise=noise) - ref).max() > 100 * ACTION_ATOL
+
+
+def test_a_step_count_without_a_sampler_graph_is_refused_with_the_command_that_adds_it(plain, tmp_path) -> None:
+    onnx_policy = OnnxPolicy(plain.export)
+    ctx = onnx_policy.encode(_obs())
+    with pytest.raises(ValueError, match=r"sampler graphs for \[3, 4\] DDIM steps, not 2; export with "
+                                         r"`vla export onnx --sample-steps 2`"):
+        onnx_policy.sample(ctx, 2, steps=2)
+    with pytest.raises(ValueError, match="sample_steps must be an integer in 1..train_timesteps=20, got 0"):
+        export_onnx(plain.policy_dir, tmp_path / "bad", sample_steps=(0,))
+    assert not (tmp_path / "bad").exists()
+    two = export_onnx(plain.policy_dir, tmp_path / "two", sample_steps=(2,))
+    noise = torch.randn(3, H, A)
+    assert np.abs(OnnxPolicy(two).sample(ctx, 3, noise=noise, steps=2)
+                  - plain.policy.sample(ctx, 3, noise=noise, steps=2)).max() <= ACTION_ATOL
+
+
+def test_a_version_1_export_still_loads_with_the_policys_own_sampler(plain, tmp_path) -> None:
+    old = tmp_path / "v1"
+    shutil.copytree(plain.export, old)
+    manifest = json.loads((old / "export.json").read_text())
+    manifest["version"] = 1
+    del manifest["samplers"], manifest["graphs"][f"sampler_s{CANDIDATE_STEPS}"]
+    (old / "export.json").write_text(json.dumps(manifest))
+    onnx_policy = OnnxPolicy(old)
+    ctx, noise = plain.policy.encode(_obs()), torch.randn(2, H, A)
+    ref = plain.policy.sample(ctx, 2, noise=noise)
+    assert np.abs(onnx_policy.sample(ctx, 2, noise=noise) - ref).max() <= ACTION_ATOL
+    with pytest.raises(ValueError, match=f"sampler graphs for \\[4\\] DDIM steps, not {CANDIDATE_STEPS}"):
+        onnx_policy.sample(ctx, 2, steps=CANDIDATE_STEPS)
+    manifest["version"] = 7
+    (old / "export.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="v7, expected 'vla_steering.onnx_export' v1 or v2"):
+        OnnxPolicy(old)
 
 
 def test_same_generator_seed_gives_the_same_actions(plain) -> None:

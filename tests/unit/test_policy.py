@@ -160,6 +160,32 @@ def test_sample_never_runs_the_encoders_and_batches_one_token(policy: VLAPolicy,
     assert not np.allclose(batched[0], batched[1])  # rows really use their own noise
 
 
+@pytest.mark.parametrize("steps", [1, 2, None])
+def test_sample_runs_the_dit_once_per_requested_denoising_step(policy: VLAPolicy, steps) -> None:
+    ctx = policy.encode(make_obs())
+    calls: list[int] = []
+    hook = policy.head.register_forward_hook(lambda mod, inputs, out: calls.append(int(inputs[1][0])))
+    try:
+        out = policy.sample(ctx, 3, gen(5), steps=steps)
+    finally:
+        hook.remove()
+    assert len(calls) == (TINY.inference_steps if steps is None else steps)
+    assert calls == sorted(calls, reverse=True) and len(set(calls)) == len(calls)  # from noisy to clean
+    own = policy.sample(ctx, 3, gen(5))
+    if steps is None:
+        np.testing.assert_array_equal(out, own)
+    else:  # the same noise denoised along a coarser schedule: another chunk, inside the bounds
+        assert not np.allclose(out, own)
+        assert np.all(out >= TINY.action_spec.low_array()) and np.all(out <= TINY.action_spec.high_array())
+    np.testing.assert_array_equal(policy.sample(ctx, 3, gen(5), steps=TINY.inference_steps), own)
+
+
+@pytest.mark.parametrize("bad", [0, -1, TINY.train_timesteps + 1, True, 2.5])
+def test_sample_rejects_a_bad_step_count(policy: VLAPolicy, bad) -> None:
+    with pytest.raises(ValueError, match=f"steps must be an integer in 1..train_timesteps=20, got {bad!r}"):
+        policy.sample(policy.encode(make_obs()), 2, gen(0), steps=bad)
+
+
 # --------------------------------------------------------------------------- determinism
 
 

@@ -80,6 +80,14 @@ def positive(text: str) -> int:
     return v
 
 
+def positive_list(text: str) -> tuple[int, ...]:
+    """'3,5' -> (3, 5), each >= 1."""
+    values = int_tuple(text)
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= 1, got {text!r}")
+    return values
+
+
 def nonnegative(text: str) -> int:
     v = int(text)
     if v < 0:

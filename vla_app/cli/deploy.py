@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from vla_app.cli import args as a
+from vla_runtime.policy.config import CANDIDATE_STEPS
 
 
 def configure_export(p: argparse.ArgumentParser) -> None:
@@ -16,6 +17,9 @@ def configure_export(p: argparse.ArgumentParser) -> None:
     q.add_argument("--policy", type=a.checkpoint, default="models/policy")
     q.add_argument("--verifier", type=a.checkpoint, default=None, help="also export this action verifier's head")
     q.add_argument("--value", type=a.checkpoint, default=None, help="also export this value function's head")
+    q.add_argument("--sample-steps", type=a.positive_list, default=(CANDIDATE_STEPS,), metavar="K,...",
+                   help="also export a sampler unrolled for each of these DDIM step counts (steering's "
+                        "candidates; --steps of `vla eval` and the node's `steps`)")
     q.add_argument("--out", required=True)
     a.overwrite_arg(q, "ONNX export")
     q.set_defaults(func=export_onnx)
@@ -41,7 +45,7 @@ def export_onnx(args: argparse.Namespace) -> int:
         policy = VLAPolicy.from_pretrained(args.policy)
         scorers = {name: (load_scorer(name, folder, policy), folder)
                    for name, folder in (("verifier", args.verifier), ("value", args.value)) if folder}
-    out = export_onnx(args.policy, args.out, scorers, overwrite=args.overwrite)
+    out = export_onnx(args.policy, args.out, scorers, overwrite=args.overwrite, sample_steps=args.sample_steps)
     manifest = read_manifest(out)
     print(json.dumps({"out": str(out), "opset": manifest["opset"], "graphs": sorted(manifest["graphs"])}))
     return 0

@@ -59,6 +59,9 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rephrasings", type=a.nonnegative, default=a.default_of(SteeringConfig, "rephrasings"),
                    metavar="K", help="split the n samples over the instruction and K rephrasings of it from the "
                                      "training templates (more diverse candidates)")
+    p.add_argument("--steps", type=a.positive, default=None, metavar="K",
+                   help="DDIM steps of the policy's samples (default: the policy's own inference_steps; "
+                        "steering's default is SteeringConfig.steps): fewer make candidates cheaper")
     p.add_argument("--oracle", action="store_true",
                    help="score --steer's candidates by NRMSE to the scripted expert's chunk from the privileged "
                         "state instead of the learned scorers: what a perfect expert-predicting verifier would pick "
@@ -85,13 +88,13 @@ def _agent_factory(args: argparse.Namespace, executor):
             raise ValueError("--rephrasings splits a steering method's samples: give --steer")
         if args.oracle:
             raise ValueError("--oracle picks among a steering method's candidates: give --steer robomonkey or vgps")
-        return AgentFactory(args.policy, unsteered(args.average), executor, backend=args.backend)
+        return AgentFactory(args.policy, unsteered(args.average, args.steps), executor, backend=args.backend)
     if args.average != 1:
         raise ValueError("--average executes the mean of N samples, an unsteered policy; steering draws --n")
     steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
                               selection=args.selection, temperature=args.temperature, safety=args.safety,
                               weights=args.weights, keep_samples=args.keep_samples, rephrasings=args.rephrasings,
-                              margin=args.margin)
+                              margin=args.margin, **({} if args.steps is None else {"steps": args.steps}))
     return AgentFactory(args.policy, steering, executor, backend=args.backend, oracle=args.oracle)
 
 

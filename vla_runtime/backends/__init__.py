@@ -73,16 +73,17 @@ def load_exported_scorer(backend: str, export_dir: str | Path, name: str, thread
 
 
 def cached_export(checkpoints: dict[str, str | Path], make: Callable[[Path], object],
-                  root: str | Path = "runs/onnx") -> Path:
+                  root: str | Path = "runs/onnx", variant: str = "") -> Path:
     """The export folder for these checkpoints (name -> folder), made by `make(out)` once and reused (`make`
     must not replace a folder another process finished first: `export_onnx(..., replace=False)`). The key
-    is the bytes of every checkpoint's config, weights and normalisation (plus the export format and torch
-    version), so a retrained model never meets a stale graph."""
+    is the bytes of every checkpoint's config, weights and normalisation (plus the export format, the torch
+    version and `variant`: what `make` exports beyond the default), so a retrained model never meets a
+    stale graph."""
     import torch
 
     from vla_runtime.export import VERSION
 
-    h = hashlib.sha256(f"v{VERSION} torch {torch.__version__}".encode())
+    h = hashlib.sha256(f"v{VERSION} torch {torch.__version__} {variant}".encode())
     for name, folder in sorted(checkpoints.items()):
         h.update(name.encode())
         for f in ("config.json", "model.safetensors", "normalization.json"):

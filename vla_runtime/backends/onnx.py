@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vla_runtime.export import read_manifest
+from vla_runtime.export import read_manifest, sampler_graphs
 from vla_runtime.policy.model import check_observation, images_to_tensor, read_policy_files, shared_language_encoder
 from vla_runtime.policy.protocol import Context
 
@@ -119,7 +119,8 @@ class SplitBatchGraph:
 
 
 class OnnxPolicy:
-    """The `Policy` contract on onnxruntime: the export's encoder graph and its unrolled sampler graph."""
+    """The `Policy` contract on onnxruntime: the export's encoder graph and its unrolled sampler graphs (one
+    per exported step count, each opened on first use)."""
 
     def __init__(self, export_dir: str | Path, runners: dict[str, Runner] | None = None,
                  threads: int | None = None) -> None:
@@ -128,8 +129,9 @@ class OnnxPolicy:
         self.config, self.normalizer = read_policy_files(self.export_dir)
         self.fingerprint = self.manifest["policy"]["fingerprint"]
         self.anchored = bool(self.manifest["anchor"])
-        self.runners = runners or {"encoder": OrtGraph(self.export_dir / "encoder.onnx", 1),
-                                   "sampler": SplitBatchGraph(self.export_dir / "sampler.onnx", "noise", threads)}
+        self.samplers = sampler_graphs(self.manifest, self.config.inference_steps)  # steps -> graph name
+        self.threads = threads
+        self.runners = runners or {"encoder": OrtGraph(self.export_dir / "encoder.onnx", 1)}
 
     @property
     def action_spec(self):
@@ -158,16 +160,29 @@ class OnnxPolicy:
         return Context(cond=torch.from_numpy(out["cond"]), observation=obs, anchor=out["anchor_used"][0].copy())
 
     def sample(self, ctx: Context, n: int, generator: torch.Generator | None = None,
-               noise: torch.Tensor | None = None) -> np.ndarray:
+               noise: torch.Tensor | None = None, steps: int | None = None) -> np.ndarray:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        runner = self.sampler(steps)
         shape = (n, self.config.horizon, self.config.action_dim)
         if noise is None:
             noise = torch.randn(shape, generator=generator, dtype=torch.float32)  # as the torch backend draws it
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
         cond = ctx.cond.detach().numpy().astype(np.float32)
-        return self.runners["sampler"](cond=cond, noise=noise.numpy())["actions"]
+        return runner(cond=cond, noise=noise.numpy())["actions"]
+
+    def sampler(self, steps: int | None = None) -> Runner:
+        """The sampler graph unrolled for `steps` DDIM steps (None: the policy's own)."""
+        steps = self.config.inference_steps if steps is None else steps
+        if steps not in self.samplers:
+            raise ValueError(f"{self.export_dir} has sampler graphs for {sorted(self.samplers)} DDIM steps, not "
+                             f"{steps}; export with `vla export onnx --sample-steps {steps}`")
+        name = self.samplers[steps]
+        if name not in self.runners:
+            self.runners[name] = SplitBatchGraph(self.export_dir / self.manifest["graphs"][name]["file"], "noise",
+                                                 self.threads)
+        return self.runners[name]
 
 
 class OnnxScorer:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vla_runtime.export import read_manifest
+from vla_runtime.export import read_manifest, sampler_graphs
+from vla_runtime.policy.model import read_policy_files
 
 OPT_BATCH = 16  # the batch the profile is tuned for (N samples / M candidates in a typical decision)
 TIMING_CACHE = "timing-{device}.cache"
@@ -319,8 +320,9 @@ class TrtPolicy:
                  workspace_gb: float = 2.0) -> None:
         from vla_runtime.backends.onnx import OnnxPolicy
 
+        samplers = sampler_graphs(read_manifest(export_dir), read_policy_files(Path(export_dir))[0].inference_steps)
         self.engines = build_engines(export_dir, cache_dir, fp16=fp16, max_batch=max_batch,
-                                     workspace_gb=workspace_gb, graphs=("encoder", "sampler"))
+                                     workspace_gb=workspace_gb, graphs=("encoder", *samplers.values()))
         self.runners = {name: TrtGraph(path) for name, path in self.engines.items()}
         self.inner = OnnxPolicy(export_dir, runners=self.runners)
         self.config = self.inner.config
@@ -338,8 +340,8 @@ class TrtPolicy:
         return self.inner.encode(obs, anchor=anchor)
 
     def sample(self, ctx, n: int, generator: torch.Generator | None = None,
-               noise: torch.Tensor | None = None) -> np.ndarray:
-        return self.inner.sample(ctx, n, generator=generator, noise=noise)
+               noise: torch.Tensor | None = None, steps: int | None = None) -> np.ndarray:
+        return self.inner.sample(ctx, n, generator=generator, noise=noise, steps=steps)
 
 
 class TrtScorer:

@@ -96,9 +96,7 @@ class PolicyConfig:
         for name in ("proprio_dim", "keypoints", "language_dim", "d_model", "dit_layers", "train_timesteps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 1 <= self.inference_steps <= self.train_timesteps:
-            raise ValueError(f"inference_steps must be in 1..train_timesteps={self.train_timesteps}, "
-                             f"got {self.inference_steps}")
+        check_steps(self.inference_steps, self.train_timesteps, "inference_steps")
         if not 0.0 <= self.cond_dropout < 1.0:
             raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if not self.guidance_scale >= 0.0:
@@ -176,6 +174,17 @@ class PolicyConfig:
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"config key 'action_spec' is malformed: {exc!r}") from exc
         return cls(**d)
+
+
+# The DDIM steps steering draws its candidates with (`SteeringConfig.steps`), against the policy's own
+# `inference_steps` for its unsteered plan: candidates are many, so they must be cheap (docs/steering.md).
+CANDIDATE_STEPS = 3
+
+
+def check_steps(steps: object, train_timesteps: int, name: str = "steps") -> None:
+    """A DDIM step count must be an int in 1..train_timesteps (the scheduler spaces that many timesteps)."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= train_timesteps:
+        raise ValueError(f"{name} must be an integer in 1..train_timesteps={train_timesteps}, got {steps!r}")
 
 
 def _same_kind(value: object, default: object) -> bool:

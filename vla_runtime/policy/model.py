@@ -16,7 +16,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from vla_runtime.checkpoint import load_weights, parse_json_file, require_files, write_checkpoint
-from vla_runtime.policy.config import PolicyConfig
+from vla_runtime.policy.config import PolicyConfig, check_steps
 from vla_runtime.policy.dit import DiTHead
 from vla_runtime.policy.language import LanguageEncoder
 from vla_runtime.policy.normalize import Normalizer
@@ -81,6 +81,7 @@ class VLAPolicy(nn.Module):
         # approach fell short.
         self.sample_scheduler = DDIMScheduler(**{**sched, "clip_sample": False}, set_alpha_to_one=True)
         self.sample_scheduler.set_timesteps(config.inference_steps)
+        self._schedulers: dict[int, DDIMScheduler] = {}  # other step counts (`scheduler`)
         spec = config.action_spec
         bounds = normalizer.normalize_actions(torch.from_numpy(np.stack([spec.low_array(), spec.high_array()])))
         self.register_buffer("x0_low", bounds[0].float(), persistent=False)  # (A,) normalised ActionSpec bounds
@@ -163,11 +164,12 @@ class VLAPolicy(nn.Module):
     # --- sampling ----------------------------------------------------------------
     @torch.inference_mode()
     def sample(self, ctx: Context, n: int, generator: torch.Generator | None = None,
-               noise: torch.Tensor | None = None) -> np.ndarray:
+               noise: torch.Tensor | None = None, steps: int | None = None) -> np.ndarray:
         """n action chunks (n, H, A) float32 in robot units from ONE conditioning token.
 
         The condition is repeated n times and the DiT runs once per denoising
-        step on the whole batch; the encoders never run here.
+        step on the whole batch; the encoders never run here. steps: DDIM steps (None: the config's
+        `inference_steps`); steering draws its candidates with fewer (`SteeringConfig.steps`).
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -176,29 +178,44 @@ class VLAPolicy(nn.Module):
             noise = torch.randn(shape, generator=generator, dtype=ctx.cond.dtype)
         elif tuple(noise.shape) != shape:
             raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}")
-        x = self.denoise(ctx.cond, noise)
+        x = self.denoise(ctx.cond, noise, steps=steps)
         actions = self.normalizer.unnormalize_actions(x).numpy().astype(np.float32)
         spec = self.config.action_spec
         return np.clip(actions, spec.low_array(), spec.high_array())
 
-    def denoise(self, cond: torch.Tensor, noise: torch.Tensor, head=None) -> torch.Tensor:
+    def denoise(self, cond: torch.Tensor, noise: torch.Tensor, head=None, steps: int | None = None) -> torch.Tensor:
         """DDIM (eta=0, deterministic given the noise) from noise (n, H, A) -> normalised actions. head: the
-        denoiser `(x, t, cond) -> eps` (default `self.head`; the ONNX export passes its static form)."""
+        denoiser `(x, t, cond) -> eps` (default `self.head`; the ONNX export passes its static form);
+        steps: None = `config.inference_steps`."""
         head = head or self.head
+        scheduler = self.scheduler(steps)
         n = noise.shape[0]
         cond_n = cond.expand(n, -1)
         guided = self.config.guidance_scale != 1.0
         if guided:
             cond_n = torch.cat([cond_n, self.null_cond.expand(n, -1)])
         x = noise
-        for t in self.sample_scheduler.timesteps:
+        for t in scheduler.timesteps:
             xin = torch.cat([x, x]) if guided else x
             eps = head(xin, t.expand(xin.shape[0]), cond_n)
             if guided:
                 eps_c, eps_u = eps.chunk(2)
                 eps = eps_u + self.config.guidance_scale * (eps_c - eps_u)
-            x = self.sample_scheduler.step(self._bound_x0(x, eps, t), t, x).prev_sample
+            x = scheduler.step(self._bound_x0(x, eps, t), t, x).prev_sample
         return x
+
+    def scheduler(self, steps: int | None = None) -> DDIMScheduler:
+        """The DDIM scheduler for `steps` denoising steps (one per step count, made on first use)."""
+        if steps is None:
+            return self.sample_scheduler
+        check_steps(steps, self.config.train_timesteps)
+        if steps == self.config.inference_steps:
+            return self.sample_scheduler
+        if steps not in self._schedulers:
+            sched = DDIMScheduler.from_config(self.sample_scheduler.config)
+            sched.set_timesteps(steps)
+            self._schedulers[steps] = sched
+        return self._schedulers[steps]
 
     def _bound_x0(self, x: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The noise estimate whose implied clean chunk is clipped per dimension to the ActionSpec bounds

@@ -34,9 +34,10 @@ class Context:
 
 @runtime_checkable
 class Policy(Protocol):
-    """encode once, sample many: `sample(ctx, n, generator)` -> (n, H, A) float32 chunks in robot units,
-    clipped to `action_spec`; the same generator state gives the same chunks on every backend (the noise
-    is drawn on the CPU in one order). `reset()` marks an episode boundary."""
+    """encode once, sample many: `sample(ctx, n, generator, steps=None)` -> (n, H, A) float32 chunks in robot
+    units, clipped to `action_spec`, from `steps` DDIM steps (None: `config.inference_steps`); the same
+    generator state gives the same chunks on every backend (the noise is drawn on the CPU in one order).
+    `reset()` marks an episode boundary."""
 
     config: PolicyConfig
 
@@ -46,7 +47,7 @@ class Policy(Protocol):
     def encode(self, obs: Observation, anchor: np.ndarray | None = None) -> Context: ...
 
     def sample(self, ctx: Context, n: int, generator: torch.Generator | None = None,
-               noise: torch.Tensor | None = None) -> np.ndarray: ...
+               noise: torch.Tensor | None = None, steps: int | None = None) -> np.ndarray: ...
 
     def reset(self) -> None: ...
 
