@@ -2,12 +2,14 @@
 (optionally) closed-loop success vs n from `vla eval --json` files, in one PNG.
 
     python benchmarks/steering_scaling.py [--policy models/policy] [--verifier models/verifier]
-        [--value models/value] [--data data/expert64 data/dart64] [--states 512]
-        [--success N=PATH ...] [--png benchmarks/results/steering_scaling.png]
+        [--value models/value] [--data data/expert64 data/dart64 | --relabelled runs/relabel_v1]
+        [--states 512] [--steps K] [--success N=PATH ...] [--png benchmarks/results/steering_scaling.png]
 
-Held-out states are the verifier's validation episodes (`FeatureTable.split` with its seed and
-fraction), which it never trained on. Per state and k in 1..32: k policy samples -> k GaussianVote
-candidates -> the pick of each selector; the error is NRMSE to the expert chunk (per-dimension
+States: with `--data`, the verifier's validation episodes (`FeatureTable.split` with its seed and
+fraction), which it never trained on; with `--relabelled`, decisions of `vla sim relabel` folders: states
+the policy itself reached, each with the scripted expert's chunk from there (the states steering meets).
+`--steps`: the samples' DDIM steps (default: the policy's own). Per state and k in 1..32: k policy
+samples -> k GaussianVote candidates -> the pick of each selector; the error is NRMSE to the expert chunk (per-dimension
 q01..q99 range). Rows: one sample (no steering), the Gaussian mean (`--average k`), verifier argmax
 over the k draws (`--steer robomonkey`), verifier argmax over the draws and the k samples together,
 value argmax (over the k samples), and the oracle (best candidate: the coverage bound). The fit is
@@ -45,6 +47,9 @@ def main() -> None:
     ap.add_argument("--verifier", default="models/verifier")
     ap.add_argument("--value", default="models/value")
     ap.add_argument("--data", nargs="+", default=["data/expert64", "data/dart64"])
+    ap.add_argument("--relabelled", nargs="+", default=None, metavar="DIR",
+                    help="`vla sim relabel` folders: the policy's own states instead of --data's demonstrations")
+    ap.add_argument("--steps", type=int, default=None, help="DDIM steps of the samples (default: the policy's own)")
     ap.add_argument("--feature-cache", default="runs/features")
     ap.add_argument("--states", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
@@ -57,10 +62,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     policy = VLAPolicy.from_pretrained(args.policy)
     verifier, value = load_scorer("verifier", args.verifier, policy), load_scorer("value", args.value, policy)
-    table = cached_features(args.policy, args.data, Path(args.feature_cache), progress=False)
-    vt = VerifierTrainConfig()
-    rows = demonstration_rows(table, table.split(vt.val_fraction, vt.seed)[1])
-    rows = np.sort(np.random.default_rng(args.seed).choice(rows, min(args.states, len(rows)), replace=False))
+    conds, experts = _states(args, policy)  # (S, d) tokens, (S, H, A) expert chunks
+    rows = np.sort(np.random.default_rng(args.seed).choice(len(conds), min(args.states, len(conds)), replace=False))
     spec = policy.config.action_spec
     low, high = policy.normalizer.action_low, policy.normalizer.action_high
     proposal, keep = GaussianVote(spec), GaussianVote(spec, keep_samples=True)
@@ -69,10 +72,10 @@ def main() -> None:
     errs = {name: {k: [] for k in KS} for name in names}
     h, a = spec.chunk_length, spec.dim
     for r in rows:
-        cond = torch.from_numpy(table.cond[r:r + 1])
-        expert = table.actions[r]
-        samples = policy.normalizer.unnormalize_actions(
-            policy.denoise(cond.expand(max(KS), -1), torch.randn((max(KS), h, a), generator=gen))).numpy()
+        cond = torch.from_numpy(conds[r:r + 1])
+        expert = experts[r]
+        samples = policy.normalizer.unnormalize_actions(policy.denoise(
+            cond.expand(max(KS), -1), torch.randn((max(KS), h, a), generator=gen), steps=args.steps)).numpy()
         samples = np.clip(samples, spec.low_array(), spec.high_array())
         for k in KS:
             s = samples[:k]  # nested draws: k=2 holds the k=1 sample
@@ -90,7 +93,9 @@ def main() -> None:
             errs["value"][k].append(e_s[int(np.argmax(q_scores))])
             errs["oracle"][k].append(min(e_c.min(), e_s.min()))
     mean = {name: {k: float(np.mean(v)) for k, v in per_k.items()} for name, per_k in errs.items()}
-    result = {"states": int(len(rows)), "ks": list(KS), "nrmse": {n: [round(mean[n][k], 5) for k in KS] for n in names},
+    result = {"states": int(len(rows)), "source": "relabelled" if args.relabelled else "demonstrations",
+              "steps": args.steps or policy.config.inference_steps, "ks": list(KS),
+              "nrmse": {n: [round(mean[n][k], 5) for k in KS] for n in names},
               "power_law": {n: power_law(list(KS), [mean[n][k] for k in KS]) for n in ("verifier", "oracle")}}
     success = {}
     for item in args.success:
@@ -110,6 +115,21 @@ def main() -> None:
     print(json.dumps(result))
 
 
+def _states(args, policy) -> tuple[np.ndarray, np.ndarray]:
+    """The states to rank candidates at: tokens (S, d) and the expert's chunks (S, H, A)."""
+    if args.relabelled:
+        from verifiers.relabelled import read_decisions
+        from vla_runtime.checkpoint import weights_fingerprint
+
+        d = read_decisions(args.relabelled, weights_fingerprint(policy), policy.config.horizon,
+                           policy.config.action_dim)
+        return d.cond, d.expert
+    table = cached_features(args.policy, args.data, Path(args.feature_cache), progress=False)
+    vt = VerifierTrainConfig()
+    rows = demonstration_rows(table, table.split(vt.val_fraction, vt.seed)[1])
+    return table.cond[rows], table.actions[rows]
+
+
 def _plot(result: dict, png: Path) -> None:
     import matplotlib
 
@@ -127,7 +147,8 @@ def _plot(result: dict, png: Path) -> None:
         ax.annotate(f"{name}: {fit['a']:.3f} k^{fit['b']:.2f}", (ks[-1], fit["a"] * ks[-1] ** fit["b"]),
                     fontsize=7, ha="right", va="bottom")
     ax.set(xscale="log", yscale="log", xlabel="samples k", ylabel="NRMSE to expert chunk",
-           title=f"held-out demonstration states (n={result['states']})")
+           title=f"{'policy' if result.get('source') == 'relabelled' else 'held-out demonstration'} states "
+                 f"(n={result['states']}, {result.get('steps', '?')} DDIM steps)")
     ax.legend(fontsize=7)
     if panels == 2:
         ax = axes[0, 1]

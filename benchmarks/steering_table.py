@@ -21,8 +21,10 @@ from vla_runtime.stats import mcnemar_exact, wilson_interval
 
 def column(r: dict) -> str:
     """`base`, `base avg16`, `robomonkey` (n=m=16), `robomonkey n4 m4`, `oracle gaussian n16 m16`, a `+samples`
-    suffix for kept samples and ` r2` for two rephrasings, ..."""
+    suffix for kept samples, ` r2` for two rephrasings, ` s3` for samples drawn with 3 DDIM steps (rows without
+    `steps` used the policy's own), ..."""
     words = (f" r{r['rephrasings']}" if r.get("rephrasings") else "") + (f" g{r['margin']}" if r.get("margin") else "")
+    words += f" s{r['steps']}" if r.get("steps") else ""
     if r["method"] == "base":
         return ("base" if r.get("samples", 1) == 1 else f"base avg{r['samples']}") + words
     if r["method"] == "oracle":

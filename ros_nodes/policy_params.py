@@ -43,8 +43,8 @@ PARAMS: dict[str, Param] = {
     "steering": Param("robomonkey", "test-time steering method", choices=STEERING),
     "n": Param(16, "policy samples per decision", live=True, low=1, high=256),
     "m": Param(16, "candidates scored per decision", live=True, low=1, high=256),
-    "steps": Param(0, "DDIM steps of the policy's samples; 0 = the method's default (steering: cheap candidates, "
-                      "none / mean: the policy's own)", low=0, high=1000),
+    "steps": Param(0, "DDIM steps of the policy's samples; 0 = the policy's own (fewer: cheaper, worse candidates)",
+                   low=0, high=1000),
     "selection": Param("argmax", "how the scored candidate is picked", live=True, choices=SELECTION),
     "temperature": Param(1.0, "softmax selection temperature", live=True, low=1e-3, high=1e3),
     "safety": Param(False, "add the geometric safety scorer (needs depth and camera_pose)"),

@@ -22,7 +22,6 @@ from verifiers.pipeline import SteeredPolicy
 from verifiers.proposals import GaussianVote, Identity
 from verifiers.selection import MODES, Selector
 from vla_runtime.checkpoint import weights_fingerprint
-from vla_runtime.policy.config import CANDIDATE_STEPS
 
 # method -> the learned scorers (checkpoint folders) it reads; also what the ROS node checks at configure
 LEARNED_SCORERS: dict[str, tuple[str, ...]] = {"none": (), "mean": (), "robomonkey": ("verifier",),
@@ -44,8 +43,8 @@ class SteeringConfig:
     keep_samples: bool = False  # GaussianVote also hands the n samples to the scorers (robomonkey, both)
     rephrasings: int = 0  # k: the n samples are split over the instruction and k rephrasings of it (CoVer)
     margin: float = 0.0  # argmax keeps the samples' mean unless the best candidate beats it by more (`Selector`)
-    # DDIM steps of the n samples; None: CANDIDATE_STEPS for a steering method (cheap candidates), the
-    # policy's own `inference_steps` for `none` and `mean` (the policy as trained)
+    # DDIM steps of the n samples; None: the policy's own `inference_steps`. Fewer make candidates cheaper and
+    # worse (benchmarks/results/steering.md, "Cheaper candidates")
     steps: int | None = None
 
     def __post_init__(self) -> None:
@@ -75,13 +74,6 @@ class SteeringConfig:
         if unknown:
             raise ValueError(f"weights name scorers {unknown} that method {self.method!r} does not use "
                              f"({list(self.scorer_names)})")
-
-    @property
-    def sample_steps(self) -> int | None:
-        """The DDIM steps the samples are drawn with (None: the policy's own)."""
-        if self.steps is not None:
-            return self.steps
-        return None if self.method in ("none", "mean") else CANDIDATE_STEPS
 
     @property
     def scorer_names(self) -> tuple[str, ...]:
@@ -138,7 +130,7 @@ def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None,
     `sim.language.rephrase`)."""
     if cfg.rephrasings and rephrase is None:
         raise ValueError(f"rephrasings={cfg.rephrasings} needs a rephraser (instruction, k) -> wordings")
-    words = {"rephrase": rephrase, "rephrasings": cfg.rephrasings, "steps": cfg.sample_steps}
+    words = {"rephrase": rephrase, "rephrasings": cfg.rephrasings, "steps": cfg.steps}
     if cfg.method in ("none", "mean"):  # no scorer: the one sample, or the mean of n
         n = 1 if cfg.method == "none" else cfg.n
         return SteeredPolicy(policy, Identity(policy.action_spec), [], Selector(), n, 1, **words)
@@ -165,7 +157,7 @@ def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None,
 def ensure_export(policy_dir: str | Path, scorer_dirs: dict[str, str], root: str | Path = "runs/onnx",
                   steps: int | None = None) -> Path:
     """The ONNX export of this policy + its learned scorers, made once (`vla_runtime.backends.cached_export`),
-    with a sampler for `steps` DDIM steps beside the policy's own (None: CANDIDATE_STEPS)."""
+    with a sampler for `steps` DDIM steps beside the policy's own when given."""
     from vla_runtime.backends import cached_export
     from vla_runtime.export import export_onnx
     from vla_runtime.policy.model import VLAPolicy
@@ -175,8 +167,8 @@ def ensure_export(policy_dir: str | Path, scorer_dirs: dict[str, str], root: str
         scorers = {name: (load_scorer(name, folder, policy), folder) for name, folder in scorer_dirs.items()}
         export_onnx(policy_dir, out, scorers, replace=False, sample_steps=sample_steps)
 
-    sample_steps = (CANDIDATE_STEPS if steps is None else steps,)
-    variant = "" if sample_steps == (CANDIDATE_STEPS,) else f"sample_steps {sample_steps}"  # the default's key
+    sample_steps = () if steps is None else (steps,)
+    variant = f"sample_steps {sample_steps}" if sample_steps else ""
     return cached_export({"policy": policy_dir, **scorer_dirs}, make, root, variant=variant)
 
 
@@ -193,7 +185,7 @@ def steered_pipeline(policy_dir: str | Path, cfg: SteeringConfig, backend: str =
         return build_steered(load_policy(policy_dir, "torch"), cfg, rephrase=rephrase)
     learned = {name: getattr(cfg, name) for name in cfg.scorer_names if name != "safety"}
     if export_dir is None:
-        export_dir = ensure_export(policy_dir, learned, steps=cfg.sample_steps)
+        export_dir = ensure_export(policy_dir, learned, steps=cfg.steps)
     policy = load_policy(export_dir, backend, threads=threads, trt_cache=trt_cache)
     # The scorer heads run on the calling thread (see `OrtGraph`): their idle pools would spin on the cores
     # the sampler needs.

@@ -122,8 +122,8 @@ class AgentFactory:
         words = {"rephrasings": s.rephrasings} if s.rephrasings else {}
         if s.margin:
             words["margin"] = s.margin
-        if s.sample_steps is not None:
-            words["steps"] = s.sample_steps
+        if s.steps is not None:
+            words["steps"] = s.steps
         if self.oracle:
             return {"backend": self.backend, "n": s.n, "m": s.m, "proposal": ORACLE_PROPOSALS[s.method](s), **words}
         if s.method in ("none", "mean"):

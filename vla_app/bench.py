@@ -1,11 +1,11 @@
 """`vla bench`: per-stage latency of the policy and the steering pipeline on each inference backend.
 
-Per backend and n: `encode`, `sample` (n chunks at the policy's own DDIM steps), `sample_candidates` (at
-steering's `CANDIDATE_STEPS`), `verifier`, `value` (direct calls on one fixed observation and its context),
-then full `SteeredPolicy.act()` calls: `act_mean` (the mean of n samples, the free baseline),
-`act_steered` (the default steering, `SteeringConfig(n=n, m=n)`: RoboMonkey with cheap candidates) and
-`act_steered_policy_steps` (the same at the policy's own steps), plus `act_unsteered` (one sample, n = 1
-only). `steering_cost` sets `act_steered` against `act_unsteered` per backend. Every figure is the median and p90 of
+Per backend and n: `encode`, `sample` (n chunks at the policy's own DDIM steps), `sample_cheap` (at
+`candidate_steps`), `verifier`, `value` (direct calls on one fixed observation and its context), then full
+`SteeredPolicy.act()` calls: `act_mean` (the mean of n samples, the free baseline), `act_steered` (the
+default steering, `SteeringConfig(n=n, m=n)`: RoboMonkey) and `act_steered_cheap` (the same with candidates
+of `candidate_steps` DDIM steps), plus `act_unsteered` (one sample, n = 1 only). `steering_cost` divides
+each act() row by `act_unsteered` per backend. Every figure is the median and p90 of
 `repeats` timed calls after `warmup` untimed ones, all in ONE process, so the ratios against torch compare
 runs on the same machine under the same load. `sample` rows also carry the achieved GFLOP/s (`dit_flops`
 over the median), set against this CPU's fp32 matmul peak (`measure_peak_gflops`): the physical limit.
@@ -29,11 +29,10 @@ import numpy as np
 import torch
 
 from vla_runtime.backends import BACKENDS
-from vla_runtime.policy.config import CANDIDATE_STEPS
 from vla_runtime.types import Observation
 
-BENCH_STAGES = ("encode", "sample", "sample_candidates", "verifier", "value", "act_unsteered", "act_mean",
-                "act_steered", "act_steered_policy_steps")  # what `vla bench` times
+BENCH_STAGES = ("encode", "sample", "sample_cheap", "verifier", "value", "act_unsteered", "act_mean",
+                "act_steered", "act_steered_cheap")  # what `vla bench` times
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,7 @@ class BenchConfig:
     verifier: str = "models/verifier"
     value: str = "models/value"
     seed: int = 0  # the observation's pixels and the torch generators' seeds
+    candidate_steps: int = 3  # DDIM steps of the cheaper candidates timed beside the default (`--steps`)
 
     def __post_init__(self) -> None:
         if not self.backends:
@@ -60,7 +60,7 @@ class BenchConfig:
             raise ValueError(f"ns must be a non-empty list of integers >= 1, got {self.ns!r}")
         if len(set(self.ns)) != len(self.ns):
             raise ValueError(f"ns must be distinct, got {self.ns!r}")
-        for name, low in (("repeats", 1), ("warmup", 0), ("threads", 1)):
+        for name, low in (("repeats", 1), ("warmup", 0), ("threads", 1), ("candidate_steps", 1)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {v!r}")
@@ -181,24 +181,23 @@ def _bench_backend(backend: str, cfg: BenchConfig, export_dir) -> list[dict]:
                                                            value=cfg.value),
                                 backend=backend, export_dir=export_dir, threads=threads)
         scorers = {s.name: s for s in both.scorers}
-        own = both.policy.config.inference_steps
         acts = {"act_mean": SteeringConfig(method="mean", n=n),
                 "act_steered": SteeringConfig(n=n, m=n, verifier=cfg.verifier),
-                "act_steered_policy_steps": SteeringConfig(n=n, m=n, verifier=cfg.verifier, steps=own)}
+                "act_steered_cheap": SteeringConfig(n=n, m=n, verifier=cfg.verifier, steps=cfg.candidate_steps)}
         pipelines = {stage: build_steered(both.policy, s, scorers=scorers) for stage, s in acts.items()}
         rows += [{"backend": backend, "n": n, **r} for r in _bench_stages(both, pipelines, obs, n, cfg)]
     return rows
 
 
 def _bench_stages(both, pipelines: dict, obs: Observation, n: int, cfg: BenchConfig) -> list[dict]:
-    """encode / sample / sample_candidates / verifier / value by direct calls on `obs` and its context, then
-    each pipeline's full act()."""
+    """encode / sample / sample_cheap / verifier / value by direct calls on `obs` and its context, then each
+    pipeline's full act()."""
     policy, gen = both.policy, torch.Generator()
     ctx = policy.encode(obs)  # also fills the instruction-embedding cache, as in a running episode
     samples = policy.sample(ctx, n, torch.Generator().manual_seed(cfg.seed))
     candidates = both.proposal.propose(samples, n, torch.Generator().manual_seed(cfg.seed))  # what act() scores
     rows = [{"stage": "encode", **timed(lambda: policy.encode(obs), cfg.repeats, cfg.warmup)[0]}]
-    for stage, steps in (("sample", None), ("sample_candidates", CANDIDATE_STEPS)):
+    for stage, steps in (("sample", None), ("sample_cheap", cfg.candidate_steps)):
         rows.append({"stage": stage, **timed(lambda k=steps: policy.sample(ctx, n, gen, steps=k), cfg.repeats,
                                              cfg.warmup, before=lambda: gen.manual_seed(cfg.seed))[0]})
         rows[-1]["gflops"] = dit_flops(policy.config, n, steps) / (rows[-1]["median_ms"] / 1e3) / 1e9
@@ -212,7 +211,7 @@ def _bench_stages(both, pipelines: dict, obs: Observation, n: int, cfg: BenchCon
 
 
 def steering_cost(result: dict) -> list[dict]:
-    """Per backend and n: the default steered decision (`act_steered`), the same at the policy's own steps and
+    """Per backend and n: the default steered decision (`act_steered`), the same with cheaper candidates and
     the mean of n, each divided by the unsteered decision (`act_unsteered`) measured in the same run."""
     ms = {(r["backend"], r["n"], r["stage"]): r["median_ms"] for r in result["rows"]}
     out = []
@@ -220,7 +219,7 @@ def steering_cost(result: dict) -> list[dict]:
         base = ms.get((backend, 1, "act_unsteered"))
         if stage == "act_steered" and base:
             out.append({"backend": backend, "n": n, "steered_vs_unsteered": value / base,
-                        "policy_steps_vs_unsteered": ms[(backend, n, "act_steered_policy_steps")] / base,
+                        "cheap_vs_unsteered": ms[(backend, n, "act_steered_cheap")] / base,
                         "mean_vs_unsteered": ms[(backend, n, "act_mean")] / base})
     return out
 
@@ -234,7 +233,8 @@ def run_bench(cfg: BenchConfig) -> dict:
     if any(b != "torch" for b in cfg.backends):
         from verifiers.steering import ensure_export
 
-        export_dir = ensure_export(cfg.policy, {"verifier": cfg.verifier, "value": cfg.value})
+        export_dir = ensure_export(cfg.policy, {"verifier": cfg.verifier, "value": cfg.value},
+                                   steps=cfg.candidate_steps)
     try:
         peak = measure_peak_gflops(cfg.threads)
         rows = []
@@ -249,8 +249,7 @@ def run_bench(cfg: BenchConfig) -> dict:
             r["ratio_vs_torch"] = r["median_ms"] / ref
     result = {"rows": rows, "peak_gflops": peak, "machine": _machine(), "torch": torch.__version__,
             "onnxruntime": _onnxruntime_version(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "config": dataclasses.asdict(cfg), "export_dir": None if export_dir is None else str(export_dir),
-            "candidate_steps": CANDIDATE_STEPS}
+            "config": dataclasses.asdict(cfg), "export_dir": None if export_dir is None else str(export_dir)}
     result["steering_cost"] = steering_cost(result)
     return result
 
@@ -286,7 +285,7 @@ def write_plot(result: dict, path: str | Path) -> Path:
         ax.grid(True, which="both", alpha=0.3)
     ax = panels[len(BENCH_STAGES)]
     for backend in backends:
-        for stage, style in (("sample", "-"), ("sample_candidates", ":")):
+        for stage, style in (("sample", "-"), ("sample_cheap", ":")):
             pts = sorted((r["n"], r["gflops"]) for r in rows
                          if r["backend"] == backend and r["stage"] == stage and "gflops" in r)
             if pts:
@@ -323,9 +322,10 @@ def format_table(result: dict) -> str:
                      f"| {ratio} | {gflops} |")
     lines.append("")
     lines.append(f"fp32 matmul peak: {result['peak_gflops']:.1f} GFLOP/s")
-    lines += ["", f"Steering cost (median act() / act_unsteered; candidates at {result['candidate_steps']} DDIM "
-              "steps, the policy's at its own):", "",
-              "| backend | n = m | default steering | at the policy's steps | mean of n |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {c['backend']} | {c['n']} | {c['steered_vs_unsteered']:.2f}x | {c['policy_steps_vs_unsteered']:.2f}x "
+    k = result["config"]["candidate_steps"]
+    lines += ["", "Steering cost (median act() / act_unsteered of the same backend and run):", "",
+              f"| backend | n = m | default steering | candidates of {k} DDIM steps | mean of n |",
+              "|---|---:|---:|---:|---:|"]
+    lines += [f"| {c['backend']} | {c['n']} | {c['steered_vs_unsteered']:.2f}x | {c['cheap_vs_unsteered']:.2f}x "
               f"| {c['mean_vs_unsteered']:.2f}x |" for c in result["steering_cost"]]
     return "\n".join(lines) + "\n"

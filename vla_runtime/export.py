@@ -10,7 +10,7 @@ Graphs (every input/output float32 unless named):
   -> actions (N, H, A) robot units. The noise is an input, so every backend gives the same actions for
   the same generator.
 - `sampler_s{k}.onnx`: the same with k DDIM steps, for each k of `sample_steps` other than the policy's own
-  (steering draws its candidates with fewer; `export.json` maps step counts to graphs under `samplers`).
+  (steering's `--steps`: cheaper candidates; `export.json` maps step counts to graphs under `samplers`).
 - `verifier.onnx`, `value.onnx`: cond (1, d), chunks (M, H, A) robot units -> scores (M,).
 
 The folder also holds `export.json` (format, opset, graph IO, the policy's fingerprint, action spec and
@@ -31,7 +31,7 @@ from torch import nn
 
 from vla_runtime.checkpoint import weights_fingerprint
 from vla_runtime.io import check_output_dir, make_tmp_sibling, manifest_is, replace_dir
-from vla_runtime.policy.config import CANDIDATE_STEPS, check_steps
+from vla_runtime.policy.config import check_steps
 from vla_runtime.policy.dit import dit_forward_static
 
 OPSET = 17
@@ -130,14 +130,14 @@ def _sha256(path: Path) -> str:
 
 def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | None = None,
                 replace: bool = True, overwrite: bool = False,
-                sample_steps: tuple[int, ...] = (CANDIDATE_STEPS,)) -> Path:
+                sample_steps: tuple[int, ...] = ()) -> Path:
     """Export the policy and `scorers` (name -> (loaded token scorer, its checkpoint folder), checked against
     this policy by the caller: `verifiers.steering.load_scorer`) into `out_dir`. Written in a temp sibling
     folder and renamed into place, so a failed export never leaves a half-written folder behind.
     replace=True: `out_dir` is checked first (`io.check_output_dir`): only a previous export is replaced
     unless `overwrite`, and never a folder holding an input. replace=False: an existing `out_dir` wins
     (concurrent processes exporting the same cached key). sample_steps: the step counts a sampler graph is
-    exported for besides the policy's own (default: steering's candidate steps)."""
+    exported for besides the policy's own (`--steps` of steering: cheaper candidates)."""
     from vla_runtime.policy.model import VLAPolicy
 
     out = Path(out_dir)

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.unit
     ({"repeats": 0}, "repeats must be an integer >= 1, got 0"),
     ({"warmup": -1}, "warmup must be an integer >= 0, got -1"),
     ({"threads": 0}, "threads must be an integer >= 1, got 0"),
+    ({"candidate_steps": 0}, "candidate_steps must be an integer >= 1, got 0"),
 ])
 def test_config_rejects_bad_values(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
@@ -70,7 +71,7 @@ def test_run_bench_torch_end_to_end(tiny_checkpoints, tmp_path) -> None:
     for r in rows:
         assert r["backend"] == "torch"
         assert r["median_ms"] > 0 and r["p90_ms"] >= r["median_ms"]
-        assert ("gflops" in r) == (r["stage"] in ("sample", "sample_candidates"))
+        assert ("gflops" in r) == (r["stage"] in ("sample", "sample_cheap"))
     assert all(r["gflops"] > 0 for r in rows if "gflops" in r)
     cost = {c["n"]: c for c in result["steering_cost"]}
     ms = {(r["n"], r["stage"]): r["median_ms"] for r in rows}
@@ -78,6 +79,7 @@ def test_run_bench_torch_end_to_end(tiny_checkpoints, tmp_path) -> None:
     for n, c in cost.items():  # each act() row over the unsteered decision of the same run
         assert c["steered_vs_unsteered"] == pytest.approx(ms[(n, "act_steered")] / ms[(1, "act_unsteered")])
         assert c["mean_vs_unsteered"] == pytest.approx(ms[(n, "act_mean")] / ms[(1, "act_unsteered")])
+        assert c["cheap_vs_unsteered"] == pytest.approx(ms[(n, "act_steered_cheap")] / ms[(1, "act_unsteered")])
     table = format_table(result)
     assert table.count("\n| torch |") == len(rows) + len(cost) and "act_steered" in table
     assert "| torch | 2 | " in table.split("Steering cost")[1]

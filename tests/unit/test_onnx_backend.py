@@ -20,7 +20,6 @@ from verifiers.value import ValueConfig, ValueFunction
 from vla_runtime.backends import BACKENDS, cached_export, check_backend, load_policy
 from vla_runtime.backends.onnx import OnnxPolicy, OnnxScorer, OrtGraph, providers
 from vla_runtime.export import OPSET, export_onnx, read_manifest
-from vla_runtime.policy.config import CANDIDATE_STEPS
 from vla_runtime.policy.dit import dit_forward_static
 from vla_runtime.policy.model import VLAPolicy
 from vla_runtime.policy.protocol import Context
@@ -33,6 +32,7 @@ SCORE_ATOL = 1e-4  # verifier / value scores
 COND_ATOL = 1e-5  # the conditioning token
 H, A, P, D = TINY.horizon, TINY.action_dim, TINY.proprio_dim, TINY.d_model
 ANCHORED = dataclasses.replace(TINY, anchor=True, aux_object_weight=1.0)
+CHEAP_STEPS = 3  # the extra sampler graph the fixtures export (cheaper steering candidates)
 
 
 @dataclasses.dataclass
@@ -62,7 +62,7 @@ def _setup(root: Path, config) -> Setup:
     policy_dir = policy.save_pretrained(root / "policy")
     verifier_dir, value_dir = verifier.save_pretrained(root / "verifier"), value.save_pretrained(root / "value")
     export = export_onnx(policy_dir, root / "export", {"verifier": (verifier, verifier_dir),
-                                                       "value": (value, value_dir)})
+                                                       "value": (value, value_dir)}, sample_steps=(CHEAP_STEPS,))
     return Setup(root, policy_dir, verifier_dir, value_dir, export, policy, verifier, value)
 
 
@@ -88,9 +88,9 @@ def _obs(seed: int = 0, size: int = 16) -> Observation:
 def test_export_writes_checked_graphs_with_their_metadata(plain) -> None:
     manifest = read_manifest(plain.export)
     assert manifest["opset"] == OPSET and set(manifest["graphs"]) == {
-        "encoder", "denoiser", "sampler", f"sampler_s{CANDIDATE_STEPS}", "verifier", "value"}
+        "encoder", "denoiser", "sampler", f"sampler_s{CHEAP_STEPS}", "verifier", "value"}
     assert manifest["samplers"] == {str(TINY.inference_steps): "sampler",
-                                    str(CANDIDATE_STEPS): f"sampler_s{CANDIDATE_STEPS}"}
+                                    str(CHEAP_STEPS): f"sampler_s{CHEAP_STEPS}"}
     for name, graph in manifest["graphs"].items():
         model = onnx.load(str(plain.export / graph["file"]))
         onnx.checker.check_model(model, full_check=True)
@@ -129,7 +129,7 @@ def test_sampler_matches_torch_for_the_same_noise(plain, n) -> None:
     assert got.shape == (n, H, A) and np.abs(got - ref).max() <= ACTION_ATOL
 
 
-@pytest.mark.parametrize("steps", [None, CANDIDATE_STEPS])
+@pytest.mark.parametrize("steps", [None, CHEAP_STEPS])
 def test_each_exported_sampler_matches_torch_at_its_step_count(plain, steps) -> None:
     onnx_policy = OnnxPolicy(plain.export)
     ctx = plain.policy.encode(_obs())
@@ -149,7 +149,10 @@ def test_a_step_count_without_a_sampler_graph_is_refused_with_the_command_that_a
     with pytest.raises(ValueError, match="sample_steps must be an integer in 1..train_timesteps=20, got 0"):
         export_onnx(plain.policy_dir, tmp_path / "bad", sample_steps=(0,))
     assert not (tmp_path / "bad").exists()
-    two = export_onnx(plain.policy_dir, tmp_path / "two", sample_steps=(2,))
+    assert read_manifest(export_onnx(plain.policy_dir, tmp_path / "default"))["samplers"] == {"4": "sampler"}
+    two = ensure_export(plain.policy_dir, {}, root=tmp_path / "cache", steps=2)  # what `--steps 2` exports
+    assert read_manifest(two)["samplers"] == {"4": "sampler", "2": "sampler_s2"}
+    assert ensure_export(plain.policy_dir, {}, root=tmp_path / "cache") != two  # keyed by the extra samplers
     noise = torch.randn(3, H, A)
     assert np.abs(OnnxPolicy(two).sample(ctx, 3, noise=noise, steps=2)
                   - plain.policy.sample(ctx, 3, noise=noise, steps=2)).max() <= ACTION_ATOL
@@ -160,14 +163,14 @@ def test_a_version_1_export_still_loads_with_the_policys_own_sampler(plain, tmp_
     shutil.copytree(plain.export, old)
     manifest = json.loads((old / "export.json").read_text())
     manifest["version"] = 1
-    del manifest["samplers"], manifest["graphs"][f"sampler_s{CANDIDATE_STEPS}"]
+    del manifest["samplers"], manifest["graphs"][f"sampler_s{CHEAP_STEPS}"]
     (old / "export.json").write_text(json.dumps(manifest))
     onnx_policy = OnnxPolicy(old)
     ctx, noise = plain.policy.encode(_obs()), torch.randn(2, H, A)
     ref = plain.policy.sample(ctx, 2, noise=noise)
     assert np.abs(onnx_policy.sample(ctx, 2, noise=noise) - ref).max() <= ACTION_ATOL
-    with pytest.raises(ValueError, match=f"sampler graphs for \\[4\\] DDIM steps, not {CANDIDATE_STEPS}"):
-        onnx_policy.sample(ctx, 2, steps=CANDIDATE_STEPS)
+    with pytest.raises(ValueError, match=f"sampler graphs for \\[4\\] DDIM steps, not {CHEAP_STEPS}"):
+        onnx_policy.sample(ctx, 2, steps=CHEAP_STEPS)
     manifest["version"] = 7
     (old / "export.json").write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="v7, expected 'vla_steering.onnx_export' v1 or v2"):

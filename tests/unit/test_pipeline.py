@@ -198,7 +198,6 @@ def test_rephrasings_split_the_samples_over_each_wording_with_the_latched_anchor
 
 def test_candidates_are_drawn_with_the_configured_denoising_steps() -> None:
     from verifiers.steering import SteeringConfig, build_steered
-    from vla_runtime.policy.config import CANDIDATE_STEPS
 
     p = policy()
     calls: list[int] = []
@@ -207,13 +206,11 @@ def test_candidates_are_drawn_with_the_configured_denoising_steps() -> None:
     result = steered.act(obs(), gen(3))
     assert len(calls) == 2  # one DiT run per step on the whole batch of 4
     np.testing.assert_array_equal(result.candidates[-4:], p.sample(p.encode(obs()), 4, gen(3), steps=2))
-    # the default steering draws cheap candidates; the policy executed alone or as a mean keeps its own steps
-    assert SteeringConfig(verifier=".").sample_steps == CANDIDATE_STEPS < TINY.inference_steps
-    assert SteeringConfig(method="mean").sample_steps is None and SteeringConfig(method="none").sample_steps is None
-    assert SteeringConfig(method="mean", steps=2).sample_steps == 2
+    # every method samples at the policy's own steps unless told otherwise
     assert build_steered(p, SteeringConfig(method="mean", n=3)).steps is None
-    assert build_steered(p, SteeringConfig(n=3, m=3, verifier="."), scorers={"verifier": ForwardScorer()}
-                         ).steps == CANDIDATE_STEPS
+    assert build_steered(p, SteeringConfig(n=3, m=3, verifier="."), scorers={"verifier": ForwardScorer()}).steps is None
+    assert build_steered(p, SteeringConfig(n=3, m=3, verifier=".", steps=2), scorers={"verifier": ForwardScorer()}
+                         ).steps == 2
     for bad in (0, -2, 2.5, True):
         with pytest.raises(ValueError, match=f"steps must be None .* got {bad!r}"):
             SteeringConfig(method="mean", steps=bad)

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 from vla_app.cli import args as a
-from vla_runtime.policy.config import CANDIDATE_STEPS
 
 
 def configure_export(p: argparse.ArgumentParser) -> None:
@@ -17,9 +16,9 @@ def configure_export(p: argparse.ArgumentParser) -> None:
     q.add_argument("--policy", type=a.checkpoint, default="models/policy")
     q.add_argument("--verifier", type=a.checkpoint, default=None, help="also export this action verifier's head")
     q.add_argument("--value", type=a.checkpoint, default=None, help="also export this value function's head")
-    q.add_argument("--sample-steps", type=a.positive_list, default=(CANDIDATE_STEPS,), metavar="K,...",
-                   help="also export a sampler unrolled for each of these DDIM step counts (steering's "
-                        "candidates; --steps of `vla eval` and the node's `steps`)")
+    q.add_argument("--sample-steps", type=a.positive_list, default=(), metavar="K,...",
+                   help="also export a sampler unrolled for each of these DDIM step counts (cheaper steering "
+                        "candidates: --steps of `vla eval`, the node's `steps`)")
     q.add_argument("--out", required=True)
     a.overwrite_arg(q, "ONNX export")
     q.set_defaults(func=export_onnx)
@@ -72,6 +71,8 @@ def configure_bench(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", type=a.checkpoint, default=a.default_of(C, "policy"))
     p.add_argument("--verifier", type=a.checkpoint, default=a.default_of(C, "verifier"))
     p.add_argument("--value", type=a.checkpoint, default=a.default_of(C, "value"))
+    p.add_argument("--candidate-steps", type=a.positive, default=a.default_of(C, "candidate_steps"),
+                   help="DDIM steps of the cheaper candidates timed beside the default steering")
     p.add_argument("--json", default=None, help="write the rows here")
     p.add_argument("--plot", default=None, help="write a PNG here")
     p.set_defaults(func=bench)
@@ -86,7 +87,7 @@ def bench(args: argparse.Namespace) -> int:
             check_output_file(path, flag)  # before minutes of timing, not after
     cfg = BenchConfig(backends=tuple(args.backend.split(",")), ns=tuple(int(n) for n in args.n.split(",")),
                       repeats=args.repeats, threads=args.threads, policy=args.policy, verifier=args.verifier,
-                      value=args.value)
+                      value=args.value, candidate_steps=args.candidate_steps)
     result = run_bench(cfg)
     print(format_table(result))
     if args.json:

@@ -60,8 +60,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
                    metavar="K", help="split the n samples over the instruction and K rephrasings of it from the "
                                      "training templates (more diverse candidates)")
     p.add_argument("--steps", type=a.positive, default=None, metavar="K",
-                   help="DDIM steps of the policy's samples (default: the policy's own inference_steps; "
-                        "steering's default is SteeringConfig.steps): fewer make candidates cheaper")
+                   help="DDIM steps of the policy's samples (default: the policy's own inference_steps): fewer "
+                        "make them cheaper and worse")
     p.add_argument("--oracle", action="store_true",
                    help="score --steer's candidates by NRMSE to the scripted expert's chunk from the privileged "
                         "state instead of the learned scorers: what a perfect expert-predicting verifier would pick "
@@ -94,7 +94,7 @@ def _agent_factory(args: argparse.Namespace, executor):
     steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
                               selection=args.selection, temperature=args.temperature, safety=args.safety,
                               weights=args.weights, keep_samples=args.keep_samples, rephrasings=args.rephrasings,
-                              margin=args.margin, **({} if args.steps is None else {"steps": args.steps}))
+                              margin=args.margin, steps=args.steps)
     return AgentFactory(args.policy, steering, executor, backend=args.backend, oracle=args.oracle)
 
 

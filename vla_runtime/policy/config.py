@@ -176,11 +176,6 @@ class PolicyConfig:
         return cls(**d)
 
 
-# The DDIM steps steering draws its candidates with (`SteeringConfig.steps`), against the policy's own
-# `inference_steps` for its unsteered plan: candidates are many, so they must be cheap (docs/steering.md).
-CANDIDATE_STEPS = 3
-
-
 def check_steps(steps: object, train_timesteps: int, name: str = "steps") -> None:
     """A DDIM step count must be an int in 1..train_timesteps (the scheduler spaces that many timesteps)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= train_timesteps:
