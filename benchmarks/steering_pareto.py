@@ -5,8 +5,9 @@
 
 Success is pooled over the rows of each column (`steering_table.column`), with its Wilson 95% interval.
 A decision's latency is composed from `vla bench` stages measured in one run at the column's n: the
-unsteered policy (`base`, `base avgN`) costs encode + sample(n); a verifier method adds verifier(n) (the
-proposal and the selection are numpy and small). Oracle columns read privileged simulator state and are
+unsteered policy (`base`, `base avgN`) costs encode + sample(n), or sample_cheap(n) for a row drawn with the
+bench's `candidate_steps` DDIM steps (`--steps`); a verifier method adds verifier(n) (the proposal and the
+selection are numpy and small). Oracle columns read privileged simulator state and are
 drawn as horizontal ceilings, not points. Prints one JSON line with every point.
 """
 
@@ -37,7 +38,8 @@ def main() -> None:
     ap.add_argument("--backend", default="torch")
     ap.add_argument("--png", required=True)
     args = ap.parse_args()
-    bench = json.loads(Path(args.latency).read_text())["rows"]
+    latency = json.loads(Path(args.latency).read_text())
+    bench, cheap_steps = latency["rows"], latency["config"].get("candidate_steps")
     outcomes: dict[str, list[int]] = defaultdict(list)
     first: dict[str, dict] = {}
     for f in args.files:
@@ -53,8 +55,11 @@ def main() -> None:
             ceilings.append(point)
             continue
         n = r.get("samples", 1) if r["method"] == "base" else r["n"]
-        stages = ["encode", "sample"] + (["verifier"] if "verifier" in r.get("scorers", []) else []) + (
-            ["value"] if "value" in r.get("scorers", []) else [])
+        if r.get("steps") and r["steps"] != cheap_steps:
+            raise SystemExit(f"{name}: drawn with {r['steps']} DDIM steps; the latency file timed {cheap_steps} "
+                             "(vla bench --candidate-steps)")
+        scorers = [s for s in ("verifier", "value") if s in r.get("scorers", [])]
+        stages = ["encode", "sample_cheap" if r.get("steps") else "sample", *scorers]
         point["latency_ms"] = latency_ms(bench, args.backend, n, stages)
         points.append(point)
     points.sort(key=lambda p: p["latency_ms"])
