@@ -22,6 +22,7 @@ from verifiers.pipeline import SteeredPolicy
 from verifiers.proposals import GaussianVote, Identity
 from verifiers.selection import MODES, Selector
 from vla_runtime.checkpoint import weights_fingerprint
+from vla_runtime.policy.config import check_steps
 
 # method -> the learned scorers (checkpoint folders) it reads; also what the ROS node checks at configure
 LEARNED_SCORERS: dict[str, tuple[str, ...]] = {"none": (), "mean": (), "robomonkey": ("verifier",),
@@ -130,6 +131,8 @@ def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None,
     `sim.language.rephrase`)."""
     if cfg.rephrasings and rephrase is None:
         raise ValueError(f"rephrasings={cfg.rephrasings} needs a rephraser (instruction, k) -> wordings")
+    if cfg.steps is not None:  # refused when the pipeline is built (the node's configure), not at a decision
+        check_steps(cfg.steps, policy.config.train_timesteps)
     words = {"rephrase": rephrase, "rephrasings": cfg.rephrasings, "steps": cfg.steps}
     if cfg.method in ("none", "mean"):  # no scorer: the one sample, or the mean of n
         n = 1 if cfg.method == "none" else cfg.n

@@ -211,6 +211,8 @@ def test_candidates_are_drawn_with_the_configured_denoising_steps() -> None:
     assert build_steered(p, SteeringConfig(n=3, m=3, verifier="."), scorers={"verifier": ForwardScorer()}).steps is None
     assert build_steered(p, SteeringConfig(n=3, m=3, verifier=".", steps=2), scorers={"verifier": ForwardScorer()}
                          ).steps == 2
+    with pytest.raises(ValueError, match="steps must be an integer in 1..train_timesteps=20, got 21"):
+        build_steered(p, SteeringConfig(method="mean", n=3, steps=21))  # beyond this policy's schedule
     for bad in (0, -2, 2.5, True):
         with pytest.raises(ValueError, match=f"steps must be None .* got {bad!r}"):
             SteeringConfig(method="mean", steps=bad)
