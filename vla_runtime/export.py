@@ -172,14 +172,11 @@ def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | Non
         graphs["denoiser"] = _export(
             DenoiserGraph(policy), (torch.randn(2, H, A), torch.tensor([50, 10]), torch.randn(2, d)),
             tmp / "denoiser.onnx", {"x": ("B", H, A), "t": ("B",), "cond": ("B", d)}, {"eps": ("B", H, A)}, meta)
-        graphs["sampler"] = _export(
-            SamplerGraph(policy), (torch.randn(1, d), torch.randn(3, H, A)), tmp / "sampler.onnx",
-            {"cond": (1, d), "noise": ("N", H, A)}, {"actions": ("N", H, A)}, meta)
-        samplers = {str(cfg.inference_steps): "sampler"}
-        for k in sorted(set(sample_steps) - {cfg.inference_steps}):
-            samplers[str(k)] = f"sampler_s{k}"
-            graphs[f"sampler_s{k}"] = _export(
-                SamplerGraph(policy, k), (torch.randn(1, d), torch.randn(3, H, A)), tmp / f"sampler_s{k}.onnx",
+        samplers = {str(k): "sampler" if k == cfg.inference_steps else f"sampler_s{k}"
+                    for k in sorted({cfg.inference_steps, *sample_steps})}  # steps -> graph name
+        for k, name in samplers.items():
+            graphs[name] = _export(
+                SamplerGraph(policy, int(k)), (torch.randn(1, d), torch.randn(3, H, A)), tmp / f"{name}.onnx",
                 {"cond": (1, d), "noise": ("N", H, A)}, {"actions": ("N", H, A)}, meta)
         for name, (scorer, folder) in (scorers or {}).items():
             if name not in ("verifier", "value"):

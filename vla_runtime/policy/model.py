@@ -169,7 +169,7 @@ class VLAPolicy(nn.Module):
 
         The condition is repeated n times and the DiT runs once per denoising
         step on the whole batch; the encoders never run here. steps: DDIM steps (None: the config's
-        `inference_steps`); steering draws its candidates with fewer (`SteeringConfig.steps`).
+        `inference_steps`); fewer make cheaper, worse candidates (`SteeringConfig.steps`).
         """
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
