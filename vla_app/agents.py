@@ -8,6 +8,7 @@ worker process and are cached, so many episodes share them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,33 +26,62 @@ Decide = Callable[[Observation, torch.Generator], StepResult]  # (observation, g
 
 
 class Agent:
-    """Asks `decide` for a chunk whenever the executor runs out of plan and executes it step by step;
-    `reset` is called at each episode start (an anchor policy forgets its latched anchor there)."""
+    """Asks `decide` for a chunk whenever the executor needs a plan and executes it step by step;
+    `reset` is called at each episode start (an anchor policy forgets its latched anchor there).
+
+    `delay_steps` models a decision that takes time, in whole control steps: the chunk decided from the
+    observation at step s takes over at step s + delay_steps (its first actions, for steps already
+    executed, are skipped), the old chunk runs on meanwhile, and the arm holds where no chunk covers a
+    step. 0 is the synchronous loop (a decision takes no simulated time)."""
 
     needs_images = True
 
     def __init__(self, decide: Decide, reset: Callable[[], None], executor: ChunkExecutor, seed: int,
                  before_decide: Callable[[object], None] | None = None,
-                 finish: Callable[[object, object], None] | None = None) -> None:
+                 finish: Callable[[object, object], None] | None = None, delay_steps: int = 0) -> None:
+        if delay_steps < 0:
+            raise ValueError(f"delay_steps must be >= 0, got {delay_steps}")
         self.decide, self._reset_decider, self.executor = decide, reset, executor
         self.before_decide = before_decide  # env -> None: the oracle's scorer reads the simulator there
         self.finish = finish  # (env, EpisodeSummary) -> None after the episode: recorders write their data
+        self.delay_steps = delay_steps
         self.generator = torch.Generator().manual_seed(seed)
         self.picks: list[int] = []  # the selected candidate's index per decision
+        self._pending: tuple[np.ndarray, int] | None = None  # (chunk, observation step) still "computing"
+        self.idle_steps = 0
 
     def reset(self, env) -> None:
         self.executor.reset()
         self._reset_decider()
         self.picks = []
+        self._pending = None
+        self.idle_steps = 0
 
     def act(self, env) -> np.ndarray:
-        if self.executor.needs_plan:
+        ex = self.executor
+        if self._pending is not None and ex.step >= self._pending[1] + self.delay_steps:
+            chunk, start = self._pending
+            self._pending = None
+            ex.add_chunk(chunk, start=start)
+        if ex.needs_plan and self._pending is None:
             if self.before_decide is not None:
                 self.before_decide(env)
             result = self.decide(env.last_observation, self.generator)
             self.picks.append(result.index)
-            self.executor.add_chunk(result.chunk)
-        return self.executor.next_action()
+            if self.delay_steps == 0:
+                ex.add_chunk(result.chunk)
+            else:
+                self._pending = (result.chunk, ex.step)
+        if not ex.covers_step():
+            self.idle_steps += 1
+            return ex.idle()
+        return ex.next_action()
+
+    def episode_stats(self) -> dict:
+        """What `vla eval` aggregates beside success: the largest executed translation change at a chunk
+        switch (m) and the steps the arm held waiting for a late plan."""
+        jumps = self.executor.boundary_jumps
+        return {"max_boundary_jump": max(jumps) if jumps else 0.0, "idle_steps": self.idle_steps}
 
 
 def read_policy_config(path: str):
@@ -80,8 +110,11 @@ class AgentFactory:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     backend: str = "torch"  # vla_runtime.backends.BACKENDS
     oracle: bool = False  # score the steering's candidates by distance to the scripted expert (`vla_app.oracle`)
+    decision_ms: float = 0.0  # simulated decision latency: the chunk lands ceil(ms / control period) steps late
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.decision_ms) and self.decision_ms >= 0):
+            raise ValueError(f"decision_ms must be a finite number >= 0, got {self.decision_ms}")
         if self.oracle and self.steering.method not in ORACLE_PROPOSALS:
             raise ValueError(f"the oracle picks among a steering method's candidates: use one of "
                              f"{sorted(ORACLE_PROPOSALS)}, not {self.steering.method!r}")
@@ -103,18 +136,24 @@ class AgentFactory:
                                                rephrase=rephrase)
         return _PIPELINES[key]
 
+    def delay_steps(self, control_hz: float) -> int:
+        """Control steps a decision of `decision_ms` spans: its chunk takes over at the first tick after it."""
+        return math.ceil(self.decision_ms * control_hz / 1000.0 - 1e-9)
+
     def __call__(self, seed: int) -> Agent:
         torch.set_num_threads(1)  # one worker per core
         steered = self.pipeline()
-        executor = ChunkExecutor(steered.policy.action_spec, self.executor)
+        spec = steered.policy.action_spec
+        delay = self.delay_steps(spec.control_hz)
+        executor = ChunkExecutor(spec, self.executor)
         if self.oracle:  # the same candidates, scored by the expert instead of the learned scorers
             from vla_app.oracle import ExpertScorer
 
             scorer = ExpertScorer(steered.policy.action_spec, np.random.default_rng([seed, 0x0AC1E]))
             steered = SteeredPolicy(steered.policy, steered.proposal, [scorer], Selector(), steered.n, steered.m,
                                     rephrase=steered.rephrase, rephrasings=steered.rephrasings, steps=steered.steps)
-            return Agent(steered.act, steered.reset, executor, seed, before_decide=scorer.bind)
-        return Agent(steered.act, steered.reset, executor, seed)
+            return Agent(steered.act, steered.reset, executor, seed, before_decide=scorer.bind, delay_steps=delay)
+        return Agent(steered.act, steered.reset, executor, seed, delay_steps=delay)
 
     def row_fields(self) -> dict:
         """What `vla eval` writes beside `method` in each result row."""
@@ -124,6 +163,9 @@ class AgentFactory:
             words["margin"] = s.margin
         if s.steps is not None:
             words["steps"] = s.steps
+        ex = self.executor
+        if self.decision_ms or ex.lead_steps or ex.blend_steps:
+            words.update(decision_ms=self.decision_ms, lead_steps=ex.lead_steps, blend_steps=ex.blend_steps)
         if self.oracle:
             return {"backend": self.backend, "n": s.n, "m": s.m, "proposal": ORACLE_PROPOSALS[s.method](s), **words}
         if s.method in ("none", "mean"):

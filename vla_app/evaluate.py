@@ -80,8 +80,11 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True, factory=None
 
         results = tqdm(results, total=len(jobs), desc=f"eval {method} {cfg.variation}", unit="ep")
     outcomes: dict[str, dict[int, bool]] = defaultdict(dict)  # task -> seed -> success
+    stats: dict[str, list[dict]] = defaultdict(list)  # task -> the agent's per-episode stats
     for s in results:
         outcomes[s.task][s.seed] = s.success
+        if s.stats:
+            stats[s.task].append(s.stats)
     rows = []
     for task in cfg.tasks:
         v = [outcomes[task][seed] for seed in sorted(outcomes[task])]
@@ -89,12 +92,21 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True, factory=None
         rows.append({"task": task, "variation": cfg.variation, "method": method, "episodes": len(v),
                      "successes": sum(v), "success_rate": sum(v) / len(v), "ci95": [round(lo, 4), round(hi, 4)],
                      "arm": cfg.arm, "seed": cfg.seed, **extra,
+                     **_aggregate(stats[task]),
                      "outcomes": [int(x) for x in v]})  # per episode, seeds seed, seed+1, ...: paired tests
     if cfg.gifs > 0:
         _write_gifs(record, cfg)
     if tmp is not None:
         tmp.cleanup()
     return rows
+
+
+def _aggregate(stats: list[dict]) -> dict:
+    """The task's worst chunk-switch jump (m) and its total held steps, over its episodes."""
+    if not stats:
+        return {}
+    return {"max_boundary_jump": round(max(s["max_boundary_jump"] for s in stats), 5),
+            "idle_steps": sum(s["idle_steps"] for s in stats)}
 
 
 def _write_gifs(record: str, cfg: EvalConfig) -> None:

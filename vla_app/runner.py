@@ -55,6 +55,7 @@ class EpisodeSummary:
     steps: int
     seconds: float
     instruction: str
+    stats: dict = field(default_factory=dict)  # the agent's `episode_stats()`, when it has one
 
 
 _ENVS: dict[EnvConfig, ArmEnv] = {}
@@ -93,9 +94,11 @@ def run_episode(job: EpisodeJob, factory: AgentFactory, record_root: str | None 
             successes.append(info["success"])
         if terminated or truncated:
             break
+    stats = getattr(agent, "episode_stats", None)
     summary = EpisodeSummary(index=job.index, task=config.task, variation=config.variation, arm=env.arm_spec.name,
                              seed=job.seed, success=bool(info["success"]), steps=env.steps,
-                             seconds=time.perf_counter() - t0, instruction=env.instance.instruction)
+                             seconds=time.perf_counter() - t0, instruction=env.instance.instruction,
+                             stats=stats() if stats is not None else {})
     if record_root is not None:
         _write(record_root, job, env, summary, frames, actions, rewards, successes, relabelled)
     finish = getattr(agent, "finish", None)  # an agent that records its own data writes it once the outcome is known

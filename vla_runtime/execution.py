@@ -1,4 +1,17 @@
-"""Turning action chunks into per-step commands: replanning, CogACT adaptive ensemble, clamps."""
+"""Turning action chunks into per-step commands: replanning, plan-ahead, continuity, CogACT ensemble, clamps.
+
+A decision takes time. A chunk planned from an observation taken at step s lands d steps later and its
+first d actions belong to steps already executed, so they are skipped (`add_chunk(start=s)`). Two
+settings keep that from hurting:
+- `lead_steps` (plan ahead): a plan is due `lead_steps` before the replan point, so with a decision
+  latency of `lead_steps` steps the new chunk takes over exactly at the replan point instead of the old
+  chunk being stretched (past its end: the arm starves and holds);
+- `blend_steps` (continuity, the soft-masked prefix of real-time chunking applied after sampling): the
+  new chunk's first `blend_steps` executed actions are cross-faded from the actions the old chunk had
+  committed for those steps, so a switch between two candidates that disagree is not a velocity jump.
+`boundary_jumps` records, per chunk switch, how far the executed translation moved from one step to the
+next (m): the figure the continuity goal is stated in.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +31,17 @@ class ExecutorConfig:
     ensemble_alpha: float = 0.1  # temperature of the cosine-similarity weights
     max_translation: float = 0.055  # metres per step (norm of dx, dy, dz); > sqrt(3) * 0.03 so in-bound moves pass
     max_rotation: float = 0.3  # radians per step, per axis
+    lead_steps: int = 0  # plan ahead: a plan is due this many steps before the replan point
+    blend_steps: int = 0  # continuity: cross-fade this many steps from the old chunk into the new one
 
     def __post_init__(self) -> None:
         if self.replan_every < 1:
             raise ValueError(f"replan_every must be >= 1, got {self.replan_every}")
+        if self.lead_steps < 0 or self.blend_steps < 0:
+            raise ValueError(f"lead_steps and blend_steps must be >= 0, got {self.lead_steps} and "
+                             f"{self.blend_steps}")
+        if self.blend_steps and self.ensemble:
+            raise ValueError("blend_steps and ensemble both smooth chunk switches: choose one")
         if not math.isfinite(self.ensemble_alpha):
             raise ValueError(f"ensemble_alpha must be finite, got {self.ensemble_alpha}")
         if not (self.max_translation > 0 and self.max_rotation > 0):
@@ -87,10 +107,27 @@ class ChunkExecutor:
         self._chunks: deque[tuple[int, np.ndarray]] = deque()  # (step the chunk starts at, (H, A))
         self._t = 0
         self._last_plan = None
+        self._last_action: np.ndarray | None = None  # (A,) the action executed last
+        self._switched = False  # the next action is the first from a new chunk
+        self.boundary_jumps: list[float] = []  # m: |translation change| at each chunk switch
+
+    @property
+    def horizon(self) -> int:
+        """Steps each chunk runs before the next takes over: `replan_every`, or fewer when the chunk's
+        actions from index `lead_steps` on would run out first."""
+        return max(min(self.config.replan_every, self.spec.chunk_length - self.config.lead_steps), 1)
 
     @property
     def needs_plan(self) -> bool:
-        return self._last_plan is None or self._t - self._last_plan >= self.config.replan_every
+        """A plan is due: none yet, or the next takeover is at most `lead_steps` steps away."""
+        if self._last_plan is None:
+            return True
+        return self._t - self._last_plan >= max(self.horizon - self.config.lead_steps, 0)
+
+    @property
+    def replan_step(self) -> int | None:
+        """The step at which the next chunk should take over (None before the first plan)."""
+        return None if self._last_plan is None else self._last_plan + self.horizon
 
     @property
     def step(self) -> int:
@@ -110,8 +147,11 @@ class ChunkExecutor:
         start = self._t if start is None else int(start)
         if not 0 <= start <= self._t:
             raise ValueError(f"chunk start {start} must lie within 0..{self._t} (the current step)")
+        if self.config.blend_steps and self._chunks:
+            c = self._blend(c, start)
         self._chunks.appendleft((start, c))
-        self._last_plan = start
+        self._switched = True
+        self._last_plan = self._t  # the takeover step: the replan point counts from here
         # Keep only chunks that still cover the current step.
         while self._chunks and self._chunks[-1][0] + self.spec.chunk_length <= self._t:
             self._chunks.pop()
@@ -119,13 +159,42 @@ class ChunkExecutor:
             while len(self._chunks) > 1:
                 self._chunks.pop()
 
+    def _blend(self, new: np.ndarray, start: int) -> np.ndarray:
+        """new (H, A) with its first `blend_steps` steps from now cross-faded from the committed chunk's
+        actions for the same steps (weights k/(B+1) .. 1/(B+1) on the old one); the gripper is the new one's."""
+        old_start, old = self._chunks[0]
+        new = new.copy()
+        b = self.config.blend_steps
+        keep = [i for i in range(self.spec.dim) if i != self.spec.gripper_index]
+        for j in range(b):
+            t = self._t + j
+            if t - start >= self.spec.chunk_length or t - old_start >= self.spec.chunk_length:
+                break
+            w = (b - j) / (b + 1)
+            new[t - start, keep] = w * old[t - old_start, keep] + (1 - w) * new[t - start, keep]
+        return new
+
     def next_action(self) -> np.ndarray:
         preds = [c[self._t - start] for start, c in self._chunks if self._t - start < self.spec.chunk_length]
         if not preds:
             raise RuntimeError("no chunk covers this step: call add_chunk() when needs_plan is True")
         a = adaptive_ensemble(np.stack(preds), self.config.ensemble_alpha) if self.config.ensemble else preds[0]
         self._t += 1
-        return self.clamp(a)
+        a = self.clamp(a)
+        if self._switched and self._last_action is not None:
+            self.boundary_jumps.append(float(np.linalg.norm(a[:3] - self._last_action[:3])))
+        self._switched = False
+        self._last_action = a
+        return a
+
+    def idle(self) -> np.ndarray:
+        """No chunk covers this step (the plan is late): a hold action (no motion, the gripper as last
+        commanded, open before any), and the step still counts, since time passed."""
+        a = np.zeros(self.spec.dim, np.float32)
+        a[self.spec.gripper_index] = 1.0 if self._last_action is None else self._last_action[self.spec.gripper_index]
+        self._t += 1
+        self._last_action = a
+        return a
 
     def clamp(self, action: np.ndarray) -> np.ndarray:
         a = self.spec.validate(action).copy()

@@ -105,6 +105,16 @@ def positive_float(text: str) -> float:
     return v
 
 
+def nonnegative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (v >= 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return v
+
+
 def checkpoint(text: str) -> str:
     """A model folder: relative paths resolve from the working directory, else from the installed package's
     share folder (so the default `models/policy` works from any directory); `expert` stays itself."""

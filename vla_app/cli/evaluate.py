@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 from pathlib import Path
 
 from vla_app.cli import args as a
@@ -28,6 +29,14 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arm", default=a.default_of(EvalConfig, "arm"), choices=list(ARMS))
     p.add_argument("--replan", type=a.positive, default=a.default_of(ExecutorConfig, "replan_every"),
                    help="replan every k steps")
+    p.add_argument("--decision-ms", type=a.nonnegative_float, default=0.0, metavar="MS",
+                   help="simulated decision latency: each chunk takes over ceil(MS / control period) steps after its "
+                        "observation, the old chunk running meanwhile (0: synchronous)")
+    p.add_argument("--plan-ahead", action="store_true",
+                   help="start each decision --decision-ms before the replan point, so the new chunk takes over on "
+                        "time instead of stretching the old one")
+    p.add_argument("--blend", type=a.nonnegative, default=0, metavar="K",
+                   help="continuity: cross-fade the first K executed steps of a new chunk from the old chunk's")
     p.add_argument("--ensemble", action="store_true", help="CogACT adaptive action ensemble")
     p.add_argument("--alpha", type=float, default=a.default_of(ExecutorConfig, "ensemble_alpha"),
                    help="ensemble temperature")
@@ -88,14 +97,26 @@ def _agent_factory(args: argparse.Namespace, executor):
             raise ValueError("--rephrasings splits a steering method's samples: give --steer")
         if args.oracle:
             raise ValueError("--oracle picks among a steering method's candidates: give --steer robomonkey or vgps")
-        return AgentFactory(args.policy, unsteered(args.average, args.steps), executor, backend=args.backend)
+        return AgentFactory(args.policy, unsteered(args.average, args.steps), executor, backend=args.backend,
+                            decision_ms=args.decision_ms)
     if args.average != 1:
         raise ValueError("--average executes the mean of N samples, an unsteered policy; steering draws --n")
     steering = SteeringConfig(method=args.steer, n=args.n, m=args.m, verifier=args.verifier, value=args.value,
                               selection=args.selection, temperature=args.temperature, safety=args.safety,
                               weights=args.weights, keep_samples=args.keep_samples, rephrasings=args.rephrasings,
                               margin=args.margin, steps=args.steps)
-    return AgentFactory(args.policy, steering, executor, backend=args.backend, oracle=args.oracle)
+    return AgentFactory(args.policy, steering, executor, backend=args.backend, oracle=args.oracle,
+                        decision_ms=args.decision_ms)
+
+
+def _lead_steps(args: argparse.Namespace) -> int:
+    """--plan-ahead: lead by the steps a decision spans at the policy's control rate."""
+    if not args.plan_ahead:
+        return 0
+    from vla_app.agents import read_policy_config
+
+    hz = read_policy_config(args.policy).action_spec.control_hz
+    return math.ceil(args.decision_ms * hz / 1000.0 - 1e-9)
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -117,7 +138,10 @@ def evaluate(args: argparse.Namespace) -> int:
     for folder, flag in ((args.record, "--record"), (args.gif_dir if args.gifs else None, "--gif-dir")):
         if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
             raise FileExistsError(f"{flag} {folder} is a file; give a folder")
-    executor = ExecutorConfig(replan_every=args.replan, ensemble=args.ensemble, ensemble_alpha=args.alpha)
+    if args.policy == "expert" and (args.decision_ms or args.plan_ahead or args.blend):
+        raise ValueError("--decision-ms, --plan-ahead and --blend shape a policy's chunk execution, not the expert's")
+    executor = ExecutorConfig(replan_every=args.replan, ensemble=args.ensemble, ensemble_alpha=args.alpha,
+                              lead_steps=_lead_steps(args), blend_steps=args.blend)
     factory = _agent_factory(args, executor)
     configs = [EvalConfig(policy=args.policy, tasks=tasks, variation=variation, episodes=args.episodes,
                           workers=args.workers, seed=args.seed, arm=args.arm, gifs=args.gifs, gif_dir=args.gif_dir,
