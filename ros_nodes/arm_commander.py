@@ -1,22 +1,24 @@
 """End-effector actions -> joint targets for the robot model the node is given (pure Python, no ROS).
 
 The node keeps a commanded TCP target (`sim.control.CartesianTarget`, the same update the simulator
-applies), solves IK on a kinematic model of the arm (a URDF; by default the Panda from `pybullet_data`)
-and clamps the result to the joint limits and to a per-step joint motion limit relative to the last
-command sent. Every command passes `clamp`, holds included: a hold after stale joint states must not jump
-back to a measurement that is a whole timeout window old. Joint states outside the model's limits by more
-than a margin (or not finite) are refused (`check_joints`): they come from a broken driver, not the arm.
+applies), solves IK on a kinematic model of the arm (a URDF file; the node writes a received `/robot_description`
+to one) and returns the joint targets; every command then passes the node's safety stage
+(`ros_nodes.safety_stage`: position, velocity and acceleration limits from the same URDF). Joint states
+outside the model's limits by more than a margin (or not finite) are refused (`check_joints`): they come
+from a broken driver, not the arm.
 Proprioception is rebuilt from joint states by forward kinematics, in the layout the policy was trained on.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from ros_nodes.safety_stage import JointLimits
 from sim.arms import IKSolver, get_arm_spec
 from sim.control import CartesianTarget, tcp_yaw
 
@@ -25,15 +27,12 @@ from sim.control import CartesianTarget, tcp_yaw
 class CommanderConfig:
     arm: str = "panda"  # joint layout, TCP offset and gripper of this arm (sim.arms)
     urdf: str = ""  # the robot model; "" = the arm's model from pybullet_data
-    max_joint_step: float = 0.15  # rad per control period, per joint
     joint_limit_margin: float = 0.1  # rad (m for prismatic fingers: a tenth of it) a joint state may exceed
 
     def __post_init__(self) -> None:
         get_arm_spec(self.arm)
         if self.urdf and not Path(self.urdf).is_file():
             raise ValueError(f"urdf {self.urdf!r} is not a file")
-        if not (math.isfinite(self.max_joint_step) and self.max_joint_step > 0):
-            raise ValueError(f"max_joint_step must be a positive number of radians, got {self.max_joint_step}")
         if not (math.isfinite(self.joint_limit_margin) and self.joint_limit_margin >= 0):
             raise ValueError(f"joint_limit_margin must be a non-negative number, got {self.joint_limit_margin}")
 
@@ -51,10 +50,21 @@ class ArmCommander:
         self.lower, self.upper = self.ik.limits
         self.finger_lower, self.finger_upper = _limits(self.ik, spec.gripper.joints)
         self.target: CartesianTarget | None = None
-        self.last_command: np.ndarray | None = None  # (J,) joint targets last sent
 
     def close(self) -> None:
         self.ik.close()
+
+    def joint_limits(self, acceleration: float) -> JointLimits:
+        """The arm joints' position and velocity limits as the model states them (pybullet reads the URDF's
+        `<limit>`; a joint without one is unlimited there), and `acceleration` (rad/s^2) for each: URDF has
+        no acceleration limit (ros2_control takes it from parameters for the same reason)."""
+        import pybullet as p
+
+        info = [p.getJointInfo(self.ik.body, j, physicsClientId=self.ik.client) for j in self.spec.ik_joints]
+        velocity = np.array([i[11] if i[11] > 0 else np.inf for i in info])
+        n = len(info)
+        return JointLimits(tuple(self.arm_joints), self.lower.copy(), self.upper.copy(), velocity,
+                           np.full(n, float(acceleration)))
 
     def proprio(self, q_arm: np.ndarray, q_fingers: np.ndarray) -> np.ndarray:
         """(12,) float32: TCP xyz, TCP yaw, gripper width, the first 7 arm joints (`PROPRIO_NAMES`)."""
@@ -66,7 +76,6 @@ class ArmCommander:
         """Restart from the measured pose (activation, reset, after a hold): no jump towards an old target."""
         pos, quat = self.ik.fk(q_arm)
         self.target = CartesianTarget(pos, quat, gripper)
-        self.last_command = np.asarray(q_arm, dtype=np.float64).copy()
 
     def step(self, action: np.ndarray, q_arm: np.ndarray, gripper_index: int = 6) -> tuple[np.ndarray, float, float]:
         """Apply one per-step action -> (joint targets (J,), gripper command, IK position error in m)."""
@@ -74,23 +83,22 @@ class ArmCommander:
             self.sync(q_arm)
         self.target.apply(action, gripper_index)
         q, err = self.ik.solve(self.target.pos, self.target.quat, q_arm)
-        return self.clamp(q), self.target.gripper, err
+        return np.asarray(q, dtype=np.float64), self.target.gripper, err
 
-    def clamp(self, q: np.ndarray) -> np.ndarray:
-        """The clamps every command passes: the joint limits, then at most `max_joint_step` per joint from
-        the last command (none yet: limits only). Records the result as the last command."""
-        q = np.clip(np.asarray(q, dtype=np.float64), self.lower, self.upper)
-        if self.last_command is not None:
-            step = self.config.max_joint_step
-            q = self.last_command + np.clip(q - self.last_command, -step, step)
-        self.last_command = q
-        return q
-
-    def hold(self, q_measured: np.ndarray | None) -> np.ndarray | None:
-        """Joint targets that stop the arm: towards the measured joints when they are fresh, else (None:
-        stale) the last command itself; clamped like any command. None when there is nothing to hold to."""
-        goal = self.last_command if q_measured is None else q_measured
-        return None if goal is None else self.clamp(goal)
+    def path(self, actions: np.ndarray, q_arm: np.ndarray, gripper_index: int = 6
+             ) -> tuple[np.ndarray, list[CartesianTarget]]:
+        """actions (K, A) applied in turn from the current target -> (joint targets (K, J), the target after
+        each), without moving `target`: a chunk's whole path, for a trajectory sent at once."""
+        if self.target is None:
+            self.sync(q_arm)
+        target, seed, qs, targets = copy.deepcopy(self.target), np.asarray(q_arm, np.float64), [], []
+        for action in actions:
+            target.apply(action, gripper_index)
+            seed, _ = self.ik.solve(target.pos, target.quat, seed)
+            seed = np.asarray(seed, np.float64)
+            qs.append(seed)
+            targets.append(copy.deepcopy(target))
+        return np.stack(qs), targets
 
     def check_joints(self, q_arm: np.ndarray, q_fingers: np.ndarray | None = None) -> None:
         """ValueError naming the joints whose measured positions are not finite or lie outside the model's

@@ -2,8 +2,10 @@
 
 Every reader validates what it gets and raises `ValueError` with the reason (wrong encoding, size
 mismatch, NaN, unknown joint names), so a node can drop the message with a diagnostic instead of
-crashing. `cv_bridge` is not installable here, so images are converted by hand (rgb8 / bgr8 colour,
-32FC1 metres or 16UC1 millimetres depth).
+crashing. `cv_bridge` is not installable here, so raw images are converted by hand (rgb8 / bgr8 /
+rgba8 / bgra8 colour, 32FC1 metres or 16UC1 millimetres depth) and compressed ones (jpeg / png) are
+decoded with Pillow, after checking the encoded size against the pixel budget (a decompression bomb is
+refused before it is decoded).
 """
 
 from __future__ import annotations
@@ -13,14 +15,15 @@ from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, PoseStamped
 from sensor_msgs.msg import CameraInfo as CameraInfoMsg
-from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import ColorRGBA, Header
+from sensor_msgs.msg import CompressedImage, Image, JointState, TimeReference
+from std_msgs.msg import ColorRGBA, Float64MultiArray, Header
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from visualization_msgs.msg import Marker, MarkerArray
 
 from vla_runtime.types import CameraInfo
 
-COLOUR_ENCODINGS = ("rgb8", "bgr8")
+COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
+COMPRESSED_FORMATS = ("jpeg", "png")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN, "ERROR": DiagnosticStatus.ERROR,
           "STALE": DiagnosticStatus.STALE}
@@ -42,11 +45,47 @@ def _pixels(msg: Image, channels: int, itemsize: int) -> np.ndarray:
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image rgb8 or bgr8 -> (H, W, 3) uint8 RGB."""
+    """sensor_msgs/Image rgb8, bgr8, rgba8 or bgra8 -> (H, W, 3) uint8 RGB (alpha dropped)."""
     if msg.encoding not in COLOUR_ENCODINGS:
         raise ValueError(f"colour image encoding must be one of {COLOUR_ENCODINGS}, got {msg.encoding!r}")
-    rgb = _pixels(msg, 3, 1).reshape(int(msg.height), int(msg.width), 3)
-    return np.array(rgb[..., ::-1] if msg.encoding == "bgr8" else rgb)  # a writable copy, not a view of msg.data
+    channels = 4 if msg.encoding.endswith("a8") else 3
+    pixels = _pixels(msg, channels, 1).reshape(int(msg.height), int(msg.width), channels)[..., :3]
+    return np.array(pixels[..., ::-1] if msg.encoding.startswith("bgr") else pixels)  # a copy, not a view of data
+
+
+def compressed_to_rgb(msg: CompressedImage, max_pixels: int) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg / png, as image_transport's compressed plugin publishes:
+    `format` like "rgb8; jpeg compressed bgr8" or just "jpeg") -> (H, W, 3) uint8 RGB."""
+    import io
+
+    from PIL import Image as PILImage
+
+    kind = next((f for f in COMPRESSED_FORMATS if f in msg.format.lower()), None)
+    if kind is None:
+        raise ValueError(f"compressed image format must name one of {COMPRESSED_FORMATS}, got {msg.format!r}")
+    try:
+        with PILImage.open(io.BytesIO(bytes(msg.data))) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise ValueError(f"compressed image is {w}x{h}, above the budget of {max_pixels} pixels")
+            if img.format is None or img.format.lower() != kind:
+                raise ValueError(f"compressed image says {kind} but holds {img.format}")
+            return np.array(img.convert("RGB"))
+    except (OSError, SyntaxError) as e:  # Pillow's errors for truncated or garbled data
+        raise ValueError(f"compressed image cannot be decoded: {e}") from None
+
+
+def rgb_to_compressed(rgb: np.ndarray, header: Header, kind: str = "jpeg", quality: int = 90) -> CompressedImage:
+    """(H, W, 3) uint8 RGB -> sensor_msgs/CompressedImage, as image_transport's compressed plugin would."""
+    import io
+
+    from PIL import Image as PILImage
+
+    if kind not in COMPRESSED_FORMATS:
+        raise ValueError(f"kind must be one of {COMPRESSED_FORMATS}, got {kind!r}")
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.asarray(rgb, np.uint8)).save(buffer, format=kind.upper(), quality=quality)
+    return CompressedImage(header=header, format=f"rgb8; {kind} compressed rgb8", data=buffer.getvalue())
 
 
 def image_to_depth(msg: Image) -> np.ndarray:
@@ -130,15 +169,17 @@ def _duration(seconds: float) -> Duration:
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-def joint_trajectory(names: list[str], positions: np.ndarray, dt: float, header: Header) -> JointTrajectory:
+def joint_trajectory(names: list[str], positions: np.ndarray, dt: float, header: Header,
+                     offset: float = 0.0) -> JointTrajectory:
     """(T, J) joint targets reached every `dt` seconds -> trajectory_msgs/JointTrajectory, the form
-    joint_trajectory_controller takes (point k at time_from_start (k+1) dt)."""
+    joint_trajectory_controller takes (point k at time_from_start offset + (k+1) dt, positions only: the
+    controller interpolates between the points at its own rate)."""
     q = np.asarray(positions, dtype=np.float64)
     if q.ndim != 2 or q.shape[1] != len(names) or len(q) == 0:
         raise ValueError(f"positions must be (T >= 1, {len(names)}), got {q.shape}")
     if not np.all(np.isfinite(q)) or not dt > 0:
         raise ValueError(f"trajectory needs finite positions and dt > 0, got dt={dt}")
-    points = [JointTrajectoryPoint(positions=row.tolist(), time_from_start=_duration((k + 1) * dt))
+    points = [JointTrajectoryPoint(positions=row.tolist(), time_from_start=_duration(offset + (k + 1) * dt))
               for k, row in enumerate(q)]
     return JointTrajectory(header=header, joint_names=list(names), points=points)
 
@@ -160,6 +201,22 @@ def trajectory_targets(msg: JointTrajectory, names: list[str]) -> tuple[np.ndarr
     if not np.all(np.isfinite(q)) or np.any(np.diff(t) < 0):
         raise ValueError("JointTrajectory positions must be finite and times non-decreasing")
     return t, q
+
+
+def finger_command(positions: np.ndarray) -> Float64MultiArray:
+    """Finger joint positions (m) -> std_msgs/Float64MultiArray, what a forward_command_controller takes."""
+    q = np.asarray(positions, dtype=np.float64)
+    if q.ndim != 1 or not np.all(np.isfinite(q)):
+        raise ValueError(f"finger positions must be a finite (F,) vector, got {q}")
+    return Float64MultiArray(data=q.tolist())
+
+
+def time_reference(source_stamp: float, header: Header, source: str) -> TimeReference:
+    """sensor_msgs/TimeReference relating a command (header.stamp) to the sensor time it was computed
+    from (`time_ref`): how a subscriber measures image-to-command latency."""
+    ns = int(round(source_stamp * 1e9))
+    return TimeReference(header=header, time_ref=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000),
+                         source=source)
 
 
 def pose_stamped(position: np.ndarray, quaternion_xyzw: np.ndarray, header: Header) -> PoseStamped:

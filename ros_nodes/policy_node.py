@@ -50,9 +50,11 @@ thread before the rclpy context goes down.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter, deque
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -63,8 +65,8 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo as CameraInfoMsg
-from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Bool, Float64, Header, String
+from sensor_msgs.msg import CompressedImage, Image, JointState, TimeReference
+from std_msgs.msg import Bool, Float64, Float64MultiArray, Header, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 from visualization_msgs.msg import MarkerArray
@@ -73,6 +75,8 @@ from ros_nodes import convert
 from ros_nodes.arm_commander import ArmCommander, CommanderConfig
 from ros_nodes.node_main import run_node
 from ros_nodes.policy_params import PARAMS, check, missing_folders, parse_pose
+from ros_nodes.safety_stage import INTERVENTIONS, SafetyConfig, SafetyStage
+from ros_nodes.urdf import kinematic_urdf
 from ros_nodes.watchdog import (
     ESTOP,
     FUTURE,
@@ -96,6 +100,8 @@ CAMERA_DEPTH = 2  # frames queued per camera subscription: the newest is used, 2
 PLANNER_JOIN_S = 30.0  # a decision takes well under a second; a stuck one is reported, not waited for forever
 WINDOW = 4096  # decisions kept for latency percentiles
 STAGES = (*DECISION_STAGES, "act", "image_to_command", "control_tick")  # the pipeline's, then the node's own
+LATENCY_QUANTILE = 90  # plan ahead from this percentile of recent decision latencies
+LATENCY_WINDOW = 20  # ... over this many decisions
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
@@ -157,6 +163,11 @@ class PolicyNode(LifecycleNode):
                                  event_callbacks=SubscriptionEventCallbacks(incompatible_qos=lambda info: None))
         self.create_subscription(Bool, self._param("estop_topic"), self._on_estop, ESTOP_VOLATILE,
                                  event_callbacks=self._qos_events("estop", "a best-effort e-stop cannot be heard"))
+        # The robot model as robots publish it (latched): heard from start-up, used on configure when the
+        # `urdf` parameter is empty.
+        self._robot_description = ""
+        self.create_subscription(String, self._param("robot_description_topic"), self._on_robot_description,
+                                 LATCHED)
 
     # --- parameters --------------------------------------------------------------------------------
     def _param(self, name: str):
@@ -265,16 +276,64 @@ class PolicyNode(LifecycleNode):
         self._scorers = {s.name: s for s in steered.scorers}
         self._camera_pose = parse_pose(self._param("camera_pose")) if self._param("camera_pose") else np.eye(4)
         self._models = (policy, steered)
-        self._commander = ArmCommander(CommanderConfig(arm=self._param("arm"), urdf=self._path("urdf"),
-                                                       max_joint_step=self._param("max_joint_step"),
+        self._commander = ArmCommander(CommanderConfig(arm=self._param("arm"), urdf=self._robot_model(),
                                                        joint_limit_margin=self._param("joint_limit_margin")))
-        self._executor = ChunkExecutor(spec, self._executor_config())
+        limits = self._commander.joint_limits(self._param("max_joint_acceleration"))
+        self._safety = SafetyStage(limits, SafetyConfig(
+            period_s=1.0 / rate, velocity_scale=self._param("velocity_scale"),
+            max_joint_step=self._param("max_joint_step"), ramp_s=self._param("blend_in_s"),
+            jump_factor=self._param("jump_factor")))
+        self._gripper_client = self._gripper_action_client() if self._param("gripper_interface") == "action" else None
         self._watchdog.config = self._watchdog_config()  # the same watchdog: its e-stop latch survives
         self._generator = torch.Generator().manual_seed(int(self._param("seed")))
         self._pending_live = False
         if self._param("instruction"):
             self._instruction = self._param("instruction").strip()
         self._warm_up(policy, steered)
+        self._executor = ChunkExecutor(spec, self._executor_config())  # plans ahead by the warm-up's latency
+
+    def _robot_model(self) -> str:
+        """The URDF file IK and the joint limits read: the `urdf` parameter, else the robot description
+        received on `robot_description_topic`, stripped to its kinematics (its meshes are `package://` URIs
+        this process need not resolve) and written to a private file."""
+        if self._param("urdf"):
+            return self._path("urdf")
+        if not self._robot_description:
+            raise ValueError(f"urdf is empty and nothing arrived on {self._param('robot_description_topic')} "
+                             f"(a transient-local std_msgs/String): start robot_state_publisher or set urdf")
+        import tempfile
+
+        from vla_runtime.io import atomic_write_text
+
+        folder = Path(tempfile.gettempdir()) / f"vla_policy_{os.getpid()}"
+        folder.mkdir(exist_ok=True)
+        path = folder / "robot_description.urdf"
+        atomic_write_text(path, kinematic_urdf(self._robot_description))
+        return str(path)
+
+    def _gripper_action_client(self):
+        """gripper_interface action: a control_msgs GripperCommand client (control_msgs comes with
+        ros2_control on a workstation; it has no PyPI wheel)."""
+        try:
+            from control_msgs.action import GripperCommand
+        except ImportError:
+            raise ValueError("gripper_interface action needs control_msgs (apt install ros-jazzy-control-msgs); "
+                             "use forward_command or position without it") from None
+        from rclpy.action import ActionClient
+
+        self._gripper_goal_type = GripperCommand
+        return ActionClient(self, GripperCommand, self._param("gripper_action"))
+
+    def _on_robot_description(self, msg: String) -> None:
+        if not msg.data.strip():
+            return self._drop("robot_description", "empty robot description")
+        try:
+            kinematic_urdf(msg.data)
+        except ValueError as e:
+            return self._drop("robot_description", str(e))
+        with self._lock:
+            self._robot_description = msg.data
+        return None
 
     def _warm_up(self, policy, steered) -> None:
         """One decision on a blank observation: loads the language encoder and touches every kernel, so the
@@ -291,14 +350,30 @@ class PolicyNode(LifecycleNode):
                           depth={"static": np.ones((h, w), np.float32)}, cameras={"static": cam})
         t0 = time.perf_counter()
         steered.act(obs, torch.Generator().manual_seed(0))
+        t1 = time.perf_counter()
+        steered.act(obs, torch.Generator().manual_seed(1))  # warm: what a decision costs from now on
+        self._warm_up_ms = (time.perf_counter() - t1) * 1e3
         steered.reset()
-        self.get_logger().info(f"warm-up decision took {(time.perf_counter() - t0) * 1e3:.0f} ms")
+        self.get_logger().info(f"warm-up decisions took {(t1 - t0) * 1e3:.0f} ms cold, {self._warm_up_ms:.0f} ms warm")
 
     def _executor_config(self):
         from vla_runtime.execution import ExecutorConfig
 
         return ExecutorConfig(replan_every=self._param("replan_every"), max_translation=self._param("max_translation"),
-                   max_rotation=self._param("max_rotation"))
+                              max_rotation=self._param("max_rotation"), lead_steps=self._lead_steps(),
+                              blend_steps=self._param("blend_steps"))
+
+    def _expected_latency(self) -> float:
+        """Seconds a decision is expected to take: a high percentile of the recent ones (the warm-up's
+        before any), plus the margin."""
+        recent = list(getattr(self, "_timings", {}).get("act", ()))[-LATENCY_WINDOW:] or [self._warm_up_ms]
+        return float(np.percentile(recent, LATENCY_QUANTILE)) / 1e3 + self._param("plan_margin_s")
+
+    def _lead_steps(self) -> int:
+        """Plan ahead by the control periods a decision spans (0: plan at the replan point)."""
+        if not self._param("plan_ahead"):
+            return 0
+        return int(np.ceil(self._expected_latency() * float(self._param("control_rate_hz")) - 1e-9))
 
     def _watchdog_config(self) -> WatchdogConfig:
         return WatchdogConfig(image_timeout_s=self._param("image_timeout_s"),
@@ -312,14 +387,21 @@ class PolicyNode(LifecycleNode):
             self._commander = None
             self._models = None
             self._scorers = {}
+            if getattr(self, "_gripper_client", None) is not None:
+                self._gripper_client.destroy()
+            self._gripper_client = None
 
     def _create_io(self) -> None:
         p = self._param
         e = self._entities
         camera = camera_qos(p("image_reliability"))
         hint = f"this node subscribes {p('image_reliability')}, see image_reliability"
-        e.append(self.create_subscription(Image, p("image_topic"), self._on_image, camera,
-                                          event_callbacks=self._qos_events("image", hint)))
+        if p("image_transport") == "compressed":
+            e.append(self.create_subscription(CompressedImage, f"{p('image_topic')}/compressed", self._on_compressed,
+                                              camera, event_callbacks=self._qos_events("image", hint)))
+        else:
+            e.append(self.create_subscription(Image, p("image_topic"), self._on_image, camera,
+                                              event_callbacks=self._qos_events("image", hint)))
         if p("use_depth"):
             e.append(self.create_subscription(Image, p("depth_topic"), self._on_depth, camera,
                                               event_callbacks=self._qos_events("depth", hint)))
@@ -328,12 +410,18 @@ class PolicyNode(LifecycleNode):
         e.append(self.create_subscription(JointState, p("joint_states_topic"), self._on_joints,
                                           qos_profile_sensor_data))
         e.append(self.create_subscription(String, p("instruction_topic"), self._on_instruction, LATCHED))
-        self._traj_pub = self.create_publisher(JointTrajectory, p("trajectory_topic"), 10)
-        self._gripper_pub = self.create_publisher(Float64, p("gripper_topic"), 10)
-        self._pose_pub = self.create_publisher(PoseStamped, p("ee_target_topic"), 10)
+        # Every command output is a lifecycle publisher: nothing leaves it unless the node is active.
+        lifecycle = self.create_lifecycle_publisher
+        self._traj_pub = lifecycle(JointTrajectory, p("trajectory_topic"), 10)
+        gripper = p("gripper_interface")
+        self._gripper_pub = lifecycle(Float64, p("gripper_topic"), 10) if gripper == "position" else \
+            lifecycle(Float64MultiArray, p("gripper_forward_topic"), 10) if gripper == "forward_command" else None
+        self._pose_pub = lifecycle(PoseStamped, p("ee_target_topic"), 10)
+        self._stamp_pub = lifecycle(TimeReference, p("command_stamps_topic"), 10)
         self._marker_pub = self.create_publisher(MarkerArray, "~/candidates", 1)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        e += [self._traj_pub, self._gripper_pub, self._pose_pub, self._marker_pub, self._diag_pub]
+        e += [x for x in (self._traj_pub, self._gripper_pub, self._pose_pub, self._stamp_pub, self._marker_pub,
+                          self._diag_pub) if x is not None]
         self._period = 1.0 / float(p("control_rate_hz"))
         e.append(self.create_timer(self._period, self._on_control_tick))
         e.append(self.create_timer(1.0, self._publish_diagnostics))
@@ -365,7 +453,7 @@ class PolicyNode(LifecycleNode):
                 self.get_logger().error(f"the inference thread did not stop within {PLANNER_JOIN_S} s")
             self._planner = None
         destroy = {"Subscription": self.destroy_subscription, "Publisher": self.destroy_publisher,
-                   "Timer": self.destroy_timer}
+                   "LifecyclePublisher": self.destroy_lifecycle_publisher, "Timer": self.destroy_timer}
         for entity in self._entities:
             destroy[type(entity).__name__](entity)
         self._entities.clear()
@@ -379,6 +467,14 @@ class PolicyNode(LifecycleNode):
         self._epoch = 0  # bumps on every reset/hold: a plan started before is discarded
         self._in_flight = False
         self._chunk_image_stamp = None  # image stamp of the newest chunk until its first command
+        self._command_image_stamp = None  # image stamp of the chunk being executed
+        self._path = None  # chunk mode: (joint commands (K, J), safety states, targets, events) being executed
+        self._path_index = 0
+        self._plan_start_at = 0.0  # plan ahead: when the inference thread should take its observation
+        self._tick_due = 0.0
+        self._last_gripper = None  # gripper_interface action: the last goal sent
+        self._interventions: Counter = Counter()
+        self._jumps: deque = deque(maxlen=WINDOW)  # m: executed translation change at each chunk switch
         self._episode_t0 = 0.0  # images stamped before this belong to the previous episode
         self._tick0 = None
         self._ticks = self._misses = self._starved = 0
@@ -405,25 +501,27 @@ class PolicyNode(LifecycleNode):
         self.get_logger().info(f"new episode ({why})")
 
     def _hold(self, why: str) -> None:
-        """Stop: one trajectory towards the measured joints when they are fresh, else to the last command
-        (a stale measurement is where the arm was, not where it is), clamped like every command; no chunk
-        survives the hold."""
+        """Stop: brake from the last command to rest at the acceleration limit (one trajectory); no chunk
+        survives the hold. Without a command sent yet, hold at the measured joints when they are fresh."""
         self._forget_plan()
         if self._models is None:
             return
         if self._enabled:
-            joints = self._joints
-            fresh = joints is not None and self._now() - joints.received <= self._param("joint_state_timeout_s")
-            q = self._commander.hold(joints.q_arm if fresh else None)
-            if q is not None:
-                self._traj_pub.publish(convert.joint_trajectory(self._commander.arm_joints, q[None], self._period,
-                                                                self._header()))
+            if self._safety.state is None:
+                joints = self._joints
+                if joints is not None and self._now() - joints.received <= self._param("joint_state_timeout_s"):
+                    self._safety.reset(joints.q_arm)
+            if self._safety.state is not None:
+                q, states = self._safety.brake_path()
+                self._safety.state = states[-1]
+                self._publish_trajectory(q, self._header(), stamped=False)
         self.get_logger().warning(f"holding: {why}")
 
     def _forget_plan(self) -> None:
         """No chunk survives (a plan in flight is discarded when it lands) and the next command restarts
         from the measured pose."""
         self._epoch += 1
+        self._path = None
         if self._models is not None:
             self._executor.reset()
             self._commander.target = None
@@ -488,6 +586,10 @@ class PolicyNode(LifecycleNode):
     def _on_image(self, msg: Image) -> None:
         self._store("image", msg, convert.image_to_rgb)
 
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        budget = self._param("max_image_bytes") // 3  # the pixels a raw rgb8 frame within the byte limit holds
+        self._store("image", msg, lambda m: convert.compressed_to_rgb(m, budget))
+
     def _on_depth(self, msg: Image) -> None:
         self._store("depth", msg, convert.image_to_depth)
 
@@ -538,7 +640,10 @@ class PolicyNode(LifecycleNode):
             self._watchdog.estop(bool(msg.data))
             if self._watchdog.estopped and not was:
                 self._state, self._reason = ESTOP, "e-stop engaged; call ~/reset to clear"
-                self._forget_plan()
+                if self._active:
+                    self._hold("e-stop")  # a trajectory already sent (chunk mode) must not run on
+                else:
+                    self._forget_plan()
                 self.get_logger().error("E-STOP: commands stopped until ~/reset")
 
     # --- services -------------------------------------------------------------------------------------
@@ -578,6 +683,7 @@ class PolicyNode(LifecycleNode):
                 return
             t0 = time.perf_counter()
             expected = self._count_tick(self._now())
+            self._tick_due = expected
             self._control_step()
             if self._now() > expected + self._period:  # the command left after the next tick was due
                 self._misses += 1
@@ -615,29 +721,96 @@ class PolicyNode(LifecycleNode):
         if state != OK:
             return
         q_arm = joints.q_arm
-        if self._commander.target is None:
+        if self._commander.target is None:  # restart from the measured pose; the blend-in ramp starts again
             self._commander.sync(q_arm)
+            self._safety.reset(q_arm)
+            self._path = None
         if self._executor.needs_plan and not self._in_flight:
             self._in_flight = True
+            self._plan_start_at = self._plan_start_time()
             self._plan_request.set()
         if not self._executor.covers_step():
             self._starved += 1
+            self._executor.idle()  # time passes: the arm holds at its last command
             return
+        switching = self._executor.switching
+        if switching:
+            self._command_image_stamp = self._chunk_image_stamp
         action = self._executor.next_action()
-        if not self._enabled:  # dry run: each preview starts from the measured pose
-            self._commander.sync(q_arm)
-        q_cmd, gripper, _ = self._commander.step(action, q_arm, self._models[0].config.action_spec.gripper_index)
+        if switching and self._executor.boundary_jumps:
+            self._jumps.append(self._executor.boundary_jumps[-1])
         header = self._header()
+        gi = self._models[0].config.action_spec.gripper_index
+        if not self._enabled:  # dry run: each preview starts from the measured pose; no command leaves
+            self._commander.sync(q_arm)
+            self._commander.step(action, q_arm, gi)
+        elif self._param("output_mode") == "chunk":
+            self._chunk_command(action, q_arm, gi, switching, header)
+        else:
+            q_raw, _, _ = self._commander.step(action, q_arm, gi)
+            q_cmd = self._safety.command(q_raw)
+            self._count_interventions(self._safety.last_events)
+            self._publish_trajectory(q_cmd[None], header)
         target = self._commander.target
         self._pose_pub.publish(convert.pose_stamped(target.pos, target.quat, header))
         if self._enabled:
-            self._traj_pub.publish(convert.joint_trajectory(self._commander.arm_joints, q_cmd[None],
-                                                            self._period, header))
-            self._gripper_pub.publish(Float64(data=float(gripper)))
+            self._publish_gripper(target.gripper)
             self._commands += 1
-        if self._chunk_image_stamp is not None:
-            self._timings["image_to_command"].append((self._now() - self._chunk_image_stamp) * 1e3)
-            self._chunk_image_stamp = None
+            if switching and self._command_image_stamp is not None:
+                self._timings["image_to_command"].append((self._now() - self._command_image_stamp) * 1e3)
+
+    def _chunk_command(self, action: np.ndarray, q_arm: np.ndarray, gi: int, switching: bool,
+                       header: Header) -> None:
+        """output_mode chunk: on a new chunk (or when the path ran out), limit its whole remaining path and
+        send it as one trajectory; every tick then commits the point being executed."""
+        if switching or self._path is None or self._path_index >= len(self._path[0]):
+            actions = np.vstack([action[None], self._executor.upcoming()])
+            q_raw, targets = self._commander.path(actions, q_arm, gi)
+            q_cmd, states, events = self._safety.limit_path(q_raw)
+            self._path, self._path_index = (q_cmd, states, targets, events), 0
+            self._publish_trajectory(q_cmd, header)
+        q_cmd, states, targets, events = self._path
+        i = self._path_index
+        self._safety.state, self._commander.target = states[i], targets[i]
+        self._count_interventions(events[i])
+        self._path_index += 1
+
+    def _count_interventions(self, events: list[str]) -> None:
+        self._interventions.update(events)
+
+    def _publish_trajectory(self, q: np.ndarray, header: Header, stamped: bool = True) -> None:
+        """Joint commands (K, J), one per control period from now, and (not for holds) the image time they
+        were planned from."""
+        self._traj_pub.publish(convert.joint_trajectory(self._commander.arm_joints, q, self._period, header))
+        if stamped and self._command_image_stamp is not None:
+            self._stamp_pub.publish(convert.time_reference(self._command_image_stamp, header, "image"))
+
+    def _publish_gripper(self, opening: float) -> None:
+        """opening 1 (open) .. 0 (closed) on the configured interface; finger positions span the model's
+        finger limits (closed at the lower)."""
+        kind = self._param("gripper_interface")
+        if kind == "position":
+            self._gripper_pub.publish(Float64(data=float(opening)))
+            return
+        lower, upper = self._commander.finger_lower, self._commander.finger_upper
+        fingers = lower + float(opening) * (upper - lower)
+        if kind == "forward_command":
+            self._gripper_pub.publish(convert.finger_command(fingers))
+        elif self._last_gripper is None or abs(opening - self._last_gripper) > 0.25:  # action: on change only
+            self._last_gripper = float(opening)
+            goal = self._gripper_goal_type.Goal()
+            goal.command.position = float(fingers[0])
+            goal.command.max_effort = float(self._param("gripper_max_effort"))
+            self._gripper_client.send_goal_async(goal)
+
+    def _plan_start_time(self) -> float:
+        """When the inference thread should take its observation: now, or (plan ahead) the expected decision
+        latency before the tick at which the new chunk takes over, so it plans from the newest image."""
+        takeover = self._executor.replan_step
+        if not self._param("plan_ahead") or takeover is None:
+            return 0.0
+        due = self._tick_due + (takeover - self._executor.step) * self._period
+        return due - self._expected_latency()
 
     def _measured_rate(self) -> float:
         """Control ticks per second since activation (0 before the first tick)."""
@@ -679,6 +852,9 @@ class PolicyNode(LifecycleNode):
     def _on_plan_request(self) -> None:
         from vla_runtime.types import Observation
 
+        wait = self._plan_start_at - self._now()
+        if wait > 0 and self._stop_planner.wait(min(wait, 1.0)):  # plan ahead: the newest image at the right time
+            return
         with self._lock:
             if self._models is None or self._state != OK or self._image is None or self._joints is None:
                 self._in_flight = False
@@ -706,11 +882,12 @@ class PolicyNode(LifecycleNode):
                 return
             self._executor.add_chunk(result.chunk, start=start)
             self._chunk_image_stamp = image_stamp
+            self._timings["act"].append(act_ms)
+            self._executor.configure(self._executor_config())  # the lead follows the measured latency
             self._decisions += 1
             for stage, ms in result.timings_ms.items():
                 if stage in self._timings:
                     self._timings[stage].append(ms)
-            self._timings["act"].append(act_ms)
             self._picks.append(result.index)
             if result.scores:
                 first = next(iter(result.scores.values()))
@@ -750,6 +927,13 @@ class PolicyNode(LifecycleNode):
             values.update(sorted(self._skew.items()))
             values.update({f"incompatible_qos_{k}": n for k, n in sorted(self._incompatible.items())})
             values["estop_pressed"] = self._watchdog.pressed
+            for kind in INTERVENTIONS:  # the safety stage's interventions, each counted
+                values[f"safety_{kind}"] = self._interventions[kind]
+            if self._jumps:
+                values["max_boundary_jump_m"] = f"{max(self._jumps):.4f}"
+            if self._models is not None:
+                values["lead_steps"] = self._executor.config.lead_steps
+            values["output_mode"] = self._param("output_mode")
             if self._state in (ESTOP, STALE_IMAGE, STALE_JOINTS):
                 level, message = "ERROR", self._reason
             elif self._last_warning:
@@ -761,11 +945,17 @@ class PolicyNode(LifecycleNode):
                                                   hardware_id=self.get_fully_qualified_name()))
 
 
-def _autostart(node: PolicyNode) -> None:
-    if node.get_parameter("autostart").value:
-        node.trigger_configure()
-        if node._models is not None:
-            node.trigger_activate()
+def _autostart(node: PolicyNode, executor) -> None:
+    """Configure and activate at start-up; without a `urdf`, first spin until the robot description
+    arrives (a latched message: discovery takes a few seconds) or `robot_description_timeout_s` passes."""
+    if not node.get_parameter("autostart").value:
+        return
+    deadline = time.monotonic() + node.get_parameter("robot_description_timeout_s").value
+    while not node.get_parameter("urdf").value and not node._robot_description and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.1)
+    node.trigger_configure()
+    if node._models is not None:
+        node.trigger_activate()
 
 
 def main(args=None) -> None:

@@ -18,6 +18,9 @@ from vla_runtime.paths import resolve_data_path
 
 STEERING = METHODS  # none | mean (of n samples) | robomonkey | vgps | both
 SELECTION = ("argmax", "softmax")
+OUTPUT_MODES = ("stream", "chunk")
+GRIPPER_INTERFACES = ("position", "forward_command", "action")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,34 @@ PARAMS: dict[str, Param] = {
     "max_translation": Param(0.055, "end-effector translation limit per step (m)", live=True, low=1e-4, high=0.5),
     "max_rotation": Param(0.3, "end-effector rotation limit per step and axis (rad)", live=True, low=1e-3,
                           high=3.2),
-    "max_joint_step": Param(0.15, "joint motion limit per control period (rad)", low=1e-3, high=3.2),
+    "max_joint_step": Param(0.15, "joint motion limit per control period (rad), a cap below the URDF velocity "
+                                  "limits", low=1e-3, high=3.2),
+    "velocity_scale": Param(1.0, "fraction of the URDF joint velocity limits commands may use", low=0.01, high=1.0),
+    "max_joint_acceleration": Param(10.0, "joint acceleration limit (rad/s^2; URDF states none)", low=0.1,
+                                    high=1000.0),
+    "blend_in_s": Param(0.5, "after enable, reset or a hold the velocity limit ramps up from 0 over this", low=0.0,
+                        high=10.0),
+    "jump_factor": Param(4.0, "a joint target more than this many full-speed periods away is a violation: hold",
+                         low=1.0, high=100.0),
+    "output_mode": Param("stream", "stream: one trajectory point per tick; chunk: the planned chunk as one "
+                                   "JointTrajectory (positions only, a point per control period)",
+                         choices=OUTPUT_MODES),
+    "gripper_interface": Param("position", "position: std_msgs/Float64 opening 1..0 on gripper_topic; "
+                                           "forward_command: Float64MultiArray finger positions (m) on "
+                                           "gripper_forward_topic; action: control_msgs GripperCommand",
+                               choices=GRIPPER_INTERFACES),
+    "gripper_max_effort": Param(20.0, "GripperCommand max_effort (N), gripper_interface action", low=0.0,
+                                high=1000.0),
+    "plan_ahead": Param(True, "start each decision so it lands when the queue reaches the replan point, from the "
+                              "measured decision latency, on the newest image", live=True),
+    "plan_margin_s": Param(0.01, "plan ahead: spare time between a decision's expected end and its takeover tick",
+                           live=True, low=0.0, high=1.0),
+    "blend_steps": Param(2, "continuity: steps over which a new chunk is cross-faded from the committed one "
+                            "(0: switch at once)", live=True, low=0, high=64),
     "instruction": Param("", "the task instruction (the instruction topic overrides it)", live=True),
-    "urdf": Param("", "robot model for IK; empty = the arm's model from pybullet_data"),
+    "urdf": Param("", "robot model (URDF file) for IK and joint limits; empty = read robot_description_topic"),
+    "robot_description_timeout_s": Param(10.0, "autostart waits this long for robot_description_topic when urdf "
+                                               "is empty", low=0.0, high=600.0),
     "arm": Param("panda", "joint layout, TCP and gripper of the arm (sim.arms)", choices=("panda", "kuka")),
     "frame_id": Param("panda_link0", "robot base frame of published poses and markers"),
     "seed": Param(0, "seed of the sampling generator (re-seeded on ~/reset)", low=0, high=2**31 - 1),
@@ -78,7 +106,9 @@ PARAMS: dict[str, Param] = {
     "image_reliability": Param("reliable", "QoS reliability of the image and depth subscriptions (depth 2); "
                                            "best effort loses most large frames over Fast DDS defaults",
                                choices=("reliable", "best_effort")),
-    "image_topic": Param("camera/image_raw", "rgb8/bgr8 camera image"),
+    "image_transport": Param("raw", "raw: sensor_msgs/Image on image_topic; compressed: CompressedImage (jpeg/png) "
+                                    "on <image_topic>/compressed", choices=IMAGE_TRANSPORTS),
+    "image_topic": Param("camera/image_raw", "rgb8/bgr8/rgba8/bgra8 camera image"),
     "depth_topic": Param("camera/depth", "32FC1/16UC1 depth image"),
     "camera_info_topic": Param("camera/camera_info", "camera intrinsics"),
     "joint_states_topic": Param("joint_states", "measured joint positions"),
@@ -87,6 +117,11 @@ PARAMS: dict[str, Param] = {
                                   "that starts late); subscribed at start-up; latched until ~/reset"),
     "trajectory_topic": Param("joint_trajectory", "joint targets for joint_trajectory_controller"),
     "gripper_topic": Param("gripper_command", "gripper command (std_msgs/Float64: 1 open, 0 closed)"),
+    "gripper_forward_topic": Param("gripper_controller/commands", "forward_command_controller command topic"),
+    "gripper_action": Param("gripper_controller/gripper_cmd", "GripperCommand action (gripper_interface action)"),
+    "robot_description_topic": Param("/robot_description", "robot model (std_msgs/String URDF, transient local)"),
+    "command_stamps_topic": Param("~/command_stamps", "sensor_msgs/TimeReference per command: time_ref is the "
+                                                      "stamp of the image it was planned from"),
     "ee_target_topic": Param("ee_target", "commanded end-effector pose"),
 }
 

@@ -1,7 +1,15 @@
 """`sim_robot`: the PyBullet arm as a ROS robot, so the whole policy loop runs over DDS.
 
-It publishes what a real cell would (camera image + depth + intrinsics, joint states) and takes what a
-real arm takes (a JointTrajectory for the arm, a gripper command). Physics runs on a wall-clock timer, so
+It publishes what a real cell would (camera image + depth + intrinsics, joint states, the arm's URDF on
+`/robot_description`, latched) and takes what a real arm takes: a JointTrajectory for the arm and a
+gripper command, either a `std_msgs/Float64` opening (1 open .. 0 closed) on `gripper_command` or
+finger positions in metres (`std_msgs/Float64MultiArray`, a forward_command_controller's input) on
+`gripper_controller/commands`. A trajectory of several points is followed in time: each point becomes
+the arm's position target when its segment starts (at `time_from_start` minus one point spacing, counted
+from the header stamp, or from arrival when the stamp is zero or past), so a one-point trajectory
+(stream mode) acts at once, as the simulator loop does, and a chunk sent as one trajectory plays out at
+the control rate; a new trajectory replaces the rest of the old one, as joint_trajectory_controller does.
+Physics runs on a wall-clock timer, so
 a slow policy sees the world move on without it, as on hardware. Episode plumbing a real robot lacks is
 kept on the node's private names: `~/reset` rebuilds the world and `~/instruction` / `~/success` say what
 the episode asks and when it is done.
@@ -12,6 +20,7 @@ the episode asks and when it is done.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
@@ -20,7 +29,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, Image, JointState
-from std_msgs.msg import Bool, Float64, Header, String
+from std_msgs.msg import Bool, Float64, Float64MultiArray, Header, String
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
@@ -37,7 +46,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "arm": ("panda", "arm model (panda, kuka); applied on ~/reset"),
     "image_size": ([64, 64], "camera image [height, width] in pixels, 16..1024 each; applied on ~/reset"),
     "depth": (True, "also publish camera/depth (32FC1 metres); applied on ~/reset"),
-    "camera_hz": (10.0, "camera publishing rate in Hz (0 < hz <= physics_hz); applied on ~/reset"),
+    "camera_hz": (30.0, "camera publishing rate in Hz (0 < hz <= physics_hz); applied on ~/reset"),
     "physics_hz": (60.0, f"physics tick rate in Hz; {PHYSICS_HZ} must be divisible by it; applied on ~/reset"),
     "frame_id": ("panda_link0", "robot base frame id, stamped on joint_states"),
     "camera_frame_id": ("camera_optical", "optical frame id stamped on the camera topics"),
@@ -83,8 +92,11 @@ class SimRobotNode(Node):
         self.joint_pub = self.create_publisher(JointState, "joint_states", 10)
         self.instruction_pub = self.create_publisher(String, "~/instruction", LATCHED)
         self.success_pub = self.create_publisher(Bool, "~/success", LATCHED)
+        self.description_pub = self.create_publisher(String, "/robot_description", LATCHED)
         self.create_subscription(JointTrajectory, "joint_trajectory", self._on_trajectory, 10)
         self.create_subscription(Float64, "gripper_command", self._on_gripper, 10)
+        self.create_subscription(Float64MultiArray, "gripper_controller/commands", self._on_fingers, 10)
+        self._trajectory: tuple[np.ndarray, np.ndarray] | None = None  # (segment start times s, targets (T, J))
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.reset_world()  # raises on a start-up configuration that cannot be built
 
@@ -122,7 +134,9 @@ class SimRobotNode(Node):
         self._arm_names, fingers = self.env.joint_names()
         self._names = self._arm_names + fingers
         self._q_target = self.env.arm.home_q.copy()
+        self._trajectory = None
         self._gripper = 1.0
+        self._publish_description()
         self._succeeded = False
         for timer in self._timers:
             self.destroy_timer(timer)
@@ -148,7 +162,26 @@ class SimRobotNode(Node):
     def _header(self, frame_id: str) -> Header:
         return Header(stamp=self.get_clock().now().to_msg(), frame_id=frame_id)
 
+    def _publish_description(self) -> None:
+        """The arm's URDF, as robot_state_publisher would latch it (SDF models have no URDF to publish)."""
+        import pybullet_data
+
+        model = self.env.arm_spec.model
+        if model.endswith(".urdf"):
+            path = model if os.path.isabs(model) else os.path.join(pybullet_data.getDataPath(), model)
+            with open(path) as f:
+                self.description_pub.publish(String(data=f.read()))
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
     def _on_physics(self) -> None:
+        if self._trajectory is not None:
+            starts, q = self._trajectory
+            k = int(np.searchsorted(starts, self._now(), side="right")) - 1
+            if k >= 0 and not np.array_equal(q[k], self._q_target):
+                self._q_target = q[k]
+                self.env.command_joints(self._q_target, self._gripper)
         success = self.env.advance(self._substeps)
         names, q = self.env.joint_state()
         self.joint_pub.publish(convert.joint_state(names, q, self._header(self.get_parameter("frame_id").value)))
@@ -167,17 +200,35 @@ class SimRobotNode(Node):
 
     # --- commands --------------------------------------------------------------------
     def _on_trajectory(self, msg: JointTrajectory) -> None:
-        """Hold the last point's positions (a position-controlled arm has no use for the timing)."""
+        """Follow the points in time (see the module docstring); the first one acts at once when due."""
         try:
             unknown = [n for n in msg.joint_names if n not in self._names]
             if unknown:
                 raise ValueError(f"JointTrajectory names joints this robot lacks: {unknown}")
-            _, q = convert.trajectory_targets(msg, self._arm_names)
-            self.env.command_joints(q[-1], self._gripper)
+            times, q = convert.trajectory_targets(msg, self._arm_names)
         except ValueError as e:
             self.get_logger().warning(f"dropped joint_trajectory: {e}", throttle_duration_sec=1.0)
             return
-        self._q_target = q[-1]
+        now = self._now()
+        stamp = convert.stamp_seconds(msg.header.stamp)
+        t0 = stamp if stamp > now else now
+        spacing = np.diff(np.concatenate([[0.0], times]))
+        self._trajectory = (t0 + times - spacing, q)
+        if times[0] - spacing[0] <= 0 and t0 <= now:  # the first point's segment starts now
+            self._q_target = q[0]
+            self.env.command_joints(self._q_target, self._gripper)
+
+    def _on_fingers(self, msg: Float64MultiArray) -> None:
+        """Finger positions (m) -> the opening command the simulated gripper takes (mean over its fingers)."""
+        spec = self.env.arm_spec.gripper
+        fingers = np.asarray(msg.data, dtype=np.float64)
+        if fingers.shape != (len(spec.joints),) or not np.all(np.isfinite(fingers)):
+            self.get_logger().warning(f"dropped gripper_controller/commands {list(msg.data)}: expected "
+                                      f"{len(spec.joints)} finite finger positions", throttle_duration_sec=1.0)
+            return
+        closed, opened = np.asarray(spec.closed), np.asarray(spec.opened)
+        self._gripper = float(np.clip(np.mean((fingers - closed) / (opened - closed)), 0.0, 1.0))
+        self.env.command_joints(self._q_target, self._gripper)
 
     def _on_gripper(self, msg: Float64) -> None:
         if not math.isfinite(msg.data):

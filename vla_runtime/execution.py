@@ -108,7 +108,7 @@ class ChunkExecutor:
         self._t = 0
         self._last_plan = None
         self._last_action: np.ndarray | None = None  # (A,) the action executed last
-        self._switched = False  # the next action is the first from a new chunk
+        self.switching = False  # the next action is the first from a new chunk
         self.boundary_jumps: list[float] = []  # m: |translation change| at each chunk switch
 
     @property
@@ -150,7 +150,7 @@ class ChunkExecutor:
         if self.config.blend_steps and self._chunks:
             c = self._blend(c, start)
         self._chunks.appendleft((start, c))
-        self._switched = True
+        self.switching = True
         self._last_plan = self._t  # the takeover step: the replan point counts from here
         # Keep only chunks that still cover the current step.
         while self._chunks and self._chunks[-1][0] + self.spec.chunk_length <= self._t:
@@ -181,11 +181,21 @@ class ChunkExecutor:
         a = adaptive_ensemble(np.stack(preds), self.config.ensemble_alpha) if self.config.ensemble else preds[0]
         self._t += 1
         a = self.clamp(a)
-        if self._switched and self._last_action is not None:
+        if self.switching and self._last_action is not None:
             self.boundary_jumps.append(float(np.linalg.norm(a[:3] - self._last_action[:3])))
-        self._switched = False
+        self.switching = False
         self._last_action = a
         return a
+
+    def upcoming(self) -> np.ndarray:
+        """(K, A) the clamped actions the newest chunk holds from the current step to its end (what
+        `next_action` will return while no other chunk arrives; without the ensemble)."""
+        if self.config.ensemble:
+            raise RuntimeError("upcoming() is undefined with the ensemble: its actions depend on later chunks")
+        if not self.covers_step():
+            return np.zeros((0, self.spec.dim), np.float32)
+        start, chunk = self._chunks[0]
+        return np.stack([self.clamp(a) for a in chunk[self._t - start:]])
 
     def idle(self) -> np.ndarray:
         """No chunk covers this step (the plan is late): a hold action (no motion, the gripper as last
