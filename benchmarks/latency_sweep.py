@@ -8,7 +8,8 @@ ceil(ms / control period) steps after the observation it was planned from, the o
 meanwhile (`vla eval --decision-ms`). Three ways to execute are compared on the same seeds:
 - `plain`: a plan starts at the replan point, so the old chunk is stretched by the latency;
 - `plan-ahead`: a plan starts one latency before the replan point (`--plan-ahead`);
-- `plan-ahead+blend`: and the new chunk's first `--blend` steps are cross-faded from the committed ones.
+- `plan-ahead+blend`: and continuity: the motion the new chunk's skipped actions planned, less what the
+  committed actions did meanwhile, is spread over its first `--blend` steps.
 A synchronous row (no latency at all) is the reference. Cells are written to `<out>/<name>.json` as they
 finish and skipped when present, so a killed sweep resumes. Prints a markdown table (success with its
 Wilson 95% interval, the exact McNemar test of each against `plain` at the same delay, the largest
@@ -63,7 +64,7 @@ def main() -> None:
     ap.add_argument("--base-ms", type=float, default=45.0,
                     help="the decision's own latency (the ROS soak's act p50 on this CPU)")
     ap.add_argument("--delays", default=",".join(map(str, DELAYS_MS)), help="injected ms, comma-separated")
-    ap.add_argument("--blend", type=int, default=2, help="steps cross-faded in the blend mode")
+    ap.add_argument("--blend", type=int, default=2, help="steps the continuity correction is spread over")
     ap.add_argument("--backend", default="torch")
     args = ap.parse_args()
     delays = [float(x) for x in args.delays.split(",")]

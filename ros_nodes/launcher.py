@@ -1,11 +1,12 @@
-"""Run a graph file's nodes as real processes: `ros2 launch` for machines without `launch_ros`.
+"""Run a ROS 2 YAML launch file's nodes as real processes: `ros2 launch` for machines without `launch_ros`.
 
-    python -m ros_nodes.launcher launch/sim_bringup.graph.yaml task:=pick_lift seed:=3
+    python -m ros_nodes.launcher launch/sim_bringup.launch.yaml task:=pick_lift seed:=3
 
-starts every node of the graph (`ros_nodes.graph`) as its own process (`python -m ros_nodes.<executable>
---ros-args ...`, the same parameter files, overrides and remaps the launch file gives `launch_ros`) and
-runs until Ctrl-C, then stops them the way `ros2 launch` does: SIGINT, then SIGTERM, then SIGKILL.
-The integration tests use `GraphProcesses` to bring the graph up over real DDS, with
+reads the launch file the way `ros2 launch` does (`ros_nodes.launch_yaml`), starts every node it
+launches as its own process (`python -m ros_nodes.<exec> --ros-args ...`, with the parameter files,
+parameter values and remaps `launch_ros` would pass) and runs until Ctrl-C, then stops them the way
+`ros2 launch` does: SIGINT, then SIGTERM, then SIGKILL.
+The integration tests use `GraphProcesses` to bring the nodes up over real DDS, with
 `isolated_ros_env` keeping concurrent test runs on their own domain.
 """
 
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from ros_nodes.graph import NodeSpec, load_graph
+from ros_nodes.launch_yaml import NodeSpec, load_launch
 
 DOMAIN_RANGE = (60, 100)  # default test domains; Fast DDS ports of domains above ~101 collide with ephemeral ports
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
@@ -53,7 +54,7 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 
 
 class GraphProcesses:
-    """A graph's nodes as running processes; a context manager that always stops what it started.
+    """A launch file's nodes as running processes; a context manager that always stops what it started.
 
     Each node runs in its own process group (so a Ctrl-C in the terminal reaches the launcher, which
     stops the nodes in order, rather than every node at once) with stdout and stderr in
@@ -61,12 +62,13 @@ class GraphProcesses:
     `PYTHONPATH`, so `ros_nodes` imports from any working directory.
     """
 
-    def __init__(self, graph_path: str | Path, values: Mapping[str, str] | None = None,
+    def __init__(self, launch_file: str | Path, values: Mapping[str, str] | None = None,
                  env: Mapping[str, str] | None = None, log_dir: str | Path | None = None,
                  python: str = sys.executable):
-        self.graph = load_graph(graph_path)
-        self.specs: list[NodeSpec] = self.graph.resolve(values or {})  # every error before any process starts
         self.env = dict(os.environ if env is None else env)
+        # every error before any process starts; `$(env X)` reads the environment the nodes get
+        self.launch = load_launch(launch_file, values or {}, environ=self.env)
+        self.specs: list[NodeSpec] = list(self.launch.nodes)
         root = str(Path(__file__).resolve().parent.parent)
         self.env["PYTHONPATH"] = os.pathsep.join(p for p in (root, self.env.get("PYTHONPATH", "")) if p)
         self.env.setdefault("PYTHONUNBUFFERED", "1")
@@ -76,9 +78,9 @@ class GraphProcesses:
         self._logs: list = []
 
     def start(self) -> GraphProcesses:
-        """Start every node (in graph order); a node that fails to start stops the ones already running."""
+        """Start every node (in launch order); a node that fails to start stops the ones already running."""
         if self.processes:
-            raise RuntimeError("the graph is already started")
+            raise RuntimeError("the nodes are already started")
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -156,9 +158,9 @@ def _die_with_parent() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a graph until Ctrl-C (or until a node exits); the exit status is 0 when every node exited 0."""
+    """Run a launch file until Ctrl-C (or until a node exits); the exit status is 0 when every node exited 0."""
     parser = argparse.ArgumentParser(prog="python -m ros_nodes.launcher", description=__doc__.split("\n\n")[0])
-    parser.add_argument("graph", type=Path, help="graph file, e.g. launch/sim_bringup.graph.yaml")
+    parser.add_argument("launch_file", type=Path, help="YAML launch file, e.g. launch/sim_bringup.launch.yaml")
     parser.add_argument("arguments", nargs="*", metavar="name:=value", help="launch arguments")
     parser.add_argument("--show", action="store_true", help="print the arguments and node command lines, run nothing")
     parser.add_argument("--log-dir", type=Path, default=None, help="write each node's output to <dir>/<node>.log")
@@ -166,15 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     try:
         values = parse_assignments(args.arguments)
-        graph = GraphProcesses(args.graph, values, log_dir=args.log_dir)
+        graph = GraphProcesses(args.launch_file, values, log_dir=args.log_dir)
     except ValueError as err:
         parser.error(str(err))
     if args.show:
-        resolved = graph.graph.argument_values(values)
-        for name, arg in graph.graph.arguments.items():
+        for name, arg in graph.launch.arguments.items():
             choices = f" (one of {', '.join(arg.choices)})" if arg.choices else ""
-            text = resolved[name] or "''"
-            print(f"{name}:={text}  # {arg.description}{choices}")
+            text = graph.launch.values.get(name)
+            shown = "''" if text == "" else text if text is not None else "(unset: its entity did not run)"
+            print(f"{name}:={shown}  # {arg.description}{choices}")
         for spec in graph.specs:
             print(shlex.join(spec.argv()))
         return 0

@@ -28,7 +28,6 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def run_node(make_node: Callable, name: str, args: list[str] | None = None,
              startup_errors: tuple[type[BaseException], ...] = (), on_start: Callable | None = None) -> None:
-    """on_start(node, executor): runs once the node is spinnable (it may spin the executor itself)."""
     stop = threading.Event()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in STOP_SIGNALS}
@@ -38,7 +37,7 @@ def run_node(make_node: Callable, name: str, args: list[str] | None = None,
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         if on_start is not None:
-            on_start(node, executor)
+            on_start(node)
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -298,9 +298,18 @@ class PolicyNode(LifecycleNode):
         this process need not resolve) and written to a private file."""
         if self._param("urdf"):
             return self._path("urdf")
+        if not self._robot_description:  # not heard yet: wait for it here (its own wait set, not the executor)
+            from rclpy.wait_for_message import wait_for_message
+
+            topic, timeout = self._param("robot_description_topic"), self._param("robot_description_timeout_s")
+            ok, msg = wait_for_message(String, self, topic, qos_profile=LATCHED, time_to_wait=timeout)
+            if ok:
+                self._on_robot_description(msg)
         if not self._robot_description:
-            raise ValueError(f"urdf is empty and nothing arrived on {self._param('robot_description_topic')} "
-                             f"(a transient-local std_msgs/String): start robot_state_publisher or set urdf")
+            raise ValueError(f"urdf is empty and no robot description arrived on "
+                             f"{self._param('robot_description_topic')} within robot_description_timeout_s "
+                             f"({self._param('robot_description_timeout_s')} s; a transient-local std_msgs/String): "
+                             f"start robot_state_publisher or set urdf")
         import tempfile
 
         from vla_runtime.io import atomic_write_text
@@ -468,7 +477,7 @@ class PolicyNode(LifecycleNode):
         self._in_flight = False
         self._chunk_image_stamp = None  # image stamp of the newest chunk until its first command
         self._command_image_stamp = None  # image stamp of the chunk being executed
-        self._path = None  # chunk mode: (joint commands (K, J), safety states, targets, events) being executed
+        self._chunk_path = None  # chunk mode: (commands (K, J), safety states, targets, events) being run
         self._path_index = 0
         self._plan_start_at = 0.0  # plan ahead: when the inference thread should take its observation
         self._tick_due = 0.0
@@ -521,7 +530,7 @@ class PolicyNode(LifecycleNode):
         """No chunk survives (a plan in flight is discarded when it lands) and the next command restarts
         from the measured pose."""
         self._epoch += 1
-        self._path = None
+        self._chunk_path = None
         if self._models is not None:
             self._executor.reset()
             self._commander.target = None
@@ -570,8 +579,9 @@ class PolicyNode(LifecycleNode):
                 newest = getattr(self, f"_{kind}")
             limit = self._param("max_image_bytes")
             if len(msg.data) > limit:
-                return self._drop(f"{kind}_oversized", f"{msg.width}x{msg.height} {msg.encoding} frame of "
-                                  f"{len(msg.data)} bytes > max_image_bytes {limit}")
+                what = f"{msg.width}x{msg.height} {msg.encoding}" if hasattr(msg, "encoding") else msg.format
+                return self._drop(f"{kind}_oversized", f"{what} frame of {len(msg.data)} bytes > max_image_bytes "
+                                  f"{limit}")
             if not self._judge(kind, stamp, received, newest and (newest.stamp, newest.received),
                                self._param("image_timeout_s")):
                 return None
@@ -724,7 +734,7 @@ class PolicyNode(LifecycleNode):
         if self._commander.target is None:  # restart from the measured pose; the blend-in ramp starts again
             self._commander.sync(q_arm)
             self._safety.reset(q_arm)
-            self._path = None
+            self._chunk_path = None
         if self._executor.needs_plan and not self._in_flight:
             self._in_flight = True
             self._plan_start_at = self._plan_start_time()
@@ -763,13 +773,13 @@ class PolicyNode(LifecycleNode):
                        header: Header) -> None:
         """output_mode chunk: on a new chunk (or when the path ran out), limit its whole remaining path and
         send it as one trajectory; every tick then commits the point being executed."""
-        if switching or self._path is None or self._path_index >= len(self._path[0]):
+        if switching or self._chunk_path is None or self._path_index >= len(self._chunk_path[0]):
             actions = np.vstack([action[None], self._executor.upcoming()])
             q_raw, targets = self._commander.path(actions, q_arm, gi)
             q_cmd, states, events = self._safety.limit_path(q_raw)
-            self._path, self._path_index = (q_cmd, states, targets, events), 0
+            self._chunk_path, self._path_index = (q_cmd, states, targets, events), 0
             self._publish_trajectory(q_cmd, header)
-        q_cmd, states, targets, events = self._path
+        q_cmd, states, targets, events = self._chunk_path
         i = self._path_index
         self._safety.state, self._commander.target = states[i], targets[i]
         self._count_interventions(events[i])
@@ -945,17 +955,11 @@ class PolicyNode(LifecycleNode):
                                                   hardware_id=self.get_fully_qualified_name()))
 
 
-def _autostart(node: PolicyNode, executor) -> None:
-    """Configure and activate at start-up; without a `urdf`, first spin until the robot description
-    arrives (a latched message: discovery takes a few seconds) or `robot_description_timeout_s` passes."""
-    if not node.get_parameter("autostart").value:
-        return
-    deadline = time.monotonic() + node.get_parameter("robot_description_timeout_s").value
-    while not node.get_parameter("urdf").value and not node._robot_description and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.1)
-    node.trigger_configure()
-    if node._models is not None:
-        node.trigger_activate()
+def _autostart(node: PolicyNode) -> None:
+    if node.get_parameter("autostart").value:
+        node.trigger_configure()  # waits for the robot description when `urdf` is empty
+        if node._models is not None:
+            node.trigger_activate()
 
 
 def main(args=None) -> None:

@@ -80,6 +80,24 @@ class SafetyState:
     ticks: int = 0  # commands since the last reset (the ramp's clock)
 
 
+def _stopping_speed(room: np.ndarray, a_max: np.ndarray, dt: float) -> np.ndarray:
+    """The fastest speed for this period from which braking by a_max * dt every later period stops within
+    `room`: the inverse of D(v) = dt * sum_i max(v - i a_max dt, 0). The continuous sqrt(2 a room) is too
+    fast in discrete time: the arm reaches the limit still moving and stops in one period, beyond a_max."""
+    room = np.asarray(room, dtype=np.float64)
+    u = a_max * dt * dt
+    with np.errstate(invalid="ignore"):
+        n = np.floor(np.sqrt(0.25 + 2 * room / u) - 0.5)  # whole braking periods D covers
+        v = (room + u * n * (n + 1) / 2) / (dt * (n + 1))
+    return np.where(np.isfinite(room), v, np.inf)
+
+
+def _bounds(lim: JointLimits, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The position limits widened to include `q`: a joint measured beyond a limit (within the commander's
+    margin) moves back at the velocity limit instead of jumping onto the limit in one period."""
+    return np.minimum(lim.lower, q), np.maximum(lim.upper, q)
+
+
 class SafetyStage:
     def __init__(self, limits: JointLimits, config: SafetyConfig) -> None:
         self.limits, self.config = limits, config
@@ -125,14 +143,14 @@ class SafetyStage:
         if not held and np.any(np.abs(v_des - state.v) > a_max * dt + 1e-12):
             events.append(CLAMPED_ACCELERATION)
         v = state.v + dv
-        # Never faster than what can still stop before a position limit: |v| <= sqrt(2 a d).
+        # Never faster than what can still stop before a position limit, braking at a_max per period.
         room_up = np.maximum(lim.upper - state.q, 0.0)
         room_down = np.maximum(state.q - lim.lower, 0.0)
-        v_stop = np.where(v > 0, np.sqrt(2 * a_max * room_up), np.sqrt(2 * a_max * room_down))
+        v_stop = _stopping_speed(np.where(v > 0, room_up, room_down), a_max, dt)
         if np.any(np.abs(v) > v_stop + 1e-12):
             events.append(CLAMPED_BRAKING)
             v = np.clip(v, -v_stop, v_stop)
-        q = np.clip(state.q + v * dt, lim.lower, lim.upper)
+        q = np.clip(state.q + v * dt, *_bounds(lim, state.q))
         return SafetyState(q, (q - state.q) / dt, state.ticks + 1), events
 
     def command(self, target: np.ndarray) -> np.ndarray:
@@ -162,7 +180,7 @@ class SafetyStage:
         state, states = self.state, []
         for _ in range(max_points):
             v = state.v - np.clip(state.v, -a_max * dt, a_max * dt)
-            q = np.clip(state.q + v * dt, self.limits.lower, self.limits.upper)
+            q = np.clip(state.q + v * dt, *_bounds(self.limits, state.q))
             state = SafetyState(q, (q - state.q) / dt, state.ticks + 1)
             states.append(state)
             if not np.any(state.v):

@@ -6,9 +6,12 @@ settings keep that from hurting:
 - `lead_steps` (plan ahead): a plan is due `lead_steps` before the replan point, so with a decision
   latency of `lead_steps` steps the new chunk takes over exactly at the replan point instead of the old
   chunk being stretched (past its end: the arm starves and holds);
-- `blend_steps` (continuity, the soft-masked prefix of real-time chunking applied after sampling): the
-  new chunk's first `blend_steps` executed actions are cross-faded from the actions the old chunk had
-  committed for those steps, so a switch between two candidates that disagree is not a velocity jump.
+- `blend_steps` (continuity with the committed prefix, the aim of real-time chunking, applied after
+  sampling): actions are end-effector deltas, so skipping the new chunk's first d actions loses the
+  motion they planned, and the old chunk's actions executed meanwhile moved the arm elsewhere. The
+  difference (what the skipped actions would have moved, less what the committed ones did) is spread
+  over the new chunk's first `blend_steps` executed actions: from there on the arm follows the new
+  chunk's path as planned from its observation, and the correction never lands as one jump.
 `boundary_jumps` records, per chunk switch, how far the executed translation moved from one step to the
 next (m): the figure the continuity goal is stated in.
 """
@@ -32,7 +35,7 @@ class ExecutorConfig:
     max_translation: float = 0.055  # metres per step (norm of dx, dy, dz); > sqrt(3) * 0.03 so in-bound moves pass
     max_rotation: float = 0.3  # radians per step, per axis
     lead_steps: int = 0  # plan ahead: a plan is due this many steps before the replan point
-    blend_steps: int = 0  # continuity: cross-fade this many steps from the old chunk into the new one
+    blend_steps: int = 0  # continuity: spread the skipped-prefix correction over this many steps (0: none)
 
     def __post_init__(self) -> None:
         if self.replan_every < 1:
@@ -108,6 +111,7 @@ class ChunkExecutor:
         self._t = 0
         self._last_plan = None
         self._last_action: np.ndarray | None = None  # (A,) the action executed last
+        self._executed: deque[np.ndarray] = deque(maxlen=self.spec.chunk_length)  # the last executed actions
         self.switching = False  # the next action is the first from a new chunk
         self.boundary_jumps: list[float] = []  # m: |translation change| at each chunk switch
 
@@ -147,8 +151,8 @@ class ChunkExecutor:
         start = self._t if start is None else int(start)
         if not 0 <= start <= self._t:
             raise ValueError(f"chunk start {start} must lie within 0..{self._t} (the current step)")
-        if self.config.blend_steps and self._chunks:
-            c = self._blend(c, start)
+        if self.config.blend_steps and start < self._t:
+            c = self._catch_up(c, start)
         self._chunks.appendleft((start, c))
         self.switching = True
         self._last_plan = self._t  # the takeover step: the replan point counts from here
@@ -159,19 +163,18 @@ class ChunkExecutor:
             while len(self._chunks) > 1:
                 self._chunks.pop()
 
-    def _blend(self, new: np.ndarray, start: int) -> np.ndarray:
-        """new (H, A) with its first `blend_steps` steps from now cross-faded from the committed chunk's
-        actions for the same steps (weights k/(B+1) .. 1/(B+1) on the old one); the gripper is the new one's."""
-        old_start, old = self._chunks[0]
-        new = new.copy()
-        b = self.config.blend_steps
+    def _catch_up(self, new: np.ndarray, start: int) -> np.ndarray:
+        """new (H, A) with the motion of its skipped actions, less the motion executed since `start`, spread
+        over its first `blend_steps` actions from now (motion dims only; the gripper is the new chunk's)."""
+        d = self._t - start
+        if d > len(self._executed) or d >= self.spec.chunk_length:
+            return new  # the executed prefix is not known (a reset since) or nothing of the chunk is left
         keep = [i for i in range(self.spec.dim) if i != self.spec.gripper_index]
-        for j in range(b):
-            t = self._t + j
-            if t - start >= self.spec.chunk_length or t - old_start >= self.spec.chunk_length:
-                break
-            w = (b - j) / (b + 1)
-            new[t - start, keep] = w * old[t - old_start, keep] + (1 - w) * new[t - start, keep]
+        executed = np.stack(list(self._executed)[-d:])
+        error = new[:d, keep].sum(axis=0) - executed[:, keep].sum(axis=0)
+        b = min(self.config.blend_steps, self.spec.chunk_length - d)
+        new = new.copy()
+        new[d:d + b, keep] += error / b
         return new
 
     def next_action(self) -> np.ndarray:
@@ -185,6 +188,7 @@ class ChunkExecutor:
             self.boundary_jumps.append(float(np.linalg.norm(a[:3] - self._last_action[:3])))
         self.switching = False
         self._last_action = a
+        self._executed.append(a)
         return a
 
     def upcoming(self) -> np.ndarray:
@@ -204,6 +208,7 @@ class ChunkExecutor:
         a[self.spec.gripper_index] = 1.0 if self._last_action is None else self._last_action[self.spec.gripper_index]
         self._t += 1
         self._last_action = a
+        self._executed.append(a)
         return a
 
     def clamp(self, action: np.ndarray) -> np.ndarray:

@@ -36,7 +36,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
                    help="start each decision --decision-ms before the replan point, so the new chunk takes over on "
                         "time instead of stretching the old one")
     p.add_argument("--blend", type=a.nonnegative, default=0, metavar="K",
-                   help="continuity: cross-fade the first K executed steps of a new chunk from the old chunk's")
+                   help="continuity: spread the motion a new chunk's skipped actions planned, less what the old "
+                        "chunk's did meanwhile, over its first K steps (0: skip them)")
     p.add_argument("--ensemble", action="store_true", help="CogACT adaptive action ensemble")
     p.add_argument("--alpha", type=float, default=a.default_of(ExecutorConfig, "ensemble_alpha"),
                    help="ensemble temperature")
