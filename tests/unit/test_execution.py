@@ -294,3 +294,180 @@ def test_reconfiguring_keeps_the_replan_rule_and_the_queue() -> None:
     ex.configure(ExecutorConfig(replan_every=1, max_translation=0.01))
     a = ex.next_action()  # the queued chunk survives; the new clamp applies
     assert ex.needs_plan and a.shape == (A,)
+
+
+# --------------------------------------------------------------------------- execution under decision latency
+
+SPEC8 = ActionSpec(chunk_length=8)
+H8 = SPEC8.chunk_length
+ACTION_TOL = 1e-6  # float32 sums of a few actions
+ROW = 0.001  # tag unit: a tagged action's dx is plan * ROW, its dy row * ROW
+
+
+def tagged8(plan: int) -> np.ndarray:
+    """In-bounds chunk of SPEC8 whose rows identify (plan, row); small enough that no clamp touches it."""
+    c = np.zeros((H8, A), np.float32)
+    c[:, 0] = ROW * plan
+    c[:, 1] = ROW * np.arange(H8)
+    c[:, SPEC8.gripper_index] = 0.5
+    return c
+
+
+def tag(action: np.ndarray) -> tuple[int, int]:
+    return round(float(action[0]) / ROW), round(float(action[1]) / ROW)
+
+
+def test_lead_steps_make_a_plan_due_before_the_takeover() -> None:
+    ex = ChunkExecutor(SPEC8, ExecutorConfig(replan_every=4, lead_steps=2))
+    assert ex.needs_plan and ex.replan_step is None and ex.horizon == 4
+    ex.add_chunk(tagged8(0))
+    assert ex.replan_step == 4
+    due = []
+    for _ in range(4):
+        due.append(ex.needs_plan)
+        ex.next_action()
+    assert due == [False, False, True, True]  # due 2 steps before the takeover at step 4
+    ex.add_chunk(tagged8(1), start=2)  # planned from step 2's observation, landing at step 4
+    assert ex.replan_step == 8 and not ex.needs_plan
+    assert tag(ex.next_action()) == (1, 2)  # its first 2 actions belonged to steps already executed
+
+
+@pytest.mark.parametrize(("replan", "lead", "horizon", "due_after"), [
+    (4, 0, 4, 4),  # no lead: the synchronous cadence
+    (4, 4, 4, 0),  # a lead as long as the horizon: due right at the takeover
+    (8, 3, 5, 2),  # the chunk's actions from index 3 on run out after 5 steps
+    (8, 8, 1, 0),  # a lead beyond the chunk: one step each
+])
+def test_horizon_shrinks_so_the_chunk_never_runs_out(replan: int, lead: int, horizon: int, due_after: int) -> None:
+    ex = ChunkExecutor(SPEC8, ExecutorConfig(replan_every=replan, lead_steps=lead))
+    assert ex.horizon == horizon
+    ex.add_chunk(tagged8(0))
+    steps = 0
+    while not ex.needs_plan:
+        ex.next_action()
+        steps += 1
+    assert steps == due_after and ex.replan_step == horizon
+
+
+def _catch_up_run(blend: int, d: int, seed: int = 0, spec: ActionSpec = SPEC8):
+    """Old chunk from step 0; at step 4 a new chunk planned at step 4 - d lands. -> (new chunk, executed (T, A),
+    the start step)."""
+    rng = np.random.default_rng(seed)
+    h = spec.chunk_length
+
+    def chunk() -> np.ndarray:
+        c = rng.uniform(-0.005, 0.005, (h, A)).astype(np.float32)  # clamps never bind, even corrected
+        c[:, spec.gripper_index] = rng.uniform(0, 1, h)
+        return c
+
+    ex = ChunkExecutor(spec, ExecutorConfig(replan_every=h, blend_steps=blend))
+    ex.add_chunk(chunk())
+    executed = [ex.next_action() for _ in range(4)]
+    new = chunk()
+    ex.add_chunk(new, start=4 - d)
+    while ex.covers_step():
+        executed.append(ex.next_action())
+    return new, np.array(executed), 4 - d
+
+
+@pytest.mark.parametrize(("blend", "d"), [(1, 1), (2, 2), (3, 1), (2, 3)])
+def test_catch_up_restores_the_new_chunks_planned_path(blend: int, d: int) -> None:
+    """After d skipped and `blend` corrected steps, the motion executed since the observation equals what the
+    new chunk planned for those steps; from there on its actions run unchanged."""
+    new, executed, start = _catch_up_run(blend, d)
+    motion = [i for i in range(A) if i != SPEC8.gripper_index]
+    n = d + blend
+    np.testing.assert_allclose(executed[start:start + n, motion].sum(axis=0), new[:n, motion].sum(axis=0),
+                               rtol=0, atol=ACTION_TOL)
+    np.testing.assert_array_equal(executed[start + n:], new[n:])  # untouched after the catch-up
+    # equal shares, and the gripper is the new chunk's
+    shares = executed[start + d:start + n, motion] - new[d:n, motion]
+    np.testing.assert_allclose(shares, np.broadcast_to(shares[0], shares.shape), rtol=0, atol=ACTION_TOL)
+    np.testing.assert_array_equal(executed[start + d:, SPEC8.gripper_index], new[d:, SPEC8.gripper_index])
+
+
+def test_catch_up_is_capped_at_the_chunks_end() -> None:
+    new, executed, start = _catch_up_run(blend=3, d=3, spec=SPEC)  # 4-step chunks: 1 action left to correct
+    motion = [i for i in range(A) if i != SPEC.gripper_index]
+    assert len(executed) == start + HC
+    np.testing.assert_allclose(executed[start:, motion].sum(axis=0), new[:, motion].sum(axis=0),
+                               rtol=0, atol=ACTION_TOL)
+
+
+def test_no_catch_up_for_a_chunk_that_starts_now_or_without_blend_steps() -> None:
+    new, executed, start = _catch_up_run(blend=2, d=0)
+    np.testing.assert_array_equal(executed[start:], new)
+    new, executed, start = _catch_up_run(blend=0, d=2)
+    np.testing.assert_array_equal(executed[4:], new[2:])
+
+
+def test_catch_up_after_idle_steps_counts_the_hold_as_no_motion() -> None:
+    ex = ChunkExecutor(SPEC8, ExecutorConfig(replan_every=4, blend_steps=2))
+    holds = [ex.idle() for _ in range(3)]  # the first plan is late: the arm held for 3 steps
+    assert all(not np.any(h[:6]) for h in holds)
+    new = tagged8(1)
+    ex.add_chunk(new, start=0)
+    a3, a4, a5 = (ex.next_action() for _ in range(3))
+    skipped = new[:3, 1].sum()  # dy of rows 0..2 (0 + 1 + 2) * ROW
+    assert a3[1] == pytest.approx(new[3, 1] + skipped / 2, abs=ACTION_TOL)
+    assert a4[1] == pytest.approx(new[4, 1] + skipped / 2, abs=ACTION_TOL)
+    assert a5[1] == pytest.approx(new[5, 1], abs=ACTION_TOL)
+
+
+def test_idle_holds_with_the_last_gripper_and_advances_the_step() -> None:
+    ex = ChunkExecutor(SPEC, ExecutorConfig(replan_every=HC))
+    first = ex.idle()  # before any action: no motion, gripper open
+    np.testing.assert_array_equal(first, [0, 0, 0, 0, 0, 0, 1.0])
+    assert ex.step == 1
+    chunk = tagged_chunk(2)
+    ex.add_chunk(chunk)
+    ran = [ex.next_action() for _ in range(HC)]
+    assert not ex.covers_step()
+    hold = ex.idle()
+    assert not np.any(hold[:SPEC.gripper_index]) and hold[SPEC.gripper_index] == ran[-1][SPEC.gripper_index]
+    assert ex.step == 1 + HC + 1
+    # the only switch is hold -> chunk: its jump is the chunk's first translation; holds themselves add none
+    np.testing.assert_allclose(ex.boundary_jumps, [np.linalg.norm(ran[0][:3])], rtol=0, atol=ACTION_TOL)
+
+
+def test_upcoming_lists_the_clamped_rest_of_the_newest_chunk() -> None:
+    ex = ChunkExecutor(SPEC, ExecutorConfig(replan_every=2, max_translation=0.02))
+    chunk = tagged_chunk(1)
+    chunk[2, :3] = 0.03  # |dx, dy, dz| = 0.052 > 0.02: clamped
+    ex.add_chunk(chunk)
+    ex.next_action()
+    up = ex.upcoming()
+    assert up.shape == (HC - 1, A)
+    assert np.linalg.norm(up[1, :3]) == pytest.approx(0.02, abs=ACTION_TOL)
+    for row in up:
+        np.testing.assert_array_equal(ex.next_action(), row)
+    assert ex.upcoming().shape == (0, A)
+    ens = ChunkExecutor(SPEC, ExecutorConfig(ensemble=True))
+    ens.add_chunk(chunk)
+    with pytest.raises(RuntimeError, match="ensemble"):
+        ens.upcoming()
+
+
+def test_boundary_jumps_record_each_switch_once_as_the_translation_change() -> None:
+    ex = ChunkExecutor(SPEC, ExecutorConfig(replan_every=2))
+    rng = np.random.default_rng(3)
+    plans, _, actions = drive(ex, 9, lambda _: random_chunk(rng))
+    assert plans == [0, 2, 4, 6, 8]
+    want = [np.linalg.norm(actions[t][:3] - actions[t - 1][:3]) for t in plans[1:]]  # the first plan has no before
+    np.testing.assert_allclose(ex.boundary_jumps, want, rtol=0, atol=ACTION_TOL)
+    ex.add_chunk(random_chunk(rng))
+    ex.add_chunk(random_chunk(rng))  # two arrivals before a step: still one switch
+    ex.next_action()
+    assert len(ex.boundary_jumps) == len(want) + 1
+    ex.reset()
+    assert ex.boundary_jumps == []
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"lead_steps": -1}, "got -1 and 0"),
+    ({"blend_steps": -2}, "got 0 and -2"),
+    ({"blend_steps": 2, "ensemble": True}, "choose one"),
+])
+def test_latency_settings_are_validated(kw: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        ExecutorConfig(**kw)
