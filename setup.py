@@ -49,7 +49,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
-        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py") + glob("launch/*.yaml")),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.yaml")),  # ROS 2 YAML launch files
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         *((f"share/{PACKAGE}/models/{name}", sorted(p for p in glob(f"models/{name}/*") if Path(p).is_file()))
           for name in MODELS),

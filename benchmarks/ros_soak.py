@@ -1,4 +1,4 @@
-"""Soak benchmark: the sim graph (`launch/sim_bringup.graph.yaml`) under steered control for a fixed time.
+"""Soak benchmark: the sim graph (`launch/sim_bringup.launch.yaml`) under steered control for a fixed time.
 
     python benchmarks/ros_soak.py --minutes 10 --json benchmarks/results/ros_soak.json
 
@@ -102,7 +102,7 @@ def main() -> None:
               "record_path": str(args.log_dir / "soak.mcap") if args.record else ""}
     args.log_dir.mkdir(parents=True, exist_ok=True)
     (args.log_dir / "soak.mcap").unlink(missing_ok=True)
-    with GraphProcesses(ROOT / "launch" / "sim_bringup.graph.yaml", values, env=env, log_dir=args.log_dir) as graph, \
+    with GraphProcesses(ROOT / "launch" / "sim_bringup.launch.yaml", values, env=env, log_dir=args.log_dir) as graph, \
             Probe("soak") as probe:
         probe.subscribe(Bool, "sim_robot/success", LATCHED)
         probe.subscribe(JointTrajectory, "joint_trajectory")

@@ -1,14 +1,15 @@
-"""launch_testing: `sim_bringup.launch.py` itself, through `ros2 launch`'s machinery, closes the loop.
+"""launch_testing: `sim_bringup.launch.yaml` itself, through `ros2 launch`'s machinery, closes the loop.
 
 Runs only where `launch_testing` and `launch_ros` import (a workstation with apt ROS 2 Jazzy, the
 workspace built with colcon and sourced, so `vla_steering`'s console scripts are installed); they are
-not installable from PyPI, so here the module is skipped. The graph those launch files read is tested
-here as real processes by tests/ros/test_launcher.py, and the launch files themselves against
-stand-in launch modules by tests/unit/test_graph.py.
+not installable from PyPI, so here the module is skipped. Here the same YAML launch file is read by
+`ros_nodes.launch_yaml` (tests/unit/test_graph.py) and run as real processes by
+tests/ros/test_sim_bringup.py.
 
-The test includes the launch file with a small N/M, waits for the simulator's `joint_states` and the
-policy's `joint_trajectory` (the policy autostarts, is enabled, and takes the sim's instruction), and
-after shutdown checks every process exited 0. It runs on its own ROS domain with localhost discovery.
+The test includes the YAML launch file (through launch_yaml's frontend parser) with a small N/M, waits
+for the simulator's `joint_states` and the policy's `joint_trajectory` (the policy autostarts, is
+enabled, and takes the sim's instruction), and after shutdown checks every process exited 0. It runs on
+its own ROS domain with localhost discovery.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ pytest.importorskip("launch_testing", reason="launch_testing is not installable 
                                              "with apt ROS 2 Jazzy")
 pytest.importorskip("launch_ros", reason="launch_ros is not installable from PyPI; runs on a workstation with apt "
                                          "ROS 2 Jazzy")
+pytest.importorskip("launch_yaml", reason="launch_yaml (the YAML frontend) is not installable from PyPI; runs on a "
+                                          "workstation with apt ROS 2 Jazzy")
 
 import launch_testing.actions
 import launch_testing.asserts
@@ -30,7 +33,7 @@ import rclpy
 from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable
 from launch.launch_description import LaunchDescription
-from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.launch_description_sources import AnyLaunchDescriptionSource
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
@@ -38,7 +41,7 @@ from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
 ROOT = Path(__file__).resolve().parents[2]
-LAUNCH_FILE = ROOT / "launch" / "sim_bringup.launch.py"
+LAUNCH_FILE = ROOT / "launch" / "sim_bringup.launch.yaml"
 DOMAIN = 53
 ARGUMENTS = {"task": "pick_lift", "seed": "0", "n": "4", "m": "4"}
 JOINT_STATES_TIMEOUT_S = 60.0
@@ -65,7 +68,7 @@ def generate_test_description():
     bringup = [
         SetEnvironmentVariable("ROS_DOMAIN_ID", str(DOMAIN)),
         SetEnvironmentVariable("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"),
-        IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH_FILE)), launch_arguments=ARGUMENTS.items()),
+        IncludeLaunchDescription(AnyLaunchDescriptionSource(str(LAUNCH_FILE)), launch_arguments=ARGUMENTS.items()),
     ]
     return LaunchDescription([*(bringup if INSTALLED else []), launch_testing.actions.ReadyToTest()])
 

@@ -1,7 +1,8 @@
-"""`ros_nodes.launcher`: a graph file brought up as real processes over DDS, and stopped cleanly.
+"""`ros_nodes.launcher`: a YAML launch file brought up as real processes over DDS, and stopped cleanly.
 
-The graph is a one-node graph (the simulated robot) written into tmp_path, so this tests the launcher
-(argv, environment, process groups, stop signals, the CLI) rather than the full sim + policy loop.
+The launch file is a one-node file (the simulated robot, in the ROS 2 YAML launch format the shipped
+files use) written into tmp_path, so this tests the launcher (argv, environment, process groups, stop
+signals, the CLI) rather than the full sim + policy loop (tests/ros/test_sim_bringup.py runs that).
 Each run uses its own ROS domain with localhost discovery; waits are deadlines on conditions.
 """
 
@@ -32,16 +33,21 @@ START_TIMEOUT_S = 90.0  # a cold start imports torch-free sim code and builds th
 def one_node_graph(tmp_path: Path) -> Path:
     if not (ROOT / "ros_nodes" / "sim_robot_node.py").is_file():
         pytest.skip("ros_nodes/sim_robot_node.py is not there yet")
-    path = tmp_path / "launch" / "sim_only.graph.yaml"
+    path = tmp_path / "launch" / "sim_only.launch.yaml"
     path.parent.mkdir()
     path.write_text(f"""
-arguments:
-  seed: {{default: "0"}}
-nodes:
-  - name: sim_robot
-    executable: sim_robot_node
-    parameters: [{ROOT / "config" / "sim_robot.yaml"}]
-    overrides: {{seed: "${{seed}}", image_size: [32, 32], depth: false, camera_hz: 5.0}}
+launch:
+  - arg: {{name: seed, default: "0"}}
+  - node:
+      pkg: vla_steering
+      exec: sim_robot_node
+      name: sim_robot
+      param:
+        - {{from: "{ROOT / "config" / "sim_robot.yaml"}"}}
+        - {{name: seed, value: "$(var seed)"}}
+        - {{name: image_size, value: [32, 32]}}
+        - {{name: depth, value: false}}
+        - {{name: camera_hz, value: 5.0}}
 """)
     return path
 
@@ -94,11 +100,11 @@ def test_graph_processes_run_and_stop_cleanly(tmp_path, probe, ros_env):
         assert graph.poll() == {"sim_robot": None}
         codes = graph.stop(timeout=15.0)
     assert codes == {"sim_robot": 0}, f"SIGINT should end a node cleanly; log:\n{graph.log('sim_robot')}"
-    assert "seed" in " ".join(graph.specs[0].argv()) and (tmp_path / "log" / "sim_robot.log").is_file()
+    assert "seed:=2" in " ".join(graph.specs[0].argv()) and (tmp_path / "log" / "sim_robot.log").is_file()
 
 
 def test_launcher_cli_runs_until_ctrl_c(tmp_path, probe, ros_env):
-    """`python -m ros_nodes.launcher graph name:=value` runs the nodes until SIGINT, then exits 0."""
+    """`python -m ros_nodes.launcher FILE name:=value` runs the nodes until SIGINT, then exits 0."""
     log = tmp_path / "launcher.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(

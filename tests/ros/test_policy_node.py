@@ -1,4 +1,4 @@
-"""The policy node as a real process over Fast DDS, launched from `launch/robot_bringup.graph.yaml`.
+"""The policy node as a real process over Fast DDS, launched from `launch/robot_bringup.launch.yaml`.
 
 The test process plays the robot: it publishes a rendered camera frame and joint states that follow the
 node's commands, and checks lifecycle, enable gate, e-stop, the stale-image watchdog, malformed messages
@@ -87,7 +87,7 @@ def robot(tmp_path_factory):
             "gripper_topic": "gripper_command", "depth_topic": "camera/depth",
             "camera_info_topic": "camera/camera_info"}
     logs = tmp_path_factory.mktemp("logs")
-    with GraphProcesses(ROOT / "launch" / "robot_bringup.graph.yaml", args, env=ros_env, log_dir=logs) as graph, \
+    with GraphProcesses(ROOT / "launch" / "robot_bringup.launch.yaml", args, env=ros_env, log_dir=logs) as graph, \
             Probe("fake_robot") as probe:
         arm = FakeArm(probe, rgb, home)
         probe.subscribe(DiagnosticArray, "/diagnostics")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("rclpy", reason="the ROS 2 wheels (extra `ros`) are not installed")
 
@@ -99,19 +100,14 @@ def render_scene() -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def graph_file(folder: Path, **overrides) -> Path:
-    """A one-node graph: the policy node on the repository's config/policy_node.yaml (absolute path),
-    with `overrides`."""
-    text = ", ".join(f"{k}: {v!r}" if isinstance(v, str) else f"{k}: {str(v).lower() if isinstance(v, bool) else v}"
-                     for k, v in overrides.items())
-    path = folder / "launch" / "policy.graph.yaml"
+    """A one-node YAML launch file: the policy node on the repository's config/policy_node.yaml (absolute
+    path), with `overrides` as literal parameter values."""
+    params = [{"from": str(ROOT / "config" / "policy_node.yaml")}]
+    params += [{"name": k, "value": v} for k, v in overrides.items()]
+    path = folder / "launch" / "policy.launch.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"""
-nodes:
-  - name: vla_policy
-    executable: policy_node
-    parameters: [{ROOT / "config" / "policy_node.yaml"}]
-    overrides: {{{text}}}
-""")
+    path.write_text(yaml.safe_dump({"launch": [{"node": {"pkg": "vla_steering", "exec": "policy_node",
+                                                          "name": "vla_policy", "param": params}}]}))
     return path
 
 

@@ -1,4 +1,4 @@
-"""The whole loop over Fast DDS: `launch/sim_bringup.graph.yaml` (simulated arm + steered policy on the
+"""The whole loop over Fast DDS: `launch/sim_bringup.launch.yaml` (simulated arm + steered policy on the
 onnx backend + MCAP recorder) as real processes completes an `id` task.
 
 push_to seed 10001: robomonkey (n=m=16) succeeds on it in `vla eval` (13/13 push_to id episodes in
@@ -43,7 +43,7 @@ def test_sim_graph_completes_an_id_task_and_records_it(tmp_path) -> None:
     mcap = tmp_path / "episode.mcap"
     args = {"models_dir": str(ROOT / "models"), "task": TASK, "seed": SEED, "record": "true",
             "record_path": str(mcap), "backend": "onnx"}  # the edge path; the torch one: test_policy_node
-    graph = GraphProcesses(ROOT / "launch" / "sim_bringup.graph.yaml", args, env=ros_env, log_dir=tmp_path)
+    graph = GraphProcesses(ROOT / "launch" / "sim_bringup.launch.yaml", args, env=ros_env, log_dir=tmp_path)
     logs = lambda: "\n".join(f"--- {n}\n{graph.log(n)[-2000:]}" for n in graph.pids)  # noqa: E731
     with graph, Probe("observer") as probe:
         probe.subscribe(Bool, "sim_robot/success", LATCHED)

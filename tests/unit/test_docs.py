@@ -29,7 +29,7 @@ def test_readme_is_at_most_10_kb() -> None:
 
 
 def _named_paths(text: str) -> set[str]:
-    """Backticked tokens that look like repository paths (`vla_runtime/io.py`, `launch/*.graph.yaml`)."""
+    """Backticked tokens that look like repository paths (`vla_runtime/io.py`, `launch/*.launch.yaml`)."""
     tokens = re.findall(r"`([^`\s]+)`", text)
     return {t for t in tokens if re.fullmatch(r"[\w.*-]+(/[\w.*<>-]*)+", t) and not t.startswith(("http", "<"))}
 

@@ -95,7 +95,9 @@ def test_share_folder_holds_what_colcon_would_install(installed: Path) -> None:
     share = installed / "share" / "vla_steering"
     for name in ("package.xml", "config/policy_node.yaml", "config/sim_robot.yaml", "config/recorder.yaml"):
         assert (share / name).is_file(), name
-    assert {p.name for p in (share / "launch").iterdir()} >= {p.name for p in (ROOT / "launch").glob("*.yaml")}
+    launch_files = {p.name for p in (ROOT / "launch").glob("*.launch.yaml")}
+    assert launch_files >= {"sim_bringup.launch.yaml", "robot_bringup.launch.yaml"}
+    assert {p.name for p in (share / "launch").iterdir()} == launch_files
     for model in ("policy", "verifier", "value"):
         for name in ("config.json", "model.safetensors", "normalization.json", "README.md"):
             assert (share / "models" / model / name).is_file(), (model, name)

@@ -14,6 +14,10 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ("ros_nodes", "vla_app", "vla_runtime", "verifiers", "sim", "launch")  # what the installed nodes run
+# `ros2 launch` reads a shipped YAML launch file through launch_yaml (the YAML frontend) and starts its
+# `node` entities through launch_ros: both are run dependencies as soon as such a file is shipped,
+# though no Python file imports them.
+LAUNCH_FILE_KEYS = {"launch_ros", "launch_yaml"}
 # ROS packages that are real rosdep keys but have no wheel here (the guide's list), so the installed
 # distributions cannot name them.
 ROS_WITHOUT_WHEELS = {"launch", "launch_ros", "launch_testing", "launch_testing_ros", "launch_yaml", "launch_xml",
@@ -51,13 +55,14 @@ def expected_keys() -> tuple[set[str], set[str]]:
     def keys(modules: set[str]) -> set[str]:
         return {m for m in modules if is_ros_package(m, wheels)} | {PYTHON_KEYS[m] for m in modules & set(PYTHON_KEYS)}
 
-    exec_keys = keys(runtime)
+    exec_keys = keys(runtime) | (LAUNCH_FILE_KEYS if list((ROOT / "launch").glob("*.launch.yaml")) else set())
     return exec_keys, keys(tests) - exec_keys
 
 
 def test_package_xml_declares_exactly_the_ros_packages_the_code_imports() -> None:
     exec_keys, test_keys = expected_keys()
     assert "rclpy" in exec_keys and "lifecycle_msgs" in exec_keys  # the scan sees the nodes' imports
+    assert exec_keys >= LAUNCH_FILE_KEYS  # launch/*.launch.yaml is shipped
     assert declared("exec_depend") == exec_keys, (
         f"exec_depend: missing {sorted(exec_keys - declared('exec_depend'))}, "
         f"not imported by the runtime {sorted(declared('exec_depend') - exec_keys)}")
