@@ -71,6 +71,8 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int) -> np.ndarray:
             if img.format is None or img.format.lower() != kind:
                 raise ValueError(f"compressed image says {kind} but holds {img.format}")
             return np.array(img.convert("RGB"))
+    except PILImage.DecompressionBombError as e:  # Pillow's own limit, hit in open() before the budget check
+        raise ValueError(f"compressed image is above the budget of {max_pixels} pixels: {e}") from None
     except (OSError, SyntaxError) as e:  # Pillow's errors for truncated or garbled data
         raise ValueError(f"compressed image cannot be decoded: {e}") from None
 

@@ -7,9 +7,10 @@ import pytest
 
 pytest.importorskip("sensor_msgs.msg", reason="ROS 2 message packages not installed (the `ros` extra)")
 
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo as CameraInfoMsg
-from sensor_msgs.msg import Image, JointState
-from std_msgs.msg import Header
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Float64MultiArray, Header
 from visualization_msgs.msg import Marker
 
 from ros_nodes import convert
@@ -110,3 +111,143 @@ def test_diagnostics_carry_level_and_values() -> None:
     assert status.values[0].value == "12.5"
     with pytest.raises(ValueError, match="level must be one of"):
         convert.diagnostic("x", "FATAL", "", {}, HDR)
+
+
+# --------------------------------------------------------------------------- rgba / bgra, compressed images
+
+JPEG_MEAN_TOL = 2.0  # grey levels: mean |error| of a quality-90 JPEG of a smooth image
+JPEG_MAX_TOL = 12  # grey levels: the largest single-pixel error allowed there
+BUDGET = 640 * 480  # pixels: the node's default budget scale
+
+
+def smooth_rgb(h: int = 48, w: int = 64) -> np.ndarray:
+    """A gradient image: JPEG keeps it close (noise would not compress faithfully)."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // w, y * 255 // h, (x + y) * 255 // (h + w)], axis=-1).astype(np.uint8)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (a decompression bomb's first bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b""))
+
+
+def test_rgba_and_bgra_drop_alpha_in_rgb_order() -> None:
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    alpha = rng.integers(0, 256, (3, 5, 1), dtype=np.uint8)
+    rgba = Image(height=3, width=5, encoding="rgba8", step=20, data=np.concatenate([rgb, alpha], -1).tobytes())
+    out = convert.image_to_rgb(rgba)
+    np.testing.assert_array_equal(out, rgb)
+    assert out.shape == (3, 5, 3) and out.flags.writeable  # a copy, not a read-only view of the message
+    bgra = np.concatenate([rgb[..., ::-1], alpha], -1)
+    padded = np.pad(bgra.reshape(3, 20), ((0, 0), (0, 4)))  # 4 bytes of row padding
+    msg = Image(height=3, width=5, encoding="bgra8", step=24, data=padded.tobytes())
+    np.testing.assert_array_equal(convert.image_to_rgb(msg), rgb)
+    with pytest.raises(ValueError, match="holds 59 bytes"):
+        convert.image_to_rgb(Image(height=3, width=5, encoding="rgba8", step=20, data=bytes(59)))
+
+
+@pytest.mark.parametrize("encoding", ["mono16", "bgr16", "yuv422", "RGB8"])
+def test_an_unsupported_colour_encoding_is_refused_by_name(encoding: str) -> None:
+    with pytest.raises(ValueError, match=f"got '{encoding}'"):
+        convert.image_to_rgb(Image(height=1, width=1, encoding=encoding, step=4, data=bytes(4)))
+
+
+def test_jpeg_round_trip_within_tolerance() -> None:
+    rgb = smooth_rgb()
+    msg = convert.rgb_to_compressed(rgb, HDR, "jpeg")
+    assert "jpeg" in msg.format and msg.header.frame_id == "base"
+    out = convert.compressed_to_rgb(msg, BUDGET)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    error = np.abs(out.astype(int) - rgb)
+    assert error.mean() <= JPEG_MEAN_TOL and error.max() <= JPEG_MAX_TOL
+    msg.format = "jpeg"  # the bare form some drivers publish
+    np.testing.assert_array_equal(convert.compressed_to_rgb(msg, BUDGET), out)
+
+
+def test_png_round_trip_is_exact() -> None:
+    rgb = np.random.default_rng(2).integers(0, 256, (9, 13, 3), dtype=np.uint8)
+    msg = convert.rgb_to_compressed(rgb, HDR, "png")
+    assert msg.format == "rgb8; png compressed rgb8"
+    np.testing.assert_array_equal(convert.compressed_to_rgb(msg, BUDGET), rgb)
+
+
+def test_compressed_format_must_name_a_known_codec_and_match_the_data() -> None:
+    png = convert.rgb_to_compressed(smooth_rgb(), HDR, "png")
+    with pytest.raises(ValueError, match="got 'rgb8; tiff compressed rgb8'"):
+        convert.compressed_to_rgb(CompressedImage(format="rgb8; tiff compressed rgb8", data=png.data), BUDGET)
+    with pytest.raises(ValueError, match="says jpeg but holds PNG"):
+        convert.compressed_to_rgb(CompressedImage(format="jpeg", data=png.data), BUDGET)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        convert.rgb_to_compressed(smooth_rgb(), HDR, "bmp")
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "png"])
+@pytest.mark.parametrize("keep", [0, 8, 30, 0.5])
+def test_truncated_or_garbled_compressed_data_is_refused(kind: str, keep: float) -> None:
+    msg = convert.rgb_to_compressed(smooth_rgb(), HDR, kind)
+    data = bytes(msg.data)
+    cut = int(len(data) * keep) if isinstance(keep, float) else keep
+    with pytest.raises(ValueError, match="cannot be decoded"):
+        convert.compressed_to_rgb(CompressedImage(format=msg.format, data=data[:cut]), BUDGET)
+
+
+def test_an_image_over_the_pixel_budget_is_refused() -> None:
+    rgb = smooth_rgb(48, 64)
+    for kind in ("jpeg", "png"):
+        msg = convert.rgb_to_compressed(rgb, HDR, kind)
+        assert convert.compressed_to_rgb(msg, 48 * 64).shape == (48, 64, 3)  # at the budget: fine
+        with pytest.raises(ValueError, match="64x48, above the budget of 3071 pixels"):
+            convert.compressed_to_rgb(msg, 48 * 64 - 1)
+
+
+def test_a_decompression_bomb_header_is_refused_as_over_budget() -> None:
+    """A header claiming 20000 x 20000 trips Pillow's own limit inside open(): still a ValueError (a node
+    drops the frame), not Pillow's DecompressionBombError."""
+    bomb = CompressedImage(format="png", data=_png_header_only(20_000, 20_000))
+    with pytest.raises(ValueError, match="above the budget"):
+        convert.compressed_to_rgb(bomb, BUDGET)
+
+
+# --------------------------------------------------------------------------- gripper, stamps, trajectory offset
+
+
+def test_finger_command_carries_the_positions() -> None:
+    msg = convert.finger_command(np.array([0.04, 0.035]))
+    assert isinstance(msg, Float64MultiArray) and list(msg.data) == [0.04, 0.035]
+    for bad in (np.array([0.04, np.nan]), np.zeros((2, 1)), np.array([np.inf])):
+        with pytest.raises(ValueError, match="finite"):
+            convert.finger_command(bad)
+
+
+@pytest.mark.parametrize(("sec", "nanosec"), [(0, 0), (12, 345_678_901), (4_000, 999_999_999),
+                                              (1_700_000_000, 500_000_000)])
+def test_time_reference_carries_the_stamp_to_the_nanosecond(sec: int, nanosec: int) -> None:
+    """Sim-time stamps and wall-clock ones a float holds exactly come back to the nanosecond."""
+    stamp = convert.stamp_seconds(Time(sec=sec, nanosec=nanosec))
+    msg = convert.time_reference(stamp, HDR, "image")
+    assert (msg.time_ref.sec, msg.time_ref.nanosec) == (sec, nanosec)
+    assert msg.source == "image" and msg.header.frame_id == "base"
+
+
+def test_time_reference_rounds_up_into_the_next_second() -> None:
+    msg = convert.time_reference(4.9999999999, HDR, "image")
+    assert (msg.time_ref.sec, msg.time_ref.nanosec) == (5, 0)
+
+
+def test_joint_trajectory_offset_shifts_every_point() -> None:
+    q = np.arange(12.0).reshape(6, 2) * 0.1
+    msg = convert.joint_trajectory(["a", "b"], q, 0.1, HDR, offset=1.55)
+    stamps = [(p.time_from_start.sec, p.time_from_start.nanosec) for p in msg.points]
+    assert stamps == [(1, 650_000_000), (1, 750_000_000), (1, 850_000_000), (1, 950_000_000), (2, 50_000_000),
+                      (2, 150_000_000)]
+    t, back = convert.trajectory_targets(msg, ["a", "b"])
+    np.testing.assert_allclose(t, 1.55 + 0.1 * np.arange(1, 7), rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(back, q)
