@@ -1,5 +1,6 @@
-"""The policy node's pure parts: watchdog states, stamp ordering, parameter validation, joint commands from
-actions (clamps, holds, joint-limit checks)."""
+"""The policy node's pure parts: watchdog states, stamp ordering, parameter validation, joint targets from
+actions (IK steps and paths, joint-limit checks). The limits every command passes are the safety stage's
+(tests/unit/test_safety_stage.py)."""
 
 from __future__ import annotations
 
@@ -162,7 +163,7 @@ def test_parse_pose_builds_a_transform() -> None:
 
 @pytest.fixture(scope="module")
 def commander():
-    c = ArmCommander(CommanderConfig(max_joint_step=0.15))
+    c = ArmCommander(CommanderConfig())
     yield c
     c.close()
 
@@ -209,13 +210,32 @@ def test_step_moves_the_target_and_ik_reaches_it(commander) -> None:
     np.testing.assert_allclose(commander.ik.fk(q)[0], commander.target.pos, atol=1e-3)
 
 
-def test_joint_step_and_limits_are_clamped(commander) -> None:
+IK_TOL = 1e-9  # rad: the same IK solves from the same seeds agree up to float noise
+
+
+def test_path_equals_successive_steps_without_moving_the_target(commander) -> None:
+    """K actions -> K joint targets, the ones K successive `step` calls give from the same start (each seeded
+    by the previous solution, as a following arm would be); the commander's own target stays put."""
     home = _home(commander)
+    actions = np.array([[0.02, 0.0, -0.01, 0, 0, 0.1, 1.0],
+                        [0.01, 0.02, 0.0, 0, 0, 0.0, 1.0],
+                        [0.0, -0.03, 0.02, 0, 0, -0.2, 0.0],
+                        [-0.02, 0.01, 0.0, 0, 0, 0.05, 0.0]])
     commander.sync(home)
-    # A target far away (the workspace clamp keeps it reachable) needs more than one joint step.
-    q, _, _ = commander.step(np.array([0.25, 0.3, 0.0, 0, 0, 0, 1.0]), home)
-    assert np.max(np.abs(q - home)) == pytest.approx(0.15)
-    assert np.all(q >= commander.lower) and np.all(q <= commander.upper)
+    before = (commander.target.pos.copy(), commander.target.quat.copy(), commander.target.gripper)
+    qs, targets = commander.path(actions, home)
+    assert qs.shape == (len(actions), len(commander.arm_joints)) and len(targets) == len(actions)
+    np.testing.assert_array_equal(commander.target.pos, before[0])
+    np.testing.assert_array_equal(commander.target.quat, before[1])
+    assert commander.target.gripper == before[2]
+    q = home
+    for k, action in enumerate(actions):
+        q, gripper, err = commander.step(action, q)
+        np.testing.assert_allclose(qs[k], q, rtol=0, atol=IK_TOL)
+        np.testing.assert_allclose(targets[k].pos, commander.target.pos, rtol=0, atol=IK_TOL)
+        np.testing.assert_allclose(targets[k].quat, commander.target.quat, rtol=0, atol=IK_TOL)
+        assert targets[k].gripper == gripper == action[6] and err < 1e-3
+    assert targets[0] is not targets[1]  # one snapshot per point, not one object moved along
 
 
 def test_chunk_path_accumulates_deltas_inside_the_workspace(commander) -> None:
@@ -232,34 +252,10 @@ def test_chunk_path_accumulates_deltas_inside_the_workspace(commander) -> None:
 def test_commander_config_rejects_bad_values() -> None:
     with pytest.raises(ValueError, match="not a file"):
         CommanderConfig(urdf="/nope.urdf")
-    with pytest.raises(ValueError, match="max_joint_step"):
-        CommanderConfig(max_joint_step=0.0)
     with pytest.raises(ValueError, match="unknown arm"):
         CommanderConfig(arm="ur5")
     with pytest.raises(ValueError, match="joint_limit_margin"):
         CommanderConfig(joint_limit_margin=-0.1)
-
-
-def test_a_hold_passes_the_same_clamps(commander) -> None:
-    """After stale joint states the last measurement is a whole timeout window old: the hold stays at the
-    last command; towards a fresh measurement it moves at most one joint step."""
-    home = _home(commander)
-    commander.sync(home)
-    for _ in range(5):  # the arm moved on while its joint states were stale
-        commander.step(np.array([0.05, 0.05, 0.0, 0, 0, 0, 1.0]), home)
-    last = commander.last_command.copy()
-    assert np.max(np.abs(last - home)) > 0.15  # a hold at the stale measurement would jump this far
-    np.testing.assert_array_equal(commander.hold(None), last)
-    q = commander.hold(home)
-    assert np.max(np.abs(q - last)) == pytest.approx(0.15)
-    far = commander.upper + 1.0
-    assert np.all(commander.hold(far) <= commander.upper)
-
-
-def test_clamp_without_a_previous_command_keeps_the_limits(commander) -> None:
-    commander.last_command = None
-    q = commander.clamp(commander.upper + 0.5)
-    np.testing.assert_array_equal(q, commander.upper)
 
 
 @pytest.mark.parametrize("bad", [1e6, -1e6, float("nan"), float("inf")])
