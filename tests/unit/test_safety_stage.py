@@ -297,6 +297,20 @@ def test_brake_path_ends_at_rest_within_the_acceleration_limit() -> None:
     np.testing.assert_array_equal(rest_q[0], states[-1].q)
 
 
+def test_a_hold_starts_from_the_last_command_not_the_measurement() -> None:
+    """Ported from the commander's old hold: after stale joint states the last measurement is a whole timeout
+    window old; a hold brakes from the last command, it never jumps back to the measurement."""
+    lim = toy_limits()
+    measured = np.zeros(2)
+    s = stage(lim, measured)
+    run_at_speed(s, np.array([1.0, 1.0]), 30)  # the arm moved on while its joint states were stale
+    last = s.state
+    assert np.max(np.abs(last.q - measured)) > 0.2
+    qs, _ = s.brake_path()
+    assert np.all(np.abs(qs[0] - last.q) <= np.abs(last.v) * DT + TOL)
+    np.testing.assert_array_equal(s.command(np.array([np.nan, np.nan])), qs[0])  # a held command: the same
+
+
 def test_stage_needs_a_reset_before_commands() -> None:
     s = SafetyStage(toy_limits(), SafetyConfig(period_s=DT))
     for call in (lambda: s.command(np.zeros(2)), lambda: s.limit_path(np.zeros((1, 2))), s.brake_path):
