@@ -85,6 +85,12 @@ class ArmCommander:
         q, err = self.ik.solve(self.target.pos, self.target.quat, q_arm)
         return np.asarray(q, dtype=np.float64), self.target.gripper, err
 
+    def anchor(self, q_arm: np.ndarray) -> None:
+        """Move the TCP target to where these joint commands put it (the gripper command stays): after the
+        safety stage held or slowed a command, so the target never runs ahead of what the arm was told."""
+        pos, quat = self.ik.fk(q_arm)
+        self.target.reset(pos, quat, self.target.gripper)
+
     def path(self, actions: np.ndarray, q_arm: np.ndarray, gripper_index: int = 6
              ) -> tuple[np.ndarray, list[CartesianTarget]]:
         """actions (K, A) applied in turn from the current target -> (joint targets (K, J), the target after

@@ -50,6 +50,7 @@ thread before the rclpy context goes down.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import time
@@ -760,6 +761,8 @@ class PolicyNode(LifecycleNode):
             q_raw, _, _ = self._commander.step(action, q_arm, gi)
             q_cmd = self._safety.command(q_raw)
             self._count_interventions(self._safety.last_events)
+            if self._safety.last_events:  # no wind-up: the TCP target follows what the arm was commanded
+                self._commander.anchor(q_cmd)
             self._publish_trajectory(q_cmd[None], header)
         target = self._commander.target
         self._pose_pub.publish(convert.pose_stamped(target.pos, target.quat, header))
@@ -781,8 +784,10 @@ class PolicyNode(LifecycleNode):
             self._publish_trajectory(q_cmd, header)
         q_cmd, states, targets, events = self._chunk_path
         i = self._path_index
-        self._safety.state, self._commander.target = states[i], targets[i]
+        self._safety.state, self._commander.target = states[i], copy.deepcopy(targets[i])
         self._count_interventions(events[i])
+        if events[i]:  # no wind-up (see stream mode); the rest of the path stands until the next chunk
+            self._commander.anchor(q_cmd[i])
         self._path_index += 1
 
     def _count_interventions(self, events: list[str]) -> None:

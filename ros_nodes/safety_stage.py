@@ -2,7 +2,8 @@
 
 joint_trajectory_controller interpolates whatever it is sent and enforces neither velocity nor
 acceleration limits, so the node does it before a command leaves. Per control period, per joint:
-- a target that is not finite, or further than `jump_factor` velocity-limited steps away, is a
+- a target that is not finite, or further than `jump_factor` periods at the URDF's (scaled) velocity
+  limit away, is a
   violation: the arm holds (brakes to rest at the acceleration limit) instead of following it;
 - otherwise the target is clamped to the position limits, the step to the velocity limit (scaled by the
   blend-in ramp, which grows from 0 to 1 over `ramp_s` after every `reset`: enable, e-stop reset,
@@ -59,7 +60,7 @@ class SafetyConfig:
     velocity_scale: float = 1.0  # fraction of the URDF velocity limits used
     max_joint_step: float = math.inf  # rad per period, a cap below the URDF's velocity limit
     ramp_s: float = 1.0  # blend-in: the velocity limit grows from 0 to full over this after a reset
-    jump_factor: float = 4.0  # a target more than this many full-speed steps away is a violation (hold)
+    jump_factor: float = 4.0  # a target more than this many URDF-speed periods away is a violation (hold)
 
     def __post_init__(self) -> None:
         for name in ("period_s", "velocity_scale", "max_joint_step", "jump_factor"):
@@ -102,6 +103,10 @@ class SafetyStage:
     def __init__(self, limits: JointLimits, config: SafetyConfig) -> None:
         self.limits, self.config = limits, config
         self.v_max = np.minimum(limits.velocity * config.velocity_scale, config.max_joint_step / config.period_s)
+        # The violation threshold: the model's own speed (not the max_joint_step cap, which a normal
+        # command exceeds and is clamped to); the cap where the model states none.
+        urdf = limits.velocity * config.velocity_scale
+        self.v_jump = np.where(np.isfinite(urdf), urdf, self.v_max)
         self.state: SafetyState | None = None
         self.last_events: list[str] = []
 
@@ -126,7 +131,7 @@ class SafetyStage:
         events = []
         if target.shape != state.q.shape or not np.all(np.isfinite(target)):
             events.append(HELD_NONFINITE)
-        elif np.any(np.abs(target - state.q) > self.config.jump_factor * self.v_max * dt):
+        elif np.any(np.abs(target - state.q) > self.config.jump_factor * self.v_jump * dt):
             events.append(HELD_JUMP)
         held = bool(events)
         if held:  # brake to rest

@@ -11,7 +11,9 @@ settings keep that from hurting:
   motion they planned, and the old chunk's actions executed meanwhile moved the arm elsewhere. The
   difference (what the skipped actions would have moved, less what the committed ones did) is spread
   over the new chunk's first `blend_steps` executed actions: from there on the arm follows the new
-  chunk's path as planned from its observation, and the correction never lands as one jump.
+  chunk's path as planned from its observation, and the correction never lands as one jump. With it,
+  the first action of a new chunk also changes the translation by at most `max_translation` (and each
+  rotation axis by at most `max_rotation`) from the action executed before it: the continuity bound.
 `boundary_jumps` records, per chunk switch, how far the executed translation moved from one step to the
 next (m): the figure the continuity goal is stated in.
 """
@@ -177,6 +179,18 @@ class ChunkExecutor:
         new[d:d + b, keep] += error / b
         return new
 
+    def _continuous(self, a: np.ndarray, last: np.ndarray) -> np.ndarray:
+        """a (A,) moved towards `last` so the change is within one step's bound (translation norm, rotation
+        per axis); clamped again, so it stays a valid action."""
+        a = a.copy()
+        change = a[:3] - last[:3]
+        norm = float(np.linalg.norm(change))
+        if norm > self.config.max_translation:
+            a[:3] = last[:3] + change * (self.config.max_translation / norm)
+        r = self.config.max_rotation
+        a[3:6] = last[3:6] + np.clip(a[3:6] - last[3:6], -r, r)
+        return self.clamp(a)
+
     def next_action(self) -> np.ndarray:
         preds = [c[self._t - start] for start, c in self._chunks if self._t - start < self.spec.chunk_length]
         if not preds:
@@ -184,6 +198,8 @@ class ChunkExecutor:
         a = adaptive_ensemble(np.stack(preds), self.config.ensemble_alpha) if self.config.ensemble else preds[0]
         self._t += 1
         a = self.clamp(a)
+        if self.switching and self._last_action is not None and self.config.blend_steps:
+            a = self._continuous(a, self._last_action)
         if self.switching and self._last_action is not None:
             self.boundary_jumps.append(float(np.linalg.norm(a[:3] - self._last_action[:3])))
         self.switching = False

@@ -68,6 +68,15 @@ class FakeArm:
                                                    self.header()))
 
 
+def publish_description(probe: Probe):
+    """The Panda's URDF, latched on /robot_description as robot_state_publisher does (urdf is empty)."""
+    import pybullet_data
+
+    pub = probe.publisher(String, "/robot_description", LATCHED)
+    pub.publish(String(data=Path(pybullet_data.getDataPath(), "franka_panda", "panda.urdf").read_text()))
+    return pub
+
+
 @pytest.fixture(scope="module")
 def robot(tmp_path_factory):
     from sim.env import ArmEnv, EnvConfig
@@ -85,11 +94,12 @@ def robot(tmp_path_factory):
     args = {"models_dir": str(ROOT / "models"), "n": "4", "m": "4", "image_topic": "camera/image_raw",
             "joint_states_topic": "joint_states", "trajectory_topic": "joint_trajectory",
             "gripper_topic": "gripper_command", "depth_topic": "camera/depth",
-            "camera_info_topic": "camera/camera_info"}
+            "camera_info_topic": "camera/camera_info", "output_mode": "stream"}
     logs = tmp_path_factory.mktemp("logs")
     with GraphProcesses(ROOT / "launch" / "robot_bringup.launch.yaml", args, env=ros_env, log_dir=logs) as graph, \
             Probe("fake_robot") as probe:
         arm = FakeArm(probe, rgb, home)
+        arm.description_pub = publish_description(probe)
         probe.subscribe(DiagnosticArray, "/diagnostics")
         probe.subscribe(PoseStamped, "ee_target")
         instruction_pub = probe.publisher(String, "instruction", LATCHED)

@@ -62,6 +62,11 @@ class FakeRobot:
         self.joint_pub = probe.publisher(JointState, "joint_states", qos_profile_sensor_data)
         self.instruction_pub = probe.publisher(String, "instruction", LATCHED)
         self.instruction_pub.publish(String(data=instruction))
+        import pybullet_data  # the Panda's URDF, latched as robot_state_publisher does (urdf is empty)
+
+        self.description_pub = probe.publisher(String, "/robot_description", LATCHED)
+        self.description_pub.publish(String(data=Path(pybullet_data.getDataPath(), "franka_panda",
+                                                      "panda.urdf").read_text()))
         probe.subscribe(JointTrajectory, "joint_trajectory", callback=self._follow)
         probe.subscribe(DiagnosticArray, "/diagnostics")
         probe.subscribe(PoseStamped, "ee_target")

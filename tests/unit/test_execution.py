@@ -463,6 +463,25 @@ def test_boundary_jumps_record_each_switch_once_as_the_translation_change() -> N
     assert ex.boundary_jumps == []
 
 
+@pytest.mark.parametrize("blend", [0, 2])
+def test_continuity_bounds_the_change_at_a_chunk_switch_only_with_blend(blend: int) -> None:
+    cfg = ExecutorConfig(replan_every=2, blend_steps=blend)
+    ex = ChunkExecutor(SPEC, cfg)
+    forward, backward = np.zeros((HC, A), np.float32), np.zeros((HC, A), np.float32)
+    forward[:, 0], backward[:, 0] = 0.03, -0.03  # the per-axis bound one way, then the other: a 0.06 m change
+    ex.add_chunk(forward)
+    ex.next_action(), ex.next_action()
+    ex.add_chunk(backward)
+    first = ex.next_action()
+    jump = ex.boundary_jumps[-1]
+    if blend:
+        assert jump <= cfg.max_translation + ACTION_TOL
+        np.testing.assert_allclose(first[0], 0.03 - cfg.max_translation, atol=ACTION_TOL)  # towards the new one
+    else:
+        assert jump == pytest.approx(0.06, abs=ACTION_TOL)
+    np.testing.assert_allclose(ex.next_action()[0], -0.03, atol=ACTION_TOL)  # then the new chunk as planned
+
+
 @pytest.mark.parametrize(("kw", "match"), [
     ({"lead_steps": -1}, "got -1 and 0"),
     ({"blend_steps": -2}, "got 0 and -2"),
