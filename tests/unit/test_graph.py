@@ -52,7 +52,8 @@ def test_sim_launch_defaults(node_modules):
     assert sim.overrides == {"task": "pick_lift", "variation": "id", "seed": 0}
     assert policy.overrides == {
         "policy": f"{ROOT}/models/policy", "verifier": f"{ROOT}/models/verifier", "value": f"{ROOT}/models/value",
-        "backend": "torch", "steering": "robomonkey", "n": 16, "m": 16, "autostart": True, "start_enabled": True}
+        "backend": "torch", "steering": "robomonkey", "n": 16, "m": 16, "output_mode": "stream", "plan_ahead": True,
+        "blend_steps": 2, "autostart": True, "start_enabled": True}
     assert policy.remappings == {"instruction": "sim_robot/instruction"}  # the sim's episode instruction
     assert launch.values["models_dir"] == str(ROOT / "models") and launch.values["seed"] == "0"
     for name in ("policy", "verifier", "value"):
@@ -80,10 +81,15 @@ def test_robot_launch_is_a_remapped_dry_run(node_modules):
     policy = nodes["vla_policy"]
     assert policy.overrides["autostart"] is False and policy.overrides["start_enabled"] is False
     assert policy.overrides["urdf"] == ""  # an empty argument stays text, as launch's coercion keeps it
+    assert policy.overrides["output_mode"] == "chunk" and policy.overrides["gripper_interface"] == "position"
+    assert policy.overrides["image_transport"] == "raw"
     assert policy.remappings == {
-        "camera/image_raw": "/camera/color/image_raw", "camera/depth": "/camera/aligned_depth_to_color/image_raw",
+        "camera/image_raw": "/camera/color/image_raw",
+        "camera/image_raw/compressed": "/camera/color/image_raw/compressed",
+        "camera/depth": "/camera/aligned_depth_to_color/image_raw",
         "camera/camera_info": "/camera/color/camera_info", "joint_states": "/joint_states",
-        "joint_trajectory": "/panda_arm_controller/joint_trajectory", "gripper_command": "/gripper_command"}
+        "joint_trajectory": "/panda_arm_controller/joint_trajectory", "gripper_command": "/gripper_command",
+        "gripper_controller/commands": "/gripper_controller/commands"}
     nodes = by_name(load_launch(ROBOT, {"record": "true", "trajectory_topic": "/arm/cmd",
                                         "urdf": "/robots/arm.urdf"}).nodes)
     assert list(nodes) == ["vla_policy", "recorder"]
@@ -94,11 +100,12 @@ def test_robot_launch_is_a_remapped_dry_run(node_modules):
 
 def test_shipped_arguments_descriptions_and_choices():
     sim, robot = load_launch(SIM).arguments, load_launch(ROBOT).arguments
-    assert list(sim) == ["models_dir", "task", "variation", "seed", "backend", "steering", "n", "m", "enable",
-                         "instruction_topic", "record", "record_path"]
-    assert list(robot) == ["image_topic", "depth_topic", "camera_info_topic", "joint_states_topic",
-                           "trajectory_topic", "gripper_topic", "urdf", "models_dir", "backend", "steering", "n",
-                           "m", "record", "record_path"]
+    assert list(sim) == ["models_dir", "task", "variation", "seed", "backend", "steering", "n", "m", "output_mode",
+                         "plan_ahead", "blend_steps", "enable", "instruction_topic", "record", "record_path"]
+    assert list(robot) == ["image_topic", "image_transport", "depth_topic", "camera_info_topic", "joint_states_topic",
+                           "trajectory_topic", "output_mode", "gripper_interface", "gripper_topic",
+                           "gripper_forward_topic", "gripper_action", "urdf", "models_dir", "backend", "steering",
+                           "n", "m", "record", "record_path"]
     assert robot["urdf"].description == "the arm's URDF file (empty: the node reads /robot_description)"
     for args in (sim, robot):
         assert args["models_dir"].default == "$(find-pkg-share vla_steering)/models"

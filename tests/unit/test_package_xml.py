@@ -24,7 +24,8 @@ ROS_WITHOUT_WHEELS = {"launch", "launch_ros", "launch_testing", "launch_testing_
                       "rosidl_runtime_py", "control_msgs", "tf2_ros", "cv_bridge", "diagnostic_updater"}
 # Python libraries the code imports that rosdep resolves (rosdistro's python.yaml keys); the rest come
 # from pip (setup.py).
-PYTHON_KEYS = {"numpy": "python3-numpy", "scipy": "python3-scipy", "yaml": "python3-yaml", "pytest": "python3-pytest"}
+PYTHON_KEYS = {"numpy": "python3-numpy", "scipy": "python3-scipy", "yaml": "python3-yaml", "pytest": "python3-pytest",
+               "PIL": "python3-pil"}
 
 
 def imported_modules(folders: tuple[str, ...], root: Path = ROOT) -> set[str]:
