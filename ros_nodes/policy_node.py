@@ -51,6 +51,7 @@ thread before the rclpy context goes down.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import threading
 import time
@@ -484,6 +485,7 @@ class PolicyNode(LifecycleNode):
         self._tick_due = 0.0
         self._last_gripper = None  # gripper_interface action: the last goal sent
         self._interventions: Counter = Counter()
+        self._last_command_at = -float("inf")  # s, when the last joint command left
         self._jumps: deque = deque(maxlen=WINDOW)  # m: executed translation change at each chunk switch
         self._episode_t0 = 0.0  # images stamped before this belong to the previous episode
         self._tick0 = None
@@ -734,7 +736,12 @@ class PolicyNode(LifecycleNode):
         q_arm = joints.q_arm
         if self._commander.target is None:  # restart from the measured pose; the blend-in ramp starts again
             self._commander.sync(q_arm)
-            self._safety.reset(q_arm)
+            if self._safety.state is not None and now - self._last_command_at <= 1.5 * self._period:
+                # commands are flowing (a new episode or instruction mid-motion): continue from the last
+                # command, not the lagging measurement, so the command stream never steps back
+                self._safety.state = dataclasses.replace(self._safety.state, ticks=0)
+            else:
+                self._safety.reset(q_arm)
             self._chunk_path = None
         if self._executor.needs_plan and not self._in_flight:
             self._in_flight = True
@@ -797,6 +804,7 @@ class PolicyNode(LifecycleNode):
         """Joint commands (K, J), one per control period from now, and (not for holds) the image time they
         were planned from."""
         self._traj_pub.publish(convert.joint_trajectory(self._commander.arm_joints, q, self._period, header))
+        self._last_command_at = self._now()
         if stamped and self._command_image_stamp is not None:
             self._stamp_pub.publish(convert.time_reference(self._command_image_stamp, header, "image"))
 
