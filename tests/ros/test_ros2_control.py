@@ -247,3 +247,55 @@ def test_raw_bgra8_images_drive_it_and_other_encodings_are_refused_with_a_warnin
     status(probe, t, where=lambda v: int(v.get("dropped_image", 0)) > 0, timeout=10.0)
     probe.wait_for(lambda: "got 'mono8'" in node.log("vla_policy"), 5.0, "a warning naming the encoding")
     robot.encoding = "jpeg"
+
+
+def control_msgs_available() -> bool:
+    try:
+        import control_msgs.action  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def reconfigure(probe: Probe, **values) -> bool:
+    """cleanup, set `values` (read on configure), configure: whether configure succeeded."""
+    if probe.lifecycle_state(NODE) == "active":
+        assert probe.change_state(NODE, "deactivate")
+    if probe.lifecycle_state(NODE) == "inactive":
+        assert probe.change_state(NODE, "cleanup")
+    assert all(r.successful for r in probe.set_parameters(NODE, **values))
+    return probe.change_state(NODE, "configure")
+
+
+@pytest.mark.skipif(control_msgs_available(), reason="control_msgs imports here: the action test runs instead")
+def test_action_gripper_without_control_msgs_fails_configure_naming_it(robot, node) -> None:
+    probe = robot.probe
+    assert not reconfigure(probe, gripper_interface="action")
+    probe.wait_for(lambda: "gripper_interface action needs control_msgs" in node.log("vla_policy"), 5.0,
+                   "the configure error naming control_msgs")
+    assert reconfigure(probe, gripper_interface="forward_command")
+
+
+@pytest.mark.skipif(not control_msgs_available(), reason="control_msgs has no PyPI wheel; runs on a workstation "
+                                                         "with ros-jazzy-control-msgs")
+def test_action_gripper_sends_gripper_command_goals(robot, node) -> None:
+    from control_msgs.action import GripperCommand
+    from rclpy.action import ActionServer
+
+    probe = robot.probe
+    positions: list[float] = []
+
+    def execute(goal_handle):
+        positions.append(goal_handle.request.command.position)
+        goal_handle.succeed()
+        return GripperCommand.Result()
+
+    server = ActionServer(probe.node, GripperCommand, "gripper_controller/gripper_cmd", execute)
+    try:
+        assert reconfigure(probe, gripper_interface="action")
+        probe.bring_up(NODE)
+        probe.wait_for(lambda: positions, 30.0, "a GripperCommand goal")
+        assert all(0.0 <= p <= 0.04 for p in positions), positions
+    finally:
+        server.destroy()
+        assert reconfigure(probe, gripper_interface="forward_command")
