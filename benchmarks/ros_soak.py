@@ -115,6 +115,8 @@ def main() -> None:
     ap.add_argument("--output-mode", default="stream", choices=["stream", "chunk"])
     ap.add_argument("--no-plan-ahead", action="store_true", help="plan at the replan point (plan_ahead false)")
     ap.add_argument("--blend", type=int, default=2, help="the node's blend_steps")
+    ap.add_argument("--max-joint-acceleration", type=float, default=30.0, help="the safety stage's limit (rad/s^2)")
+    ap.add_argument("--blend-in-s", type=float, default=0.5, help="the safety stage's velocity ramp (s)")
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks, cycled")
     ap.add_argument("--record", action="store_true", help="also run the MCAP recorder")
     ap.add_argument("--json", type=Path, help="write the figures here")
@@ -129,6 +131,7 @@ def main() -> None:
     values = {"models_dir": str(ROOT / "models"), "steering": args.steering, "backend": args.backend,
               "n": str(args.n), "m": str(args.m), "output_mode": args.output_mode,
               "plan_ahead": str(not args.no_plan_ahead).lower(), "blend_steps": str(args.blend),
+              "max_joint_acceleration": str(args.max_joint_acceleration), "blend_in_s": str(args.blend_in_s),
               "enable": "false", "record": str(args.record).lower(),
               "record_path": str(args.log_dir / "soak.mcap") if args.record else ""}
     args.log_dir.mkdir(parents=True, exist_ok=True)
@@ -182,6 +185,7 @@ def main() -> None:
         "act_p50_ms": float(status["act_p50_ms"]), "act_p99_ms": float(status["act_p99_ms"]),
         "control_tick_p99_ms": float(status["control_tick_p99_ms"]),
         "output_mode": args.output_mode, "plan_ahead": not args.no_plan_ahead, "blend_steps": args.blend,
+        "max_joint_acceleration": args.max_joint_acceleration, "blend_in_s": args.blend_in_s,
         "stamped_commands": len(stamps),
         "image_to_arrival_p50_ms": float(np.percentile(stamps, 50) * 1e3) if stamps else None,
         "image_to_arrival_p99_ms": float(np.percentile(stamps, 99) * 1e3) if stamps else None,
