@@ -1,6 +1,6 @@
 """Soak benchmark: the sim graph (`launch/sim_bringup.launch.yaml`) under steered control for a fixed time.
 
-    python benchmarks/ros_soak.py --minutes 10 --json benchmarks/results/ros_soak.json
+    python benchmarks/ros_soak.py --minutes 10 --backend onnx --json benchmarks/results/ros_soak_onnx.json
 
 Episodes run back to back over real DDS (sim robot, steered policy at 10 Hz, MCAP recorder optional):
 each one resets the simulator to the next task/seed (episode k: task k mod 4, seed `--seed` + k // 4, the
@@ -113,10 +113,11 @@ def main() -> None:
     ap.add_argument("--m", type=int, default=16)
     ap.add_argument("--seed", type=int, default=20000, help="first seed (tasks cycle; each task's seeds count up)")
     ap.add_argument("--output-mode", default="stream", choices=["stream", "chunk"])
+    ap.add_argument("--steps", type=int, default=0, help="DDIM steps of the samples (0: the policy's own)")
     ap.add_argument("--no-plan-ahead", action="store_true", help="plan at the replan point (plan_ahead false)")
     ap.add_argument("--blend", type=int, default=2, help="the node's blend_steps")
     ap.add_argument("--max-joint-acceleration", type=float, default=30.0, help="the safety stage's limit (rad/s^2)")
-    ap.add_argument("--blend-in-s", type=float, default=0.5, help="the safety stage's velocity ramp (s)")
+    ap.add_argument("--blend-in-s", type=float, default=0.0, help="the safety stage's velocity ramp (s)")
     ap.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks, cycled")
     ap.add_argument("--record", action="store_true", help="also run the MCAP recorder")
     ap.add_argument("--json", type=Path, help="write the figures here")
@@ -129,7 +130,7 @@ def main() -> None:
     env = isolated_ros_env()
     os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
     values = {"models_dir": str(ROOT / "models"), "steering": args.steering, "backend": args.backend,
-              "n": str(args.n), "m": str(args.m), "output_mode": args.output_mode,
+              "n": str(args.n), "m": str(args.m), "steps": str(args.steps), "output_mode": args.output_mode,
               "plan_ahead": str(not args.no_plan_ahead).lower(), "blend_steps": str(args.blend),
               "max_joint_acceleration": str(args.max_joint_acceleration), "blend_in_s": str(args.blend_in_s),
               "enable": "false", "record": str(args.record).lower(),
@@ -184,7 +185,8 @@ def main() -> None:
         "image_to_command_p99_ms": float(status["image_to_command_p99_ms"]),
         "act_p50_ms": float(status["act_p50_ms"]), "act_p99_ms": float(status["act_p99_ms"]),
         "control_tick_p99_ms": float(status["control_tick_p99_ms"]),
-        "output_mode": args.output_mode, "plan_ahead": not args.no_plan_ahead, "blend_steps": args.blend,
+        "steps": args.steps, "output_mode": args.output_mode, "plan_ahead": not args.no_plan_ahead,
+        "blend_steps": args.blend,
         "max_joint_acceleration": args.max_joint_acceleration, "blend_in_s": args.blend_in_s,
         "stamped_commands": len(stamps),
         "image_to_arrival_p50_ms": float(np.percentile(stamps, 50) * 1e3) if stamps else None,

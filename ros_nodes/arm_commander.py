@@ -87,7 +87,8 @@ class ArmCommander:
 
     def anchor(self, q_arm: np.ndarray) -> None:
         """Move the TCP target to where these joint commands put it (the gripper command stays): after the
-        safety stage held or slowed a command, so the target never runs ahead of what the arm was told."""
+        safety stage held or slowed a command, so the target never runs ahead of what the arm was told
+        (a target wound up that way was later refused as a jump, and held the arm)."""
         pos, quat = self.ik.fk(q_arm)
         self.target.reset(pos, quat, self.target.gripper)
 

@@ -52,8 +52,9 @@ def test_sim_launch_defaults(node_modules):
     assert sim.overrides == {"task": "pick_lift", "variation": "id", "seed": 0}
     assert policy.overrides == {
         "policy": f"{ROOT}/models/policy", "verifier": f"{ROOT}/models/verifier", "value": f"{ROOT}/models/value",
-        "backend": "torch", "steering": "robomonkey", "n": 16, "m": 16, "output_mode": "stream", "plan_ahead": True,
-        "blend_steps": 2, "max_joint_acceleration": 30.0, "blend_in_s": 0.5, "autostart": True,
+        "backend": "torch", "steering": "robomonkey", "n": 16, "m": 16, "steps": 0, "output_mode": "stream",
+        "plan_ahead": True,
+        "blend_steps": 2, "max_joint_acceleration": 30.0, "blend_in_s": 0.0, "autostart": True,
         "start_enabled": True}
     assert policy.remappings == {"instruction": "sim_robot/instruction"}  # the sim's episode instruction
     assert launch.values["models_dir"] == str(ROOT / "models") and launch.values["seed"] == "0"
@@ -101,7 +102,8 @@ def test_robot_launch_is_a_remapped_dry_run(node_modules):
 
 def test_shipped_arguments_descriptions_and_choices():
     sim, robot = load_launch(SIM).arguments, load_launch(ROBOT).arguments
-    assert list(sim) == ["models_dir", "task", "variation", "seed", "backend", "steering", "n", "m", "output_mode",
+    assert list(sim) == ["models_dir", "task", "variation", "seed", "backend", "steering", "n", "m", "steps",
+                         "output_mode",
                          "plan_ahead", "blend_steps", "max_joint_acceleration", "blend_in_s", "enable",
                          "instruction_topic", "record", "record_path"]
     assert list(robot) == ["image_topic", "image_transport", "depth_topic", "camera_info_topic", "joint_states_topic",
