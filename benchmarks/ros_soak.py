@@ -61,16 +61,20 @@ def policy_status(probe: Probe, since: float) -> dict:
     return {kv.key: kv.value for kv in msg.status[0].values}
 
 
-def limit_violations(msgs: list, period: float) -> tuple[int, int]:
-    """(trajectory points outside the URDF's position limits, consecutive-point steps above the URDF's
-    velocity limit times the point spacing) over the trajectories received, in order."""
+def urdf_limits():
+    """The bundled Panda's joint limits, as the node's safety stage reads them."""
     from ros_nodes.arm_commander import ArmCommander, CommanderConfig
 
     commander = ArmCommander(CommanderConfig())
     try:
-        limits = commander.joint_limits(1.0)
+        return commander.joint_limits(1.0)
     finally:
         commander.close()
+
+
+def limit_violations(msgs: list, limits, period: float) -> tuple[int, int]:
+    """(trajectory points outside the URDF's position limits, consecutive-point steps above the URDF's
+    velocity limit times the point spacing) over the trajectories received, in order."""
     outside = fast = 0
     previous = None
     for msg in msgs:
@@ -202,7 +206,8 @@ def main() -> None:
         "per_task": {t: [int(o[2]) for o in outcomes if o[0] == t] for t in tasks},
         "seeds": {t: [o[1] for o in outcomes if o[0] == t] for t in tasks},
     }
-    counts = [limit_violations(sent, PERIOD) for sent in episode_trajectories]
+    limits = urdf_limits()
+    counts = [limit_violations(sent, limits, PERIOD) for sent in episode_trajectories]
     outside, fast = sum(c[0] for c in counts), sum(c[1] for c in counts)
     messages = sum(len(sent) for sent in episode_trajectories)
     figures.update(points_outside_position_limits=outside, steps_above_velocity_limit=fast,

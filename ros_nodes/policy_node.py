@@ -767,7 +767,7 @@ class PolicyNode(LifecycleNode):
         else:
             q_raw, _, _ = self._commander.step(action, q_arm, gi)
             q_cmd = self._safety.command(q_raw)
-            self._count_interventions(self._safety.last_events)
+            self._interventions.update(self._safety.last_events)
             if self._safety.last_events:  # no wind-up: the TCP target follows what the arm was commanded
                 self._commander.anchor(q_cmd)
             self._publish_trajectory(q_cmd[None], header)
@@ -792,13 +792,10 @@ class PolicyNode(LifecycleNode):
         q_cmd, states, targets, events = self._chunk_path
         i = self._path_index
         self._safety.state, self._commander.target = states[i], copy.deepcopy(targets[i])
-        self._count_interventions(events[i])
+        self._interventions.update(events[i])
         if events[i]:  # no wind-up (see stream mode); the rest of the path stands until the next chunk
             self._commander.anchor(q_cmd[i])
         self._path_index += 1
-
-    def _count_interventions(self, events: list[str]) -> None:
-        self._interventions.update(events)
 
     def _publish_trajectory(self, q: np.ndarray, header: Header, stamped: bool = True) -> None:
         """Joint commands (K, J), one per control period from now, and (not for holds) the image time they

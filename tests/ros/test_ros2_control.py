@@ -151,10 +151,6 @@ def node(robot, tmp_path_factory):
         graph.stop()
 
 
-def received(probe: Probe, topic: str, since: float) -> list:
-    return probe.received(topic, since)
-
-
 def trajectories(probe: Probe, since: float) -> list[tuple[np.ndarray, np.ndarray, JointTrajectory]]:
     return [(*convert.trajectory_targets(m, ARM), m) for m in probe.received("joint_trajectory", since)]
 
@@ -181,18 +177,18 @@ def test_configures_from_robot_description_and_stays_silent_while_inactive(robot
     assert probe.lifecycle_state(NODE) == "inactive"  # IK and limits came from /robot_description: urdf is empty
     t = time.monotonic()
     status(probe, t, timeout=5.0)  # diagnostics flow while inactive
-    probe.wait_for(lambda: len(received(probe, "/diagnostics", t)) >= 2, 5.0, "two diagnostics")
+    probe.wait_for(lambda: len(probe.received("/diagnostics", t)) >= 2, 5.0, "two diagnostics")
     for topic in OUTPUTS:
-        assert received(probe, topic, t) == [], f"an inactive node published on {topic}"
+        assert probe.received(topic, t) == [], f"an inactive node published on {topic}"
     probe.bring_up(NODE)
     t = time.monotonic()
     probe.wait_for(lambda: trajectories(probe, t), 30.0, "a chunk trajectory once active")
     assert probe.change_state(NODE, "deactivate")
     time.sleep(0.3)  # the hold sent while deactivating may still be in flight
     quiet = time.monotonic()
-    probe.wait_for(lambda: len(received(probe, "/diagnostics", quiet)) >= 2, 5.0, "two diagnostics")
+    probe.wait_for(lambda: len(probe.received("/diagnostics", quiet)) >= 2, 5.0, "two diagnostics")
     for topic in OUTPUTS:
-        assert received(probe, topic, quiet) == [], f"a deactivated node published on {topic}"
+        assert probe.received(topic, quiet) == [], f"a deactivated node published on {topic}"
     probe.bring_up(NODE)
 
 
@@ -210,7 +206,7 @@ def test_chunk_mode_sends_timed_limited_trajectories_with_image_stamps(robot, no
         assert np.all(np.abs(velocity) <= v_max + TOL / PERIOD), "a chunk point exceeds the velocity limit"
         accel = np.diff(velocity, axis=0) / PERIOD
         assert np.all(np.abs(accel) <= ACCELERATION + 2 * TOL / PERIOD ** 2), "a chunk exceeds the acceleration limit"
-    stamps = received(probe, f"{NODE}/command_stamps", t)
+    stamps = probe.received(f"{NODE}/command_stamps", t)
     assert stamps, "no TimeReference per command"
     published = np.array(robot.image_stamps)
     for ref in stamps:
@@ -227,8 +223,8 @@ def test_forward_command_gripper_sends_finger_positions(robot, node) -> None:
     probe = robot.probe
     probe.bring_up(NODE)
     t = time.monotonic()
-    probe.wait_for(lambda: len(received(probe, "gripper_controller/commands", t)) >= 3, 20.0, "gripper commands")
-    for msg in received(probe, "gripper_controller/commands", t):
+    probe.wait_for(lambda: len(probe.received("gripper_controller/commands", t)) >= 3, 20.0, "gripper commands")
+    for msg in probe.received("gripper_controller/commands", t):
         fingers = np.asarray(msg.data)
         assert fingers.shape == (2,) and np.all((fingers >= 0.0) & (fingers <= 0.04)), fingers
         assert fingers[0] == fingers[1]
