@@ -438,6 +438,7 @@ class PolicyNode(LifecycleNode):
         e.append(self.create_timer(1.0, self._publish_diagnostics))
         self._plan_request = threading.Event()
         self._stop_planner = threading.Event()
+        self._in_flight = False  # a new inference thread: a plan the old one dropped must not block it
         self._planner = threading.Thread(target=self._planner_loop, name="vla_policy_inference", daemon=True)
         self._planner.start()
 
@@ -874,6 +875,8 @@ class PolicyNode(LifecycleNode):
 
         wait = self._plan_start_at - self._now()
         if wait > 0 and self._stop_planner.wait(min(wait, 1.0)):  # plan ahead: the newest image at the right time
+            with self._lock:  # stopped while waiting (cleanup): nothing is in flight any more
+                self._in_flight = False
             return
         with self._lock:
             if self._models is None or self._state != OK or self._image is None or self._joints is None:

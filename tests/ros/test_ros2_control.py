@@ -44,6 +44,8 @@ VELOCITY_SCALE = 0.2  # of the URDF limits (2.175 rad/s on joints 1-4, 2.61 on 5
 ACCELERATION = 2.0  # rad/s^2
 URDF_VELOCITY = np.array([2.175] * 4 + [2.61] * 3)
 TOL = 1e-6  # rad: float round trip through the message
+SLOW_HZ = 2.0  # control rate at which a parked plan request is long enough to hit
+REPLAN_EVERY = 4  # of config/policy_node.yaml
 
 
 class Robot:
@@ -243,6 +245,7 @@ def test_raw_bgra8_images_drive_it_and_other_encodings_are_refused_with_a_warnin
     status(probe, t, where=lambda v: int(v.get("dropped_image", 0)) > 0, timeout=10.0)
     probe.wait_for(lambda: "got 'mono8'" in node.log("vla_policy"), 5.0, "a warning naming the encoding")
     robot.encoding = "jpeg"
+    assert reconfigure(probe, image_transport="compressed")  # as the module's node was launched
 
 
 def control_msgs_available() -> bool:
@@ -261,6 +264,29 @@ def reconfigure(probe: Probe, **values) -> bool:
         assert probe.change_state(NODE, "cleanup")
     assert all(r.successful for r in probe.set_parameters(NODE, **values))
     return probe.change_state(NODE, "configure")
+
+
+def test_cleanup_while_a_plan_waits_to_start_never_stalls_the_next_activation(robot, node) -> None:
+    """Plan ahead parks the inference thread until its start time; a cleanup then stops that thread. The plan
+    it dropped must not stay counted as in flight, or the reconfigured node never plans again (a CI failure).
+    At 2 Hz the park is long enough to aim at: the next request leaves `replan_every - 1` periods after a
+    chunk's trajectory and waits about one period."""
+    probe = robot.probe
+    period = 1.0 / SLOW_HZ
+    assert reconfigure(probe, control_rate_hz=SLOW_HZ)
+    probe.bring_up(NODE)
+    t = time.monotonic()
+    probe.wait_for(lambda: any(len(x[0]) > 1 for x in trajectories(probe, t)), 30.0, "a chunk at 2 Hz")
+    takeover = robot.plan[0]  # its arrival: the next request is due (replan_every - 1) periods later
+    time.sleep(max(takeover + (REPLAN_EVERY - 1 + 0.3) * period - time.monotonic(), 0.0))
+    assert probe.change_state(NODE, "deactivate") and probe.change_state(NODE, "cleanup")
+    assert all(r.successful for r in probe.set_parameters(NODE, control_rate_hz=1.0 / PERIOD))
+    probe.bring_up(NODE)
+    t = time.monotonic()
+    try:
+        probe.wait_for(lambda: len(trajectories(probe, t)) >= 2, 30.0, "commands after reconfiguring")
+    except TimeoutError as e:
+        raise AssertionError(f"{e}; the node's log:\n{node.log('vla_policy')[-3000:]}") from None
 
 
 @pytest.mark.skipif(control_msgs_available(), reason="control_msgs imports here: the action test runs instead")
