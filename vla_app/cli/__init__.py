@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("run every task and write a report + GIFs", "evaluate:configure_demo"),
     "export": ("ONNX graphs and TensorRT engines", "deploy:configure_export"),
     "bench": ("latency per backend, n and stage (median, p90, ratios, GFLOP/s) + plot", "deploy:configure_bench"),
+    "report": ("tables, provenance and a plot of result stores (`vla eval --store`); merges stores",
+               "results:configure_report"),
+    "regress": ("a candidate's result store against a baseline's, paired per episode: PASS/FAIL (exit 1)",
+                "results:configure_regress"),
 }
 
 
