@@ -17,10 +17,10 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
 fi
 
 # With a system ROS 2 sourced (a robot workstation), reuse its rclpy and never install the ROS wheels.
-EXTRAS=dev,ros
+EXTRAS=dev,ros,scale
 VENV_FLAGS=()
 if [ -n "${ROS_DISTRO:-}" ]; then
-  EXTRAS=dev
+  EXTRAS=dev,scale
   VENV_FLAGS=(--system-site-packages)
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "${VENV_FLAGS[@]}" "$VENV"

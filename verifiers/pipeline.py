@@ -87,6 +87,38 @@ class SteeredPolicy:
         samples = np.concatenate([self.policy.sample(c, k, generator, steps=self.steps)
                                   for c, k in zip(contexts, counts)])  # (n, H, A)
         t["sample"] = _ms(t0)
+        return self._choose(ctx, samples, generator, t)
+
+    def act_batch(self, observations: list, anchors: list[np.ndarray | None],
+                  generators: list[torch.Generator]) -> list[StepResult]:
+        """B decisions of B different episodes, as B `act` calls would make them (each episode's generator
+        is drawn in the same order), but with one encoder pass and one denoising run when the policy batches
+        (`encode_batch` / `sample_batch`): how one model copy serves many simulators. anchors[b]: episode
+        b's latched anchor (None before its first decision); each result's `context.anchor` is the one to
+        latch. Stateless: nothing of an episode stays here, so a restarted server answers the same."""
+        if not (len(observations) == len(anchors) == len(generators)):
+            raise ValueError(f"need one anchor and one generator per observation, got {len(observations)}, "
+                             f"{len(anchors)} and {len(generators)}")
+        if self.rephrasings or not hasattr(self.policy, "encode_batch"):
+            results = []
+            for obs, anchor, generator in zip(observations, anchors, generators):
+                self.episode.anchor = anchor
+                results.append(self.act(obs, generator))
+            self.episode.anchor = None
+            return results
+        t0 = time.perf_counter()
+        contexts = self.policy.encode_batch(observations, anchors)
+        encode_ms = _ms(t0) / len(contexts)
+        t0 = time.perf_counter()
+        shape = (self.n, self.policy.config.horizon, self.policy.config.action_dim)
+        noises = [torch.randn(shape, generator=g, dtype=c.cond.dtype) for c, g in zip(contexts, generators)]
+        batch = self.policy.sample_batch(contexts, noises, steps=self.steps)  # [(n, H, A)] * B
+        sample_ms = _ms(t0) / len(contexts)
+        return [self._choose(ctx, samples, g, {"encode": encode_ms, "sample": sample_ms})
+                for ctx, samples, g in zip(contexts, batch, generators)]
+
+    def _choose(self, ctx, samples: np.ndarray, generator: torch.Generator | None, t: dict) -> StepResult:
+        """samples (n, H, A) -> proposals, scores and the pick (or the mean when nothing scores)."""
         if not self.scorers:  # unsteered: the policy's one sample, or the mean of its n samples
             return StepResult(self._mean(samples), samples, {}, 0, t, context=ctx)
         t0 = time.perf_counter()

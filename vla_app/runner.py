@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -56,6 +57,7 @@ class EpisodeSummary:
     seconds: float
     instruction: str
     stats: dict = field(default_factory=dict)  # the agent's `episode_stats()`, when it has one
+    worker: str = ""  # host:pid of the process that ran it (the result store's provenance)
 
 
 _ENVS: dict[EnvConfig, ArmEnv] = {}
@@ -98,7 +100,7 @@ def run_episode(job: EpisodeJob, factory: AgentFactory, record_root: str | None 
     summary = EpisodeSummary(index=job.index, task=config.task, variation=config.variation, arm=env.arm_spec.name,
                              seed=job.seed, success=bool(info["success"]), steps=env.steps,
                              seconds=time.perf_counter() - t0, instruction=env.instance.instruction,
-                             stats=stats() if stats is not None else {})
+                             stats=stats() if stats is not None else {}, worker=f"{socket.gethostname()}:{os.getpid()}")
     if record_root is not None:
         _write(record_root, job, env, summary, frames, actions, rewards, successes, relabelled)
     finish = getattr(agent, "finish", None)  # an agent that records its own data writes it once the outcome is known

@@ -15,7 +15,7 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     from sim.tasks import TASKS
     from sim.variations import VARIATIONS
     from verifiers.steering import METHODS, SteeringConfig
-    from vla_app.evaluate import EvalConfig
+    from vla_app.evaluate import EXECUTORS, EvalConfig
     from vla_runtime.execution import ExecutorConfig
 
     p.add_argument("--policy", type=a.checkpoint, required=True, help="checkpoint folder, or `expert`")
@@ -78,6 +78,18 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
                         "(robomonkey: Gaussian draws, + the samples with --keep-samples; vgps: the samples)")
     a.backend_arg(p)
     p.add_argument("--json", help="write {'results': [...], 'complete': bool} here, after each variation")
+    p.add_argument("--store", metavar="FILE.jsonl",
+                   help="append every finished episode with its provenance (JSON lines); a re-run with the same "
+                        "arguments skips the episodes already there (resume). `vla report` / `vla regress` read it")
+    p.add_argument("--executor", default=a.default_of(EvalConfig, "executor"), choices=list(EXECUTORS),
+                   help="local: worker processes; ray: Ray tasks for the simulators, one batched inference actor "
+                        "for every decision")
+    p.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="ray: join this cluster (default: start a local one with --workers CPUs)")
+    p.add_argument("--max-batch", type=a.positive, default=a.default_of(EvalConfig, "max_batch"),
+                   help="ray: decisions the inference actor batches at most")
+    p.add_argument("--max-wait-ms", type=a.nonnegative_float, default=a.default_of(EvalConfig, "max_wait_ms"),
+                   help="ray: how long a decision waits for others to fill its batch")
     p.add_argument("--gifs", type=int, default=a.default_of(EvalConfig, "gifs"),
                    help="GIFs of the first N episodes per task")
     p.add_argument("--gif-dir", default="runs/eval_gifs")
@@ -136,6 +148,8 @@ def evaluate(args: argparse.Namespace) -> int:
     a.names(args.arm, ARMS, "arm")
     if args.json:
         check_output_file(args.json, "--json")
+    if args.store and Path(args.store).is_dir():
+        raise IsADirectoryError(f"--store {args.store} is a folder; give a .jsonl file (appended to, never replaced)")
     for folder, flag in ((args.record, "--record"), (args.gif_dir if args.gifs else None, "--gif-dir")):
         if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
             raise FileExistsError(f"{flag} {folder} is a file; give a folder")
@@ -147,7 +161,8 @@ def evaluate(args: argparse.Namespace) -> int:
     configs = [EvalConfig(policy=args.policy, tasks=tasks, variation=variation, episodes=args.episodes,
                           workers=args.workers, seed=args.seed, arm=args.arm, gifs=args.gifs, gif_dir=args.gif_dir,
                           record=args.record if args.record is None else f"{args.record}/{variation}",
-                          samples=args.average, backend=args.backend)
+                          samples=args.average, backend=args.backend, store=args.store, executor=args.executor,
+                          ray_address=args.ray_address, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
                for variation in variations]
     rows: list[dict] = []
     for i, cfg in enumerate(configs):

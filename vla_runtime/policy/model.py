@@ -161,6 +161,50 @@ class VLAPolicy(nn.Module):
         cond, used = self.add_anchor(vis, cond, proprio, anchor_t)
         return Context(cond=cond, observation=obs, anchor=None if used is None else used[0].numpy().copy())
 
+    @torch.inference_mode()
+    def encode_batch(self, observations: list[Observation], anchors: list[np.ndarray | None]) -> list[Context]:
+        """B decisions of B episodes in one encoder pass (the batched inference actor): anchors[b] is episode b's
+        latched anchor or None (its first decision estimates one). Instructions are embedded one by one, so the
+        language cache serves them and no padding differs from `encode`."""
+        if len(observations) != len(anchors) or not observations:
+            raise ValueError(f"need one anchor (or None) per observation, got {len(observations)} observations "
+                             f"and {len(anchors)} anchors")
+        for obs in observations:
+            check_observation(self.config, obs)
+        language = shared_language_encoder(self.config.language_model)
+        lang = torch.cat([language.encode([obs.instruction]) for obs in observations])  # (B, language_dim)
+        images = self.images_to_tensor(np.stack([obs.images[self.config.camera] for obs in observations]))
+        wrist = (self.images_to_tensor(np.stack([obs.images[self.config.wrist_camera] for obs in observations]),
+                                       self.config.wrist_image_size) if self.config.wrist_camera else None)
+        proprio = torch.from_numpy(np.stack([obs.proprio for obs in observations]))  # (B, P)
+        vis, cond = self.fused_features(images, lang, proprio, wrist)
+        anchor_t = None
+        if self.anchor_mlp is not None:
+            estimate = self.object_xy(vis).detach()  # (B, 4): used where an episode has none latched yet
+            anchor_t = torch.stack([estimate[b] if a is None else torch.as_tensor(np.asarray(a, np.float32))
+                                    for b, a in enumerate(anchors)])
+        elif any(a is not None for a in anchors):
+            raise ValueError("this policy was not trained with an anchor (config.anchor is false)")
+        cond, used = self.add_anchor(vis, cond, proprio, anchor_t)
+        return [Context(cond=cond[b:b + 1], observation=obs,
+                        anchor=None if used is None else used[b].numpy().copy())
+                for b, obs in enumerate(observations)]
+
+    @torch.inference_mode()
+    def sample_batch(self, contexts: list[Context], noises: list[torch.Tensor], steps: int | None = None
+                     ) -> list[np.ndarray]:
+        """One denoising run for B decisions: noises[b] (n_b, H, A) drawn by each episode's own generator, as
+        `sample` draws it -> [(n_b, H, A)] in robot units."""
+        if len(contexts) != len(noises) or not contexts:
+            raise ValueError(f"need one noise tensor per context, got {len(contexts)} and {len(noises)}")
+        counts = [int(x.shape[0]) for x in noises]
+        cond = torch.cat([c.cond.expand(k, -1) for c, k in zip(contexts, counts)])  # (sum n_b, d)
+        x = self.denoise(cond, torch.cat(noises), steps=steps)
+        actions = self.normalizer.unnormalize_actions(x).numpy().astype(np.float32)
+        spec = self.config.action_spec
+        actions = np.clip(actions, spec.low_array(), spec.high_array())
+        return np.split(actions, np.cumsum(counts)[:-1])
+
     # --- sampling ----------------------------------------------------------------
     @torch.inference_mode()
     def sample(self, ctx: Context, n: int, generator: torch.Generator | None = None,
@@ -190,7 +234,7 @@ class VLAPolicy(nn.Module):
         head = head or self.head
         scheduler = self.scheduler(steps)
         n = noise.shape[0]
-        cond_n = cond.expand(n, -1)
+        cond_n = cond.expand(n, -1)  # one token for every chunk, or (sample_batch) one per chunk already
         guided = self.config.guidance_scale != 1.0
         if guided:
             cond_n = torch.cat([cond_n, self.null_cond.expand(n, -1)])
