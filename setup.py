@@ -38,6 +38,9 @@ ROS = [  # ROS 2 Jazzy from PyPI wheels; never install these over a system (apt)
 ]
 MODELS = ("policy", "verifier", "value")  # bundled checkpoints (not their *.training_state resume folders)
 NODES = ("policy_node", "sim_robot_node", "recorder_node")  # console script `x` runs `ros_nodes.x:main`
+# `vla serve` / the remote backend: the openpi websocket protocol. openpi-client itself pins numpy<2 in its
+# metadata although its code runs on numpy 2, so scripts/bootstrap.sh installs it with --no-deps.
+REMOTE = ["websockets>=11", "msgpack>=1.0.5", "typing_extensions>=4"]
 SCALE = ["ray>=2.40"]  # `vla eval --executor ray`: simulators as Ray tasks, one batched inference actor
 GPU = ["onnxruntime-gpu>=1.18", "tensorrt>=10"]
 DEV = ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.6", "matplotlib>=3.7",  # matplotlib: benchmark plots
@@ -58,7 +61,7 @@ setup(
     ],
     python_requires=">=3.10",
     install_requires=CORE,
-    extras_require={"ros": ROS, "scale": SCALE, "gpu": GPU, "dev": DEV},
+    extras_require={"ros": ROS, "remote": REMOTE, "scale": SCALE, "gpu": GPU, "dev": DEV},
     zip_safe=True,
     maintainer="vla_steering developers",
     maintainer_email="dev@vla-steering.invalid",

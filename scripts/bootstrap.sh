@@ -17,10 +17,10 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
 fi
 
 # With a system ROS 2 sourced (a robot workstation), reuse its rclpy and never install the ROS wheels.
-EXTRAS=dev,ros,scale
+EXTRAS=dev,ros,remote,scale
 VENV_FLAGS=()
 if [ -n "${ROS_DISTRO:-}" ]; then
-  EXTRAS=dev,scale
+  EXTRAS=dev,remote,scale
   VENV_FLAGS=(--system-site-packages)
 fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "${VENV_FLAGS[@]}" "$VENV"
@@ -28,6 +28,9 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # The CPU build of torch first, so `torch>=...` in setup.py never pulls a multi-GB CUDA build.
 "$VENV/bin/python" -c 'import torch' 2>/dev/null || "${PIP[@]}" install "torch==2.13.0"
 "${PIP[@]}" install -e ".[$EXTRAS]"
+# The maintained openpi client (the remote backend's transport): its metadata pins numpy<2, which its code
+# does not need and which would downgrade the whole environment, so its dependencies come from `remote`.
+"${PIP[@]}" install --no-deps "openpi-client==0.1.2"
 rm -f "$VENV"/.bootstrap-*
 touch "$STAMP"
 echo "bootstrap: $VENV ready (extras: $EXTRAS)"

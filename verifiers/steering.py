@@ -99,6 +99,10 @@ def load_scorer(kind: str, path: str | Path, policy):
         scorer = PerceptionVerifier.from_pretrained(path)
         _check_chunk_shape(kind, path, scorer.config, policy.action_spec)
         return scorer
+    if not getattr(policy, "provides_token", True):
+        raise ValueError(f"the {kind} at {path} scores the policy's conditioning token, and a "
+                         f"{type(policy).__name__} keeps its token on the server: steer it with scorers that read "
+                         f"the observation (a perception or VLM verifier, safety)")
     scorer = (ActionVerifier if kind == "verifier" else ValueFunction).from_pretrained(path)
     trained_on = scorer.config.policy
     if trained_on and trained_on != weights_fingerprint(policy):
@@ -184,8 +188,8 @@ def steered_pipeline(policy_dir: str | Path, cfg: SteeringConfig, backend: str =
     from vla_runtime.backends import check_backend, load_exported_scorer, load_policy
 
     check_backend(backend)
-    if backend == "torch":
-        return build_steered(load_policy(policy_dir, "torch"), cfg, rephrase=rephrase)
+    if backend in ("torch", "remote"):  # the scorers run in torch beside the policy (or its client)
+        return build_steered(load_policy(policy_dir, backend), cfg, rephrase=rephrase)
     learned = {name: getattr(cfg, name) for name in cfg.scorer_names if name != "safety"}
     if export_dir is None:
         export_dir = ensure_export(policy_dir, learned, steps=cfg.steps)

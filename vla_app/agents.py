@@ -85,9 +85,14 @@ class Agent:
 
 
 def read_policy_config(path: str):
-    """A checkpoint's `PolicyConfig` without its weights (what the simulator must render depends on it)."""
+    """A checkpoint's `PolicyConfig` without its weights (what the simulator must render depends on it); a
+    served policy's (ws:// URL) from the server's metadata."""
+    from vla_runtime.backends.remote import RemotePolicy, is_url
     from vla_runtime.checkpoint import parse_json_file
     from vla_runtime.policy.config import PolicyConfig
+
+    if is_url(path):
+        return RemotePolicy(path).config
 
     return parse_json_file(Path(path) / "config.json", PolicyConfig.from_dict)
 
@@ -128,7 +133,8 @@ class AgentFactory:
 
     def pipeline(self):
         """The `SteeredPolicy`, built once per process."""
-        key = (str(Path(self.policy_dir).resolve()), self.steering, self.backend)
+        key = (self.policy_dir if self.backend == "remote" else str(Path(self.policy_dir).resolve()), self.steering,
+               self.backend)
         if key not in _PIPELINES:
             from sim.language import rephrase  # the simulator's instructions come from its templates
 

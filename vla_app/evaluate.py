@@ -57,7 +57,12 @@ class EvalConfig:
         from vla_runtime.backends import check_backend
 
         check_backend(self.backend)
-        if self.policy != "expert" and not Path(self.policy).is_dir():
+        if self.backend == "remote":
+            from vla_runtime.backends.remote import is_url
+
+            if not is_url(self.policy):
+                raise ValueError(f"the remote backend's policy is the server's ws://HOST:PORT URL, got {self.policy!r}")
+        elif self.policy != "expert" and not Path(self.policy).is_dir():
             raise FileNotFoundError(f"policy checkpoint folder {self.policy} does not exist")
 
 
@@ -205,7 +210,13 @@ def _fingerprints(cfg: EvalConfig, factory) -> dict[str, str]:
 
     if cfg.policy == "expert":
         return {}
-    models = {"policy": fingerprint(factory.policy_dir)}
+    if cfg.backend == "remote":
+        from vla_runtime.backends.remote import RemotePolicy
+
+        served = RemotePolicy(factory.policy_dir).metadata.get("policy_fingerprint", "")
+        models = {"policy": f"remote:{served}"}
+    else:
+        models = {"policy": fingerprint(factory.policy_dir)}
     steering = factory.steering
     for name in ("verifier", "value"):
         if name in steering.scorer_names:

@@ -263,7 +263,7 @@ def test_bad_inputs_are_refused(plain, tmp_path) -> None:
         OrtGraph(plain.export / "sampler.onnx")(cond=np.zeros((1, D), np.float32))
     with pytest.raises(ValueError, match="unknown backend"):
         check_backend("cuda")
-    assert BACKENDS == ("torch", "onnx", "tensorrt")
+    assert BACKENDS == ("torch", "onnx", "tensorrt", "remote")
 
 
 def test_cached_export_is_made_once_and_keyed_by_the_weights(plain, tmp_path) -> None:

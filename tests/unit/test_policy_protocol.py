@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,17 +38,42 @@ def _backends() -> list:
     from vla_runtime.backends.tensorrt import trt_available
 
     trt = pytest.mark.skipif(not trt_available()[0], reason=f"tensorrt: {trt_available()[1]}")
-    return ["torch", "onnx", pytest.param("tensorrt", marks=trt)]
+    return ["torch", "onnx", pytest.param("tensorrt", marks=trt), "remote"]
+
+
+@contextmanager
+def _served(checkpoint: Path, backend: str):
+    """The path `load_policy` takes for `backend`: the checkpoint, or (remote) the URL of `vla serve` on it."""
+    if backend != "remote":
+        yield checkpoint
+        return
+    pytest.importorskip("openpi_client", reason="openpi-client is not installed")
+    from vla_app.serve import PolicyServer, listen
+
+    ws = listen(PolicyServer(load_policy(checkpoint, "torch")), "127.0.0.1", 0)
+    thread = threading.Thread(target=ws.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"ws://127.0.0.1:{ws.socket.getsockname()[1]}"
+    finally:
+        ws.shutdown()
+        thread.join(timeout=10)
 
 
 @pytest.mark.parametrize("backend", _backends())
 def test_backend_keeps_the_policy_contract(backend: str, checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)  # onnx / tensorrt export the checkpoint into ./runs on first use
-    policy = load_policy(checkpoint, backend)
+    with _served(checkpoint, backend) as path:
+        _check_contract(load_policy(path, backend), checkpoint)
+
+
+def _check_contract(policy, checkpoint: Path) -> None:
     assert isinstance(policy, Policy)
     assert policy.action_spec == TINY.action_spec and policy.config == TINY
     ctx = policy.encode(_obs())
-    assert isinstance(ctx, Context) and tuple(ctx.cond.shape) == (1, TINY.d_model)
+    assert isinstance(ctx, Context)
+    if getattr(policy, "provides_token", True):  # a remote policy's token stays on its server
+        assert tuple(ctx.cond.shape) == (1, TINY.d_model)
     chunks = policy.sample(ctx, 3, torch.Generator().manual_seed(7))
     assert chunks.shape == (3, H, A) and chunks.dtype == np.float32
     spec = policy.action_spec

@@ -20,11 +20,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
              "evaluate:configure_eval"),
     "demo": ("run every task and write a report + GIFs", "evaluate:configure_demo"),
     "export": ("ONNX graphs and TensorRT engines", "deploy:configure_export"),
+    "serve": ("serve a policy over the openpi websocket protocol (the `remote` backend's server)",
+              "deploy:configure_serve"),
     "bench": ("latency per backend, n and stage (median, p90, ratios, GFLOP/s) + plot", "deploy:configure_bench"),
     "report": ("tables, provenance and a plot of result stores (`vla eval --store`); merges stores",
                "results:configure_report"),
     "regress": ("a candidate's result store against a baseline's, paired per episode: PASS/FAIL (exit 1)",
                 "results:configure_regress"),
+    "dataset": ("episodes to and from LeRobot v3 folders, and from recorder MCAPs", "dataset:configure"),
 }
 
 

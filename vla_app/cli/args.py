@@ -117,10 +117,12 @@ def nonnegative_float(text: str) -> float:
 
 def checkpoint(text: str) -> str:
     """A model folder: relative paths resolve from the working directory, else from the installed package's
-    share folder (so the default `models/policy` works from any directory); `expert` stays itself."""
+    share folder (so the default `models/policy` works from any directory); `expert` and a served policy's
+    ws:// URL (`--backend remote`) stay themselves."""
+    from vla_runtime.backends.remote import is_url
     from vla_runtime.paths import resolve_data_path
 
-    return text if text == "expert" else str(resolve_data_path(text))
+    return text if text == "expert" or is_url(text) else str(resolve_data_path(text))
 
 
 def names(text: str, known, what: str, allow_all: bool = False) -> tuple[str, ...]:
@@ -145,7 +147,8 @@ def backend_arg(p: argparse.ArgumentParser) -> None:
     from vla_runtime.backends import BACKENDS
 
     p.add_argument("--backend", default="torch", choices=BACKENDS,
-                   help="torch (eager), onnx (onnxruntime; exports on first use into runs/onnx), tensorrt")
+                   help="torch (eager), onnx (onnxruntime; exports on first use into runs/onnx), tensorrt, remote "
+                        "(a policy served by `vla serve`: give its ws://HOST:PORT URL as the policy)")
 
 
 def registry_help(known, what: str, allow_all: bool = False) -> str:

@@ -95,3 +95,25 @@ def bench(args: argparse.Namespace) -> int:
     if args.plot:
         write_plot(result, Path(args.plot))
     return 0
+
+
+def configure_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--policy", type=a.checkpoint, default="models/policy", help="checkpoint or ONNX export folder")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx", "tensorrt"])
+    p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 serves other machines")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed)")
+    p.add_argument("--seed", type=a.nonnegative, default=0, help="noise for plain openpi requests (they bring none)")
+    p.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    from vla_app.serve import PolicyServer
+    from vla_app.serve import serve as run
+    from vla_runtime.backends import load_policy
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be in 0..65535, got {args.port}")
+    server = PolicyServer(load_policy(args.policy, args.backend), seed=args.seed)
+    run(server, args.host, args.port, ready=lambda bound: print(f"serving {args.policy} ({args.backend}) on "
+                                                                  f"ws://{bound[0]}:{bound[1]}", flush=True))
+    return 0

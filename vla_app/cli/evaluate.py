@@ -18,7 +18,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
     from vla_app.evaluate import EXECUTORS, EvalConfig
     from vla_runtime.execution import ExecutorConfig
 
-    p.add_argument("--policy", type=a.checkpoint, required=True, help="checkpoint folder, or `expert`")
+    p.add_argument("--policy", "--url", type=a.checkpoint, required=True,
+                   help="checkpoint folder, `expert`, or (--backend remote) a `vla serve` URL ws://HOST:PORT")
     p.add_argument("--task", default="all", help=a.registry_help(TASKS, "task", allow_all=True))
     p.add_argument("--variation", default=a.default_of(EvalConfig, "variation"),
                    help=a.registry_help(list(VARIATIONS), "variation"))

@@ -1,5 +1,6 @@
 """Inference backends behind one `Policy` contract: `torch` (eager), `onnx` (onnxruntime: TensorRT -> CUDA ->
-CPU providers), `tensorrt` (engines built from the ONNX graphs). The exported graphs come from
+CPU providers), `tensorrt` (engines built from the ONNX graphs), `remote` (a policy served over the openpi
+websocket protocol by `vla serve`; the path is its ws:// URL). The exported graphs come from
 `vla export onnx` (`vla_runtime.export`); `verifiers.steering.steered_pipeline` picks a backend for the
 policy and its scorers together.
 """
@@ -10,7 +11,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-BACKENDS = ("torch", "onnx", "tensorrt")
+BACKENDS = ("torch", "onnx", "tensorrt", "remote")
 
 
 def check_backend(name: str) -> str:
@@ -21,10 +22,14 @@ def check_backend(name: str) -> str:
 
 def load_policy(path: str | Path, backend: str = "torch", threads: int | None = None,
                 trt_cache: str | Path = "runs/tensorrt"):
-    """The one way to get a `Policy`: `path` is a checkpoint folder (`vla train policy`) or an export folder
-    (`vla export onnx`). onnx / tensorrt export a checkpoint on first use (`cached_export`); torch needs
-    the checkpoint itself."""
+    """The one way to get a `Policy`: `path` is a checkpoint folder (`vla train policy`), an export folder
+    (`vla export onnx`) or, for `remote`, the server's ws:// URL. onnx / tensorrt export a checkpoint on first
+    use (`cached_export`); torch needs the checkpoint itself."""
     check_backend(backend)
+    if backend == "remote":
+        from vla_runtime.backends.remote import RemotePolicy
+
+        return RemotePolicy(str(path))
     path = Path(path)
     is_export = (path / "export.json").is_file()
     if backend == "torch":
