@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from verifiers import token_scorer
+from vla_runtime.hub import HubMixin, resolve_checkpoint
 from vla_runtime.policy.normalize import Normalizer
 
 CONFIG_TYPE = "vla_steering.action_verifier"
@@ -40,7 +41,7 @@ class VerifierConfig:
             raise ValueError(f"policy must be a fingerprint string, got {self.policy!r}")
 
 
-class ActionVerifier(nn.Module):
+class ActionVerifier(nn.Module, HubMixin, tags=["action-verifier", "reward-model"]):
     name = "verifier"
 
     def __init__(self, config: VerifierConfig, normalizer: Normalizer) -> None:
@@ -69,8 +70,12 @@ class ActionVerifier(nn.Module):
         return token_scorer.score_on_token(self, ctx, candidates)
 
     def save_pretrained(self, out_dir: str | Path, model_card: str = "", overwrite: bool = False) -> Path:
+        """The checkpoint folder, atomically; `model_card` written as given (`card_text` adds the Hub metadata)."""
         return token_scorer.save(self, CONFIG_TYPE, out_dir, model_card, overwrite=overwrite)
 
     @classmethod
-    def from_pretrained(cls, ckpt_dir: str | Path) -> ActionVerifier:
-        return token_scorer.load(cls, VerifierConfig, CONFIG_TYPE, "action verifier", ckpt_dir)
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
+                        cache_dir: str | Path | None = None) -> ActionVerifier:
+        """A checkpoint folder, or a Hub repo id read from the local Hugging Face cache (never downloads)."""
+        path = resolve_checkpoint(name_or_path, "action verifier", revision, cache_dir)
+        return token_scorer.load(cls, VerifierConfig, CONFIG_TYPE, "action verifier", path)

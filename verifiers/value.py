@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from verifiers import token_scorer
+from vla_runtime.hub import HubMixin, resolve_checkpoint
 from vla_runtime.policy.normalize import Normalizer
 
 CONFIG_TYPE = "vla_steering.value_function"
@@ -72,7 +73,7 @@ def hl_gauss_target(y: torch.Tensor, config: ValueConfig) -> torch.Tensor:
     return mass / mass.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
-class ValueFunction(nn.Module):
+class ValueFunction(nn.Module, HubMixin, tags=["value-function", "offline-rl"]):
     name = "value"
 
     def __init__(self, config: ValueConfig, normalizer: Normalizer) -> None:
@@ -116,8 +117,12 @@ class ValueFunction(nn.Module):
         return token_scorer.score_on_token(self, ctx, candidates)
 
     def save_pretrained(self, out_dir: str | Path, model_card: str = "", overwrite: bool = False) -> Path:
+        """The checkpoint folder, atomically; `model_card` written as given (`card_text` adds the Hub metadata)."""
         return token_scorer.save(self, CONFIG_TYPE, out_dir, model_card, overwrite=overwrite)
 
     @classmethod
-    def from_pretrained(cls, ckpt_dir: str | Path) -> ValueFunction:
-        return token_scorer.load(cls, ValueConfig, CONFIG_TYPE, "value function", ckpt_dir)
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
+                        cache_dir: str | Path | None = None) -> ValueFunction:
+        """A checkpoint folder, or a Hub repo id read from the local Hugging Face cache (never downloads)."""
+        path = resolve_checkpoint(name_or_path, "value function", revision, cache_dir)
+        return token_scorer.load(cls, ValueConfig, CONFIG_TYPE, "value function", path)

@@ -1,4 +1,5 @@
-"""Model card text for a trained policy checkpoint (README.md inside the folder)."""
+"""Model card text for a trained policy checkpoint (README.md inside the folder), with the YAML front matter
+the Hub reads (`hub.with_metadata`): the datasets it was trained on and its held-out metrics."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from pathlib import Path
 
 
 def policy_card(trainer, last: dict, command: str, data: list[str]) -> str:
+    held_out = [k for k in last if "val_" in k]  # names only: the values are in the text
+    return trainer.model.card_text(_policy_text(trainer, last, command, data), datasets=data, metrics=held_out)
+
+
+def _policy_text(trainer, last: dict, command: str, data: list[str]) -> str:
     cfg = trainer.model.config
     t = trainer.cfg
     n_params = sum(p.numel() for p in trainer.model.parameters())

@@ -16,6 +16,7 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from vla_runtime.checkpoint import load_weights, parse_json_file, require_files, write_checkpoint
+from vla_runtime.hub import HubMixin, resolve_checkpoint
 from vla_runtime.policy.config import PolicyConfig, check_steps
 from vla_runtime.policy.dit import DiTHead
 from vla_runtime.policy.language import LanguageEncoder
@@ -37,7 +38,7 @@ def shared_language_encoder(model_dir: str) -> LanguageEncoder:
     return _LANGUAGE[model_dir]
 
 
-class VLAPolicy(nn.Module):
+class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-policy"]):
     def __init__(self, config: PolicyConfig, normalizer: Normalizer) -> None:
         super().__init__()
         if normalizer.action_low.shape != (config.action_dim,):
@@ -326,10 +327,11 @@ class VLAPolicy(nn.Module):
     def save_pretrained(self, out_dir: str | Path, model_card: str = "", state_dict: dict | None = None,
                         overwrite: bool = False) -> Path:
         """Write the checkpoint folder atomically (`checkpoint.write_checkpoint`: it replaces only a policy
-        checkpoint unless `overwrite`)."""
+        checkpoint unless `overwrite`). `model_card` is written as given (`policy.card.policy_card` adds the
+        Hub metadata); without one, a short card with the metadata."""
         return write_checkpoint(out_dir, self.config.to_dict(), self.normalizer.to_dict(),
-                                state_dict or self.state_dict(), model_card or default_model_card(self.config),
-                                overwrite=overwrite)
+                                state_dict or self.state_dict(),
+                                model_card or self.card_text(default_model_card(self.config)), overwrite=overwrite)
 
     def extended(self, config: PolicyConfig) -> tuple[VLAPolicy, list[str]]:
         """A copy under `config` that may only ADD modules (e.g. `anchor`): every existing weight is kept,
@@ -345,8 +347,11 @@ class VLAPolicy(nn.Module):
         return new.train(self.training), sorted(set(theirs) - set(own))
 
     @classmethod
-    def from_pretrained(cls, ckpt_dir: str | Path) -> VLAPolicy:
-        path = Path(ckpt_dir)
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
+                        cache_dir: str | Path | None = None) -> VLAPolicy:
+        """A checkpoint folder, or a Hub repo id read from the local Hugging Face cache at `revision`
+        (`hub.resolve_checkpoint`: never downloads)."""
+        path = resolve_checkpoint(name_or_path, "policy", revision, cache_dir)
         require_files(path, CHECKPOINT_FILES, "policy")
         config, normalizer = read_policy_files(path)
         model = cls(config, normalizer)
