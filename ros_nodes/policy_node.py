@@ -248,6 +248,8 @@ class PolicyNode(LifecycleNode):
     def _path(self, name: str) -> str:
         """A path parameter as the node reads it: relative ones via `resolve_data_path`; "" stays ""."""
         value = self._param(name)
+        if name == "policy" and self._param("backend") == "remote":
+            return value  # a served policy's URL
         return str(resolve_data_path(value)) if value else ""
 
     def _load_models(self) -> None:
@@ -501,6 +503,7 @@ class PolicyNode(LifecycleNode):
         self._decisions = 0
         self._commands = 0
         self._last_warning = ""
+        self._server_error = ""  # backend remote: why the last decision could not reach the server
 
     def _new_episode(self, why: str) -> None:
         """Forget chunks and the latched anchor; restart from the measured pose. The first plan waits for an
@@ -894,6 +897,14 @@ class PolicyNode(LifecycleNode):
             t0 = time.perf_counter()
             result = steered.act(obs, generator)
             act_ms = (time.perf_counter() - t0) * 1e3
+        except ConnectionError as e:  # the policy server (backend remote) is gone: hold until it answers again
+            with self._lock:
+                self._in_flight = False
+                if not self._server_error and epoch == self._epoch:
+                    self._hold(f"policy server unavailable: {e}")
+                self._server_error = str(e)
+            self.get_logger().error(f"policy server unavailable: {e}", throttle_duration_sec=2.0)
+            return
         except (ValueError, RuntimeError) as e:
             self._drop("observation", f"decision failed: {e}")
             with self._lock:
@@ -901,6 +912,9 @@ class PolicyNode(LifecycleNode):
             return
         with self._lock:
             self._in_flight = False
+            if self._server_error:
+                self._server_error = ""
+                self.get_logger().info("policy server answering again: resuming")
             if epoch != self._epoch:  # a reset or hold happened meanwhile: this plan is stale
                 return
             self._executor.add_chunk(result.chunk, start=start)
@@ -959,6 +973,8 @@ class PolicyNode(LifecycleNode):
             values["output_mode"] = self._param("output_mode")
             if self._state in (ESTOP, STALE_IMAGE, STALE_JOINTS):
                 level, message = "ERROR", self._reason
+            elif self._server_error:
+                level, message = "ERROR", f"policy server unavailable: {self._server_error}"
             elif self._last_warning:
                 level, message = "WARN", self._last_warning
                 self._last_warning = ""

@@ -34,7 +34,8 @@ class Param:
 
 
 PARAMS: dict[str, Param] = {
-    "policy": Param("models/policy", "policy checkpoint folder (relative: working directory, then the package share)"),
+    "policy": Param("models/policy", "policy checkpoint folder (relative: working directory, then the package share), "
+                                     "or with backend remote the ws://HOST:PORT URL of `vla serve`"),
     "verifier": Param("models/verifier", "action verifier checkpoint folder (steering robomonkey / both)"),
     "value": Param("models/value", "V-GPS value function checkpoint folder (steering vgps / both)"),
     "backend": Param("torch", "inference backend (onnx / tensorrt export the checkpoints on first use)",
@@ -170,8 +171,10 @@ def needed_folders(values: dict) -> dict[str, Path]:
     """Parameter -> resolved checkpoint folder, for the folders the chosen steering and backend read: an
     onnx / tensorrt `export_dir` holds the policy and its scorers; otherwise `policy` and the learned
     scorers of the steering method (robomonkey: verifier, vgps: value, both: both)."""
-    if values.get("backend", "torch") != "torch" and values.get("export_dir"):
+    if values.get("backend", "torch") not in ("torch", "remote") and values.get("export_dir"):
         names = ["export_dir"]
+    elif values.get("backend") == "remote":  # the policy is a server's URL; only scorer folders are local
+        names = list(LEARNED_SCORERS[values["steering"]])
     else:
         names = ["policy", *LEARNED_SCORERS[values["steering"]]]
     return {name: resolve_data_path(values[name]) for name in names}
