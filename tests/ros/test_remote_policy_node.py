@@ -111,7 +111,7 @@ def test_the_node_holds_while_the_server_is_gone_and_resumes_when_it_returns(rob
         assert level == 2 and f"127.0.0.1:{server.port}" in message  # ERROR, naming the server
         sent = trajectories(probe, down)
         assert sent, f"no hold when the server went away:\n{graph.log('vla_policy')[-2500:]}"
-        times, q, _ = sent[-1]  # the hold: a braking trajectory that ends at rest
+        _, q, _ = sent[-1]  # the hold: a braking trajectory that ends at rest
         assert len(q) == 1 or np.allclose(q[-1], q[-2], atol=1e-9)
         quiet = time.monotonic() + 1.0
         time.sleep(2.0)
