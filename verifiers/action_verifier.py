@@ -43,6 +43,7 @@ class VerifierConfig:
 
 class ActionVerifier(nn.Module, HubMixin, tags=["action-verifier", "reward-model"]):
     name = "verifier"
+    reads = "token"  # the policy's conditioning token: only a policy that provides one can be steered
 
     def __init__(self, config: VerifierConfig, normalizer: Normalizer) -> None:
         super().__init__()

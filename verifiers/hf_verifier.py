@@ -53,6 +53,7 @@ def action_text(chunk: np.ndarray, spec: ActionSpec, decimals: int) -> str:
 
 class HFVLMVerifier(nn.Module):
     name = "verifier"
+    reads = "observation"  # camera image + instruction: steers any policy
 
     def __init__(self, config: HFVerifierConfig, spec: ActionSpec) -> None:
         super().__init__()

@@ -57,6 +57,7 @@ class PerceptionVerifierConfig:
 
 class PerceptionVerifier(nn.Module):
     name = "verifier"
+    reads = "observation"  # images + instruction itself: steers any policy, a remote one included
 
     def __init__(self, config: PerceptionVerifierConfig, normalizer: Normalizer) -> None:
         super().__init__()

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 class Scorer(Protocol):
     name: str
+    reads: str  # "token" (the policy's conditioning token), "observation" (images, depth, instruction) or
+    #             "simulator" (privileged state): a token scorer steers only a policy that provides its token
 
     def score(self, ctx, candidates: np.ndarray) -> np.ndarray:
         """ctx: the decision's `Context` (token + observation); candidates (m, H, A) -> (m,) scores."""

@@ -48,6 +48,7 @@ class SafetyConfig:
 
 class SafetyScorer:
     name = "safety"
+    reads = "observation"  # depth + camera pose: steers any policy
 
     def __init__(self, spec: ActionSpec, config: SafetyConfig | None = None) -> None:
         self.spec = spec

@@ -152,6 +152,12 @@ def build_steered(policy, cfg: SteeringConfig, scorers: dict | None = None,
             chosen.append(SafetyScorer(policy.config.action_spec))
         else:
             chosen.append(load_scorer(name, getattr(cfg, name), policy))
+    if not getattr(policy, "provides_token", True):
+        needs_token = [s.name for s in chosen if getattr(s, "reads", "token") == "token"]
+        if needs_token:
+            raise ValueError(f"scorer(s) {needs_token} read the policy's conditioning token, which a "
+                             f"{type(policy).__name__} does not provide: steer it with scorers that read the "
+                             f"observation (a perception or VLM verifier, safety)")
     spec = policy.config.action_spec
     proposal = Identity(spec) if cfg.method == "vgps" else GaussianVote(spec, keep_samples=cfg.keep_samples)
     # One learned scorer: its raw scores (V-GPS's softmax over Q-values); several: z-scores on a common scale.

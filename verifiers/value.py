@@ -75,6 +75,7 @@ def hl_gauss_target(y: torch.Tensor, config: ValueConfig) -> torch.Tensor:
 
 class ValueFunction(nn.Module, HubMixin, tags=["value-function", "offline-rl"]):
     name = "value"
+    reads = "token"  # the policy's conditioning token, as the verifier
 
     def __init__(self, config: ValueConfig, normalizer: Normalizer) -> None:
         super().__init__()

@@ -23,6 +23,7 @@ class ExpertScorer:
     before each decision (the agent's `before_decide` hook); one instance per episode."""
 
     name = "oracle"
+    reads = "simulator"  # the privileged state, through `bind(env)`
 
     def __init__(self, spec: ActionSpec, rng: np.random.Generator) -> None:
         self.spec = spec

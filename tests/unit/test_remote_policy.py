@@ -102,6 +102,11 @@ def test_steering_a_remote_policy_refuses_token_scorers_and_runs_the_mean(policy
     remote = RemotePolicy(server.url)
     with pytest.raises(ValueError, match="conditioning token"):
         build_steered(remote, SteeringConfig(method="robomonkey", n=4, m=4, verifier=str(ROOT / "models" / "verifier")))
+    from verifiers.steering import load_scorer
+
+    token_scorer = load_scorer("value", ROOT / "models" / "value", policy)  # loaded for the local policy, then
+    with pytest.raises(ValueError, match=r"\['value'\] read the policy's conditioning token"):  # handed over
+        build_steered(remote, SteeringConfig(method="vgps", n=4, m=4), scorers={"value": token_scorer})
     steered = build_steered(remote, SteeringConfig(method="mean", n=4))
     local = build_steered(policy, SteeringConfig(method="mean", n=4))
     obs = observation(policy, 4)
@@ -165,3 +170,19 @@ def test_a_server_that_goes_away_is_a_connection_error_and_its_return_is_picked_
         again.stop()
     with pytest.raises(ConnectionError, match="cannot reach"):
         RemotePolicy(first.url)
+
+
+def test_an_observation_scorer_steers_a_remote_policy_as_it_steers_the_local_one(policy, server) -> None:
+    from verifiers.perception_verifier import PerceptionVerifier
+
+    torch.manual_seed(0)
+    verifier = PerceptionVerifier.from_policy(policy, hidden=16, layers=1).eval()
+    assert verifier.reads == "observation"
+    cfg = SteeringConfig(method="robomonkey", n=4, m=6)
+    remote = build_steered(RemotePolicy(server.url), cfg, scorers={"verifier": verifier})
+    local = build_steered(policy, cfg, scorers={"verifier": verifier})
+    obs = observation(policy, 5)
+    far, near = remote.act(obs, torch.Generator().manual_seed(1)), local.act(obs, torch.Generator().manual_seed(1))
+    assert far.index == near.index
+    np.testing.assert_array_equal(far.chunk, near.chunk)
+    np.testing.assert_allclose(far.scores["verifier"], near.scores["verifier"], atol=1e-9)
