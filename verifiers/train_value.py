@@ -266,7 +266,9 @@ def train_value(policy_dir: str | Path, data: list[str | Path], out: str | Path,
         return out
 
     def save_model(last: dict) -> None:
-        model.save_pretrained(out, model_card=value_card(cfg, last, command, data, policy_dir, meta),
+        card = value_card(cfg, last, command, data, policy_dir, meta)
+        metrics = [name for name in last if name.startswith("val_")]
+        model.save_pretrained(out, model_card=model.card_text(card, datasets=data, metrics=metrics),
                               overwrite=overwrite)
 
     last = run.loop(cfg.steps, train_step, validate, save_model, cfg.val_every, cfg.ckpt_every, resume, progress,

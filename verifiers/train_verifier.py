@@ -309,8 +309,10 @@ def train_verifier(policy_dir: str | Path, data: list[str | Path], out: str | Pa
         return metrics
 
     def save_model(last: dict) -> None:
-        model.save_pretrained(out, model_card=verifier_card(cfg, last, command, [*data, *relabelled], policy_dir,
-                                                            {"states": len(train_sets.cond), "candidates": k}, init),
+        card = verifier_card(cfg, last, command, [*data, *relabelled], policy_dir,
+                             {"states": len(train_sets.cond), "candidates": k}, init)
+        metrics = [name for name in last if name.startswith(("val_", "relabelled_"))]
+        model.save_pretrained(out, model_card=model.card_text(card, datasets=[*data, *relabelled], metrics=metrics),
                               overwrite=overwrite)
 
     last = run.loop(cfg.steps, train_step, validate, save_model, cfg.val_every, cfg.ckpt_every, resume, progress,

@@ -117,12 +117,21 @@ def nonnegative_float(text: str) -> float:
 
 def checkpoint(text: str) -> str:
     """A model folder: relative paths resolve from the working directory, else from the installed package's
-    share folder (so the default `models/policy` works from any directory); `expert` and a served policy's
-    ws:// URL (`--backend remote`) stay themselves."""
+    share folder (so the default `models/policy` works from any directory), else a Hugging Face repo id in the
+    local cache; `expert` and a served policy's ws:// URL (`--backend remote`) stay themselves."""
     from vla_runtime.backends.remote import is_url
+    from vla_runtime.hub import resolve_checkpoint
     from vla_runtime.paths import resolve_data_path
 
-    return text if text == "expert" or is_url(text) else str(resolve_data_path(text))
+    if text == "expert" or is_url(text):
+        return text
+    path = resolve_data_path(text)
+    if path.is_dir():
+        return str(path)
+    try:  # a Hugging Face repo id in the local cache (never downloaded)
+        return str(resolve_checkpoint(text, "model"))
+    except (FileNotFoundError, ValueError):
+        return str(path)  # the command reports the missing folder, naming its argument
 
 
 def names(text: str, known, what: str, allow_all: bool = False) -> tuple[str, ...]:
