@@ -1,6 +1,8 @@
 """`vla bench`: per-stage latency of the policy and the steering pipeline on each inference backend.
 
-Per backend and n: `encode`, `sample` (n chunks at the policy's own DDIM steps), `sample_cheap` (at
+Per backend and n (`remote`: the torch policy served by `vla serve` on localhost in this process, so
+its ratio to torch is the protocol's cost; it runs the unsteered and mean rows only, token scorers
+staying with a local policy): `encode`, `sample` (n chunks at the policy's own DDIM steps), `sample_cheap` (at
 `candidate_steps`), `verifier`, `value` (direct calls on one fixed observation and its context), then full
 `SteeredPolicy.act()` calls: `act_mean` (the mean of n samples, the free baseline), `act_steered` (the
 default steering, `SteeringConfig(n=n, m=n)`: RoboMonkey) and `act_steered_cheap` (the same with candidates
@@ -163,13 +165,16 @@ def _onnxruntime_version() -> str | None:
     return onnxruntime.__version__
 
 
-def _bench_backend(backend: str, cfg: BenchConfig, export_dir) -> list[dict]:
-    """The rows of one backend: act_unsteered at n = 1, then per n the direct stages and the act() rows."""
+def _bench_backend(backend: str, cfg: BenchConfig, export_dir, policy: str | None = None) -> list[dict]:
+    """The rows of one backend: act_unsteered at n = 1, then per n the direct stages and the act() rows.
+    policy: where this backend loads the policy (remote: the URL of the server `run_bench` started)."""
     from verifiers.steering import SteeringConfig, build_steered, steered_pipeline
 
-    torch.set_num_threads(cfg.threads if backend == "torch" else 1)  # onnx / trt sessions own their threads
-    threads = None if backend == "torch" else cfg.threads
-    unsteered = steered_pipeline(cfg.policy, SteeringConfig(method="none", verifier=cfg.verifier, value=cfg.value),
+    # onnx / trt sessions own their threads; a remote policy's server computes in this process's torch
+    torch.set_num_threads(cfg.threads if backend in ("torch", "remote") else 1)
+    threads = None if backend in ("torch", "remote") else cfg.threads
+    policy = policy or cfg.policy
+    unsteered = steered_pipeline(policy, SteeringConfig(method="none", verifier=cfg.verifier, value=cfg.value),
                                  backend=backend, export_dir=export_dir, threads=threads)
     obs = random_observation(unsteered.policy.config, np.random.default_rng(cfg.seed))
     gen = torch.Generator()
@@ -177,6 +182,10 @@ def _bench_backend(backend: str, cfg: BenchConfig, export_dir) -> list[dict]:
              **timed(lambda: unsteered.act(obs, gen), cfg.repeats, cfg.warmup,
                       before=lambda: (unsteered.reset(), gen.manual_seed(cfg.seed)))[0]}]
     for n in cfg.ns:
+        if backend == "remote":  # the token scorers stay with a local policy: the mean of n is what runs here
+            mean = steered_pipeline(policy, SteeringConfig(method="mean", n=n), backend=backend)
+            rows += [{"backend": backend, "n": n, **r} for r in _bench_stages(mean, {"act_mean": mean}, obs, n, cfg)]
+            continue
         both = steered_pipeline(cfg.policy, SteeringConfig(method="both", n=n, m=n, verifier=cfg.verifier,
                                                            value=cfg.value),
                                 backend=backend, export_dir=export_dir, threads=threads)
@@ -210,6 +219,26 @@ def _bench_stages(both, pipelines: dict, obs: Observation, n: int, cfg: BenchCon
     return rows
 
 
+class _local_server:  # noqa: N801 (used as a function)
+    """`vla serve` on the torch policy in a thread on a free localhost port: the remote rows measure the
+    protocol's cost (serialisation, websocket round trips) against the same model in-process."""
+
+    def __init__(self, policy_dir: str) -> None:
+        import threading
+
+        from vla_app.serve import PolicyServer, listen
+        from vla_runtime.backends import load_policy
+
+        self.ws = listen(PolicyServer(load_policy(policy_dir, "torch")), "127.0.0.1", 0)
+        self.url = f"ws://127.0.0.1:{self.ws.socket.getsockname()[1]}"
+        self.thread = threading.Thread(target=self.ws.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.ws.shutdown()
+        self.thread.join(timeout=10)
+
+
 def steering_cost(result: dict) -> list[dict]:
     """Per backend and n: the default steered decision (`act_steered`), the same with cheaper candidates and
     the mean of n, each divided by the unsteered decision (`act_unsteered`) measured in the same run."""
@@ -235,13 +264,16 @@ def run_bench(cfg: BenchConfig) -> dict:
 
         export_dir = ensure_export(cfg.policy, {"verifier": cfg.verifier, "value": cfg.value},
                                    steps=cfg.candidate_steps)
+    server = _local_server(cfg.policy) if "remote" in cfg.backends else None
     try:
         peak = measure_peak_gflops(cfg.threads)
         rows = []
         for backend in cfg.backends:
-            rows += _bench_backend(backend, cfg, export_dir)
+            rows += _bench_backend(backend, cfg, export_dir, policy=server.url if backend == "remote" else None)
     finally:
         torch.set_num_threads(before)
+        if server is not None:
+            server.stop()
     torch_median = {(r["n"], r["stage"]): r["median_ms"] for r in rows if r["backend"] == "torch"}
     for r in rows:
         ref = torch_median.get((r["n"], r["stage"]))

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"backends": ("torch", "jax")}, r"unknown backend\(s\) \['jax'\]; known: \['torch', 'onnx', 'tensorrt'\]"),
+    ({"backends": ("torch", "jax")},
+     r"unknown backend\(s\) \['jax'\]; known: \['torch', 'onnx', 'tensorrt', 'remote'\]"),
     ({"backends": ()}, "at least one backend"),
     ({"backends": ("torch", "torch")}, "distinct"),
     ({"ns": (1, 0)}, r"ns must be .* got \(1, 0\)"),
@@ -100,3 +101,14 @@ def test_ratios_divide_each_backend_by_torch_measured_in_the_same_run(tiny_check
         assert r["ratio_vs_torch"] == pytest.approx(r["median_ms"] / torch_ms[(r["n"], r["stage"])]), r
     assert any(abs(r["ratio_vs_torch"] - 1.0) > 1e-3 for r in onnx_rows)  # two runtimes never tie exactly
     assert "| onnx |" in format_table(result)
+
+
+def test_the_remote_rows_time_the_served_policy_against_torch(tiny_checkpoints) -> None:
+    pytest.importorskip("openpi_client", reason="openpi-client is not installed")
+    cfg = BenchConfig(backends=("torch", "remote"), ns=(2,), repeats=2, warmup=1, threads=1, **tiny_checkpoints)
+    result = run_bench(cfg)
+    remote = {(r["n"], r["stage"]): r for r in result["rows"] if r["backend"] == "remote"}
+    assert set(remote) == {(1, "act_unsteered"), (2, "act_mean")} | {(2, s) for s in ("encode", "sample",
+                                                                                    "sample_cheap")}
+    assert all(r["median_ms"] > 0 and "ratio_vs_torch" in r for r in remote.values())
+    assert "| remote |" in format_table(result)
