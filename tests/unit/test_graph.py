@@ -102,25 +102,29 @@ def test_robot_launch_is_a_remapped_dry_run(node_modules):
 
 def test_shipped_arguments_descriptions_and_choices():
     sim, robot = load_launch(SIM).arguments, load_launch(ROBOT).arguments
-    assert list(sim) == ["models_dir", "task", "variation", "seed", "backend", "steering", "n", "m", "steps",
+    assert list(sim) == ["models_dir", "policy", "task", "variation", "seed", "backend", "steering", "n", "m", "steps",
                          "output_mode",
                          "plan_ahead", "blend_steps", "max_joint_acceleration", "blend_in_s", "enable",
                          "instruction_topic", "record", "record_path"]
     assert list(robot) == ["image_topic", "image_transport", "depth_topic", "camera_info_topic", "joint_states_topic",
                            "trajectory_topic", "output_mode", "gripper_interface", "gripper_topic",
-                           "gripper_forward_topic", "gripper_action", "urdf", "models_dir", "backend", "steering",
+                           "gripper_forward_topic", "gripper_action", "urdf", "models_dir", "policy", "backend",
+                           "steering",
                            "n", "m", "record", "record_path"]
     assert robot["urdf"].description == "the arm's URDF file (empty: the node reads /robot_description)"
     for args in (sim, robot):
         assert args["models_dir"].default == "$(find-pkg-share vla_steering)/models"
-        assert args["backend"].choices == ("torch", "onnx", "tensorrt")
-        assert args["steering"].choices == ("none", "robomonkey", "vgps", "both")
+        assert args["backend"].choices == ("torch", "onnx", "tensorrt", "remote")
+        assert args["steering"].choices == ("none", "mean", "robomonkey", "vgps", "both")
+        assert args["policy"].default == "$(var models_dir)/policy"
         assert args["record"].choices == ("true", "false") and args["record"].default == "false"
         assert all(a.description for a in args.values())
     with pytest.raises(ValueError, match=r"robot_bringup.launch.yaml: arg 'record': 'TRUE' is not one of"):
         load_launch(ROBOT, {"record": "TRUE"})  # choices compare exact text
-    with pytest.raises(ValueError, match=r"arg 'backend': 'jax' is not one of \['torch', 'onnx', 'tensorrt'\]"):
+    with pytest.raises(ValueError, match=r"arg 'backend': 'jax' is not one of \['torch', 'onnx', 'tensorrt', 're"):
         load_launch(SIM, {"backend": "jax"})
+    served = {n.name: n for n in load_launch(ROBOT, {"backend": "remote", "policy": "ws://gpu:8000"}).nodes}
+    assert served["vla_policy"].overrides["policy"] == "ws://gpu:8000"  # a served policy (backend remote)
 
 
 def test_shipped_files_are_in_launch_yaml_form():
