@@ -23,6 +23,7 @@ CORE = [
     "pillow>=10",
     "tqdm>=4.66",
     "pyyaml>=6",
+    "pyarrow>=14",  # vla dataset export-lerobot / import-lerobot: LeRobot v3 parquet
 ]
 ROS = [  # ROS 2 Jazzy from PyPI wheels; never install these over a system (apt) ROS 2
     "ros-jazzy-rclpy[fastrtps]",
