@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: bootstrap demo test test-all lint bench clean
+.PHONY: bootstrap demo test test-all lint bench regress clean
 
 bootstrap:
 	@VENV=$(VENV) scripts/bootstrap.sh
@@ -24,6 +24,18 @@ lint: bootstrap
 bench: bootstrap
 	$(BIN)/python benchmarks/expert_success.py
 	$(BIN)/python benchmarks/env_throughput.py
+
+# The bundled configuration (mean of 16 samples, every task, id split) against its committed baseline:
+# the same seeds, a paired verdict; exit 1 on a significant regression. One store per revision, so a
+# killed run resumes and a new revision starts fresh. REGRESS_FLAGS="--executor ray" shards it with Ray.
+REGRESS_BASELINE ?= benchmarks/baselines/bundled_mean16_id.jsonl
+REGRESS_STORE ?= runs/regress/$(shell git rev-parse --short HEAD 2>/dev/null || echo tree).jsonl
+REGRESS_FLAGS ?=
+regress: bootstrap
+	$(BIN)/vla eval --policy models/policy --average 16 --task all --variation id --episodes 50 --seed 10000 \
+		--store $(REGRESS_STORE) --no-progress $(REGRESS_FLAGS)
+	$(BIN)/vla regress --baseline $(REGRESS_BASELINE) --candidate $(REGRESS_STORE) \
+		--out $(REGRESS_STORE:.jsonl=.verdict.md)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
