@@ -86,13 +86,13 @@ class Agent:
 
 def read_policy_config(path: str):
     """A checkpoint's `PolicyConfig` without its weights (what the simulator must render depends on it); a
-    served policy's (ws:// URL) from the server's metadata."""
-    from vla_runtime.backends.remote import RemotePolicy, is_url
+    served policy's (ws:// URL, or a foreign server's .json description) from the server."""
+    from vla_runtime.backends.remote import RemotePolicy, is_remote
     from vla_runtime.checkpoint import parse_json_file
     from vla_runtime.policy.config import PolicyConfig
 
-    if is_url(path):
-        return RemotePolicy(path).config
+    if is_remote(path) and not Path(path).is_dir():
+        return RemotePolicy(str(path)).config
 
     return parse_json_file(Path(path) / "config.json", PolicyConfig.from_dict)
 

@@ -60,8 +60,9 @@ class EvalConfig:
         if self.backend == "remote":
             from vla_runtime.backends.remote import is_url
 
-            if not is_url(self.policy):
-                raise ValueError(f"the remote backend's policy is the server's ws://HOST:PORT URL, got {self.policy!r}")
+            if not (is_url(self.policy) or (self.policy.endswith(".json") and Path(self.policy).is_file())):
+                raise ValueError(f"the remote backend's policy is the server's ws://HOST:PORT URL or a foreign "
+                                 f"server's .json description, got {self.policy!r}")
         elif self.policy != "expert" and not Path(self.policy).is_dir():
             raise FileNotFoundError(f"policy checkpoint folder {self.policy} does not exist")
 
@@ -213,8 +214,8 @@ def _fingerprints(cfg: EvalConfig, factory) -> dict[str, str]:
     if cfg.backend == "remote":
         from vla_runtime.backends.remote import RemotePolicy
 
-        served = RemotePolicy(factory.policy_dir).metadata.get("policy_fingerprint", "")
-        models = {"policy": f"remote:{served}"}
+        remote = RemotePolicy(factory.policy_dir)
+        models = {"policy": f"remote:{remote.metadata.get('policy_fingerprint') or remote.url}"}
     else:
         models = {"policy": fingerprint(factory.policy_dir)}
     steering = factory.steering

@@ -44,3 +44,23 @@ def test_the_cli_refuses_a_folder_for_the_remote_backend(capsys) -> None:
     assert cli.main(["eval", "--policy", POLICY, "--backend", "remote", "--task", "push_to", "--episodes", "1",
                      "--no-progress"]) == 2
     assert "ws://HOST:PORT" in capsys.readouterr().err
+
+
+def test_a_foreign_openpi_server_runs_in_the_simulator_through_its_description(tmp_path) -> None:
+    import json
+
+    from foreign_openpi import OFFSET, SCALE, STATE, TAKE, ForeignServer
+
+    server = ForeignServer({})
+    try:
+        description = tmp_path / "foreign.json"
+        description.write_text(json.dumps({
+            "url": server.url, "keys": {"images": {"static": "image/base"}, "state": "state", "prompt": "task",
+                                        "actions": "actions"},
+            "image_size": [64, 64], "state": list(STATE),
+            "actions": {"horizon": 10, "dim": 8, "take": TAKE, "scale": SCALE, "offset": OFFSET}}))
+        rows = evaluate(EvalConfig(policy=str(description), backend="remote", tasks=("push_to",), episodes=1,
+                                   workers=1), progress=False)
+        assert rows[0]["episodes"] == 1 and len(server.requests) >= 2  # a whole episode of its decisions
+    finally:
+        server.stop()
