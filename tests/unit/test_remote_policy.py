@@ -186,3 +186,30 @@ def test_an_observation_scorer_steers_a_remote_policy_as_it_steers_the_local_one
     assert far.index == near.index
     np.testing.assert_array_equal(far.chunk, near.chunk)
     np.testing.assert_allclose(far.scores["verifier"], near.scores["verifier"], atol=1e-9)
+
+
+def test_the_vlm_verifier_and_the_safety_scorer_steer_a_remote_policy(policy, server, tmp_path) -> None:
+    from tiny import tiny_llava
+
+    from verifiers.hf_verifier import HFVerifierConfig, HFVLMVerifier
+    from verifiers.safety import SafetyScorer
+
+    torch.manual_seed(0)
+    vlm = HFVLMVerifier(HFVerifierConfig(base_model=tiny_llava(tmp_path / "llava")), policy.action_spec).eval()
+    scorers = {"verifier": vlm, "safety": SafetyScorer(policy.action_spec)}
+    assert {s.reads for s in scorers.values()} == {"observation"}
+    cfg = SteeringConfig(method="robomonkey", n=4, m=4, safety=True)
+    remote = build_steered(RemotePolicy(server.url), cfg, scorers=scorers)
+    local = build_steered(policy, cfg, scorers=scorers)
+    from dataclasses import replace
+
+    from vla_runtime.types import CameraInfo
+
+    size = policy.config.image_size  # the safety scorer reads depth + the camera's pose; only the client does
+    camera = CameraInfo(width=size[1], height=size[0], fx=60.0, fy=60.0, cx=size[1] / 2, cy=size[0] / 2,
+                        pose_base_cam=np.eye(4))
+    obs = replace(observation(policy, 6), depth={"static": np.full(size, 2.0, np.float32)},
+                  cameras={"static": camera})
+    far, near = remote.act(obs, torch.Generator().manual_seed(2)), local.act(obs, torch.Generator().manual_seed(2))
+    assert set(far.scores) == {"verifier", "safety"} and far.index == near.index
+    np.testing.assert_array_equal(far.chunk, near.chunk)
