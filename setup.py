@@ -23,6 +23,7 @@ CORE = [
     "pillow>=10",
     "tqdm>=4.66",
     "pyyaml>=6",
+    "mcap-ros2-support>=0.5",  # MCAP: the recorder node's writer, `vla dataset from-mcap`'s reader (plain Python)
     "pyarrow>=14",  # vla dataset export-lerobot / import-lerobot: LeRobot v3 parquet
 ]
 ROS = [  # ROS 2 Jazzy from PyPI wheels; never install these over a system (apt) ROS 2
@@ -35,7 +36,6 @@ ROS = [  # ROS 2 Jazzy from PyPI wheels; never install these over a system (apt)
     "ros-jazzy-std-srvs",
     "ros-jazzy-builtin-interfaces",
     "ros-jazzy-visualization-msgs",
-    "mcap-ros2-support>=0.5",  # the recorder node's MCAP writer
 ]
 MODELS = ("policy", "verifier", "value")  # bundled checkpoints (not their *.training_state resume folders)
 NODES = ("policy_node", "sim_robot_node", "recorder_node")  # console script `x` runs `ros_nodes.x:main`

@@ -31,8 +31,6 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 # The maintained openpi client (the remote backend's transport): its metadata pins numpy<2, which its code
 # does not need and which would downgrade the whole environment, so its dependencies come from `remote`.
 "${PIP[@]}" install --no-deps "openpi-client==0.1.2"
-# LeRobot's dataset reader in its own venv, for tests/unit/test_lerobot_io.py (LEROBOT_READER=0 skips it)
-[ "${LEROBOT_READER:-1}" = 0 ] || scripts/lerobot_reader_env.sh
 rm -f "$VENV"/.bootstrap-*
 touch "$STAMP"
 echo "bootstrap: $VENV ready (extras: $EXTRAS)"
