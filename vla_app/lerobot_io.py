@@ -337,12 +337,9 @@ class ImportConfig:
 
 def is_lerobot_import(folder: Path) -> bool:
     """A previous `import-lerobot` output: a dataset folder whose collection says it came from LeRobot."""
-    try:
-        header = json.loads((folder / "dataset.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(header, dict) and isinstance(header.get("collection"), dict) \
-        and header["collection"].get("source") == "lerobot"
+    from vla_runtime.dataset import collection_source
+
+    return collection_source(folder) == "lerobot"
 
 
 def import_lerobot(cfg: ImportConfig) -> dict:

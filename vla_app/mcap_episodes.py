@@ -15,7 +15,6 @@ Times are the recorder's log times (one clock for every topic).
 from __future__ import annotations
 
 import itertools
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -314,12 +313,9 @@ def _camera_info(msg, shape: tuple[int, int], path: Path, topic: str) -> CameraI
 
 def is_mcap_dataset(folder: Path) -> bool:
     """A previous `from-mcap` output: a dataset folder whose collection says it came from MCAP files."""
-    try:
-        header = json.loads((folder / "dataset.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(header, dict) and isinstance(header.get("collection"), dict) \
-        and header["collection"].get("source") == "mcap"
+    from vla_runtime.dataset import collection_source
+
+    return collection_source(folder) == "mcap"
 
 
 def mcaps_to_dataset(paths: list[str | Path], out: str | Path, cfg: McapEpisodeConfig,

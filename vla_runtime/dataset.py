@@ -343,6 +343,15 @@ def read_dataset_header(root: PathLike) -> dict:
     return header
 
 
+def collection_source(root: PathLike) -> str | None:
+    """The `source` a converter wrote into a dataset's collection ("lerobot", "mcap", ...), None for any
+    other folder: how a converter recognises its own previous output before replacing it."""
+    try:
+        return read_dataset_header(root)["collection"].get("source")
+    except (OSError, ValueError):
+        return None
+
+
 def existing_episodes(root: PathLike) -> set[int]:
     """Indices of complete episode files (temp files of unfinished writes are ignored)."""
     folder = Path(root) / EPISODES_DIR

@@ -4,7 +4,6 @@ holds the arm and reports ERROR; the server back on the same port -> commands re
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ import pytest
 pytest.importorskip("rclpy", reason="the ROS 2 wheels (extra `ros`) are not installed")
 pytest.importorskip("openpi_client", reason="openpi-client is not installed")
 
-from test_ros2_control import NODE, Robot, launch_file, trajectories
+from test_ros2_control import NODE, launch_file, simulated_robot, trajectories
 
 from ros_nodes.launcher import GraphProcesses, isolated_ros_env
 from ros_nodes.probe import Probe
@@ -75,19 +74,8 @@ class Server:
 
 @pytest.fixture(scope="module")
 def robot():
-    from sim.env import ArmEnv, EnvConfig
-
-    env = ArmEnv(EnvConfig(task="push_to", image_size=(64, 64), depth=False))
-    try:
-        env.reset(seed=10002)
-        scene = env.last_observation.images["static"], env.arm.joint_positions(), env.instance.instruction
-    finally:
-        env.close()
-    ros_env = isolated_ros_env()
-    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
-        os.environ[key] = ros_env[key]
-    with Probe("remote_policy_robot") as probe:
-        yield Robot(probe, *scene)
+    with simulated_robot("push_to", 10002, "remote_policy_robot") as r:
+        yield r
 
 
 def test_the_node_holds_while_the_server_is_gone_and_resumes_when_it_returns(robot, tmp_path) -> None:

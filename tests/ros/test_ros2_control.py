@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -118,21 +119,29 @@ def launch_file(folder: Path, **overrides) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def robot():
+@contextmanager
+def simulated_robot(task: str, seed: int, name: str):
+    """A `Robot` showing one rendered scene of `task` (its frame, home joints and instruction), on the
+    isolated ROS graph the launched nodes join."""
     from sim.env import ArmEnv, EnvConfig
 
-    env = ArmEnv(EnvConfig(task="pick_lift", image_size=(64, 64), depth=False))
+    env = ArmEnv(EnvConfig(task=task, image_size=(64, 64), depth=False))
     try:
-        env.reset(seed=10001)
+        env.reset(seed=seed)
         scene = env.last_observation.images["static"], env.arm.joint_positions(), env.instance.instruction
     finally:
         env.close()
     ros_env = isolated_ros_env()
     for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
         os.environ[key] = ros_env[key]
-    with Probe("ros2_control_robot") as probe:
+    with Probe(name) as probe:
         yield Robot(probe, *scene)
+
+
+@pytest.fixture(scope="module")
+def robot():
+    with simulated_robot("pick_lift", 10001, "ros2_control_robot") as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
