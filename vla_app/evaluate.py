@@ -135,6 +135,9 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True, factory=None
 @contextmanager
 def _episodes(cfg: EvalConfig, factory, jobs: list, record: str | None) -> Iterator:
     """The summaries of `jobs` as they finish, from local worker processes or from Ray."""
+    if not jobs:  # everything was in the store already: start no workers
+        yield iter(())
+        return
     if cfg.executor == "local":
         from vla_app.runner import run_episodes
 
