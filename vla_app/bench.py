@@ -219,26 +219,6 @@ def _bench_stages(both, pipelines: dict, obs: Observation, n: int, cfg: BenchCon
     return rows
 
 
-class _local_server:  # noqa: N801 (used as a function)
-    """`vla serve` on the torch policy in a thread on a free localhost port: the remote rows measure the
-    protocol's cost (serialisation, websocket round trips) against the same model in-process."""
-
-    def __init__(self, policy_dir: str) -> None:
-        import threading
-
-        from vla_app.serve import PolicyServer, listen
-        from vla_runtime.backends import load_policy
-
-        self.ws = listen(PolicyServer(load_policy(policy_dir, "torch")), "127.0.0.1", 0)
-        self.url = f"ws://127.0.0.1:{self.ws.socket.getsockname()[1]}"
-        self.thread = threading.Thread(target=self.ws.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.ws.shutdown()
-        self.thread.join(timeout=10)
-
-
 def steering_cost(result: dict) -> list[dict]:
     """Per backend and n: the default steered decision (`act_steered`), the same with cheaper candidates and
     the mean of n, each divided by the unsteered decision (`act_unsteered`) measured in the same run."""
@@ -264,7 +244,12 @@ def run_bench(cfg: BenchConfig) -> dict:
 
         export_dir = ensure_export(cfg.policy, {"verifier": cfg.verifier, "value": cfg.value},
                                    steps=cfg.candidate_steps)
-    server = _local_server(cfg.policy) if "remote" in cfg.backends else None
+    server = None
+    if "remote" in cfg.backends:  # the torch policy served in this process: the rows price the protocol
+        from vla_app.serve import ServerThread
+        from vla_runtime.backends import load_policy
+
+        server = ServerThread(load_policy(cfg.policy, "torch"))
     try:
         peak = measure_peak_gflops(cfg.threads)
         rows = []

@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_runtime.dataset import Episode, EpisodeDataset, write_dataset_header, write_episode
-from vla_runtime.io import atomic_write_text, check_output_dir, make_tmp_sibling, manifest_is, replace_dir
+from vla_runtime.io import atomic_write_text, check_output_dir, manifest_is, staged_dir
 
 CODEBASE_VERSION = "v3.0"
 EXPORTED_BY = "vla_steering"
@@ -90,13 +89,8 @@ def export_lerobot(cfg: ExportConfig) -> dict:
     data = EpisodeDataset(list(cfg.sources))
     if len(data) == 0:
         raise ValueError(f"no episodes in {', '.join(cfg.sources)}; nothing to export")
-    tmp = make_tmp_sibling(out)
-    try:
+    with staged_dir(out) as tmp:
         summary = _write_export(tmp, data, cfg.robot_type)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"out": str(out), **summary}
 
 
@@ -346,17 +340,12 @@ def import_lerobot(cfg: ImportConfig) -> dict:
     """Write every episode of the LeRobot folder `cfg.source` into a new dataset folder (atomically)."""
     out = check_output_dir(cfg.out, is_lerobot_import, "LeRobot import", inputs=[cfg.source],
                            overwrite=cfg.overwrite)
-    tmp = make_tmp_sibling(out)
-    try:
+    count = 0
+    with staged_dir(out) as tmp:
         write_dataset_header(tmp, {"source": "lerobot", "from": str(Path(cfg.source).resolve())})
-        count = 0
         for k, ep in enumerate(read_lerobot(cfg.source)):
             write_episode(tmp, k, ep)
             count += 1
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"out": str(out), "episodes": count}
 
 

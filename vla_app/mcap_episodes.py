@@ -15,7 +15,6 @@ Times are the recorder's log times (one clock for every topic).
 from __future__ import annotations
 
 import itertools
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vla_runtime.dataset import Episode, write_dataset_header, write_episode
-from vla_runtime.io import check_output_dir, make_tmp_sibling, replace_dir
+from vla_runtime.io import check_output_dir, staged_dir
 from vla_runtime.types import ActionSpec, CameraInfo
 
 COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8")
@@ -327,19 +326,14 @@ def mcaps_to_dataset(paths: list[str | Path], out: str | Path, cfg: McapEpisodeC
         if not Path(p).is_file():
             raise FileNotFoundError(f"no MCAP file {p}")
     out = check_output_dir(out, is_mcap_dataset, "dataset converted from MCAP", inputs=paths, overwrite=overwrite)
-    tmp = make_tmp_sibling(out)
     steps = 0
-    try:
+    with staged_dir(out) as tmp:
         write_dataset_header(tmp, {"source": "mcap", "files": [Path(p).name for p in paths],
                                    "config": _config_dict(cfg)})
         for k, p in enumerate(paths):
             ep = mcap_to_episode(p, cfg)
             write_episode(tmp, k, ep)
             steps += ep.length
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"out": str(out), "episodes": len(paths), "steps": steps}
 
 

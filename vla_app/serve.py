@@ -168,3 +168,25 @@ def serve(server: PolicyServer, host: str = "127.0.0.1", port: int = 8000, ready
         if ready is not None:
             ready(bound)
         ws_server.serve_forever()
+
+
+class ServerThread:
+    """`vla serve` in a thread of this process on a free localhost port (or `port`), for `vla bench`'s remote
+    rows and tests: `with ServerThread(policy) as server: RemotePolicy(server.url)`."""
+
+    def __init__(self, policy, port: int = 0) -> None:
+        self.ws = listen(PolicyServer(policy), "127.0.0.1", port)
+        self.port = self.ws.socket.getsockname()[1]
+        self.url = f"ws://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.ws.serve_forever, name="vla_serve", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.ws.shutdown()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -17,7 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from vla_runtime.io import atomic_write_text, check_output_dir, make_tmp_sibling, manifest_is, replace_dir
+from vla_runtime.io import atomic_write_text, check_output_dir, manifest_is, staged_dir
 
 T = TypeVar("T")
 
@@ -75,8 +74,7 @@ def write_checkpoint(out_dir: str | Path, config: dict, normalization: dict | No
     anything else is refused (`io.check_output_dir`), whoever calls it, unless `overwrite`."""
     out = check_output_dir(out_dir, is_checkpoint_of(config["type"]), f"{config['type']} checkpoint",
                            overwrite=overwrite)
-    tmp = make_tmp_sibling(out)
-    try:
+    with staged_dir(out) as tmp:
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         if normalization is not None:
             (tmp / "normalization.json").write_text(json.dumps(normalization, indent=2))
@@ -84,10 +82,6 @@ def write_checkpoint(out_dir: str | Path, config: dict, normalization: dict | No
                   metadata={"format": "pt"})
         if model_card:
             (tmp / "README.md").write_text(model_card)
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -6,7 +6,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -58,6 +59,20 @@ def make_tmp_sibling(out: Path) -> Path:
     """A fresh hidden folder beside `out` (same filesystem, so the final rename is atomic)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".tmp-{out.name}-", dir=out.parent))
+
+
+@contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """`with staged_dir(out) as tmp:` write the folder's files into `tmp`; on success it replaces `out`
+    (`replace_dir`), on any failure only `tmp`, which this call created, is removed. Callers check first
+    that `out` may be replaced (`check_output_dir`)."""
+    tmp = make_tmp_sibling(out)
+    try:
+        yield tmp
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def check_output_dir(out: str | Path, is_previous: Callable[[Path], bool], what: str,

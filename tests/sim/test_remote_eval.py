@@ -3,7 +3,6 @@ backend's episodes (the client draws the noise, so the served policy samples the
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ pytest.importorskip("openpi_client", reason="openpi-client is not installed")
 
 from vla_app import cli
 from vla_app.evaluate import EvalConfig, evaluate
-from vla_app.serve import PolicyServer, listen
+from vla_app.serve import ServerThread
 from vla_runtime.backends import load_policy
 
 pytestmark = pytest.mark.sim
@@ -22,12 +21,8 @@ POLICY = str(Path(__file__).resolve().parents[2] / "models" / "policy")
 
 @pytest.fixture(scope="module")
 def url():
-    ws = listen(PolicyServer(load_policy(POLICY, "torch")), "127.0.0.1", 0)
-    thread = threading.Thread(target=ws.serve_forever, daemon=True)
-    thread.start()
-    yield f"ws://127.0.0.1:{ws.socket.getsockname()[1]}"
-    ws.shutdown()
-    thread.join(timeout=10)
+    with ServerThread(load_policy(POLICY, "torch")) as server:
+        yield server.url
 
 
 def test_remote_success_equals_in_process_success_on_the_same_seeds(url, tmp_path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,16 +47,10 @@ def _served(checkpoint: Path, backend: str):
         yield checkpoint
         return
     pytest.importorskip("openpi_client", reason="openpi-client is not installed")
-    from vla_app.serve import PolicyServer, listen
+    from vla_app.serve import ServerThread
 
-    ws = listen(PolicyServer(load_policy(checkpoint, "torch")), "127.0.0.1", 0)
-    thread = threading.Thread(target=ws.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"ws://127.0.0.1:{ws.socket.getsockname()[1]}"
-    finally:
-        ws.shutdown()
-        thread.join(timeout=10)
+    with ServerThread(load_policy(checkpoint, "torch")) as server:
+        yield server.url
 
 
 @pytest.mark.parametrize("backend", _backends())

@@ -5,7 +5,6 @@ and comes back are handled without the server going down."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from verifiers.steering import SteeringConfig, build_steered
-from vla_app.serve import PolicyServer, listen
+from vla_app.serve import ServerThread
 from vla_runtime.backends import load_policy
 from vla_runtime.backends.remote import RemotePolicy
 from vla_runtime.remote_protocol import MAX_FRAME_BYTES, RemoteMapping
@@ -37,26 +36,10 @@ def policy():
     return load_policy(POLICY, "torch")
 
 
-class Running:
-    """A `vla serve` server in a thread on a free (or given) localhost port."""
-
-    def __init__(self, policy, port: int = 0) -> None:
-        self.ws = listen(PolicyServer(policy), "127.0.0.1", port)
-        self.port = self.ws.socket.getsockname()[1]
-        self.url = f"ws://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.ws.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.ws.shutdown()
-        self.thread.join(timeout=10)
-
-
 @pytest.fixture
 def server(policy):
-    running = Running(policy)
-    yield running
-    running.stop()
+    with ServerThread(policy) as running:
+        yield running
 
 
 def observation(policy, seed: int = 0, instruction: str = "pick up the red cube") -> Observation:
@@ -155,14 +138,14 @@ def test_a_mapping_mismatch_is_refused_naming_both_sides(server) -> None:
 
 
 def test_a_server_that_goes_away_is_a_connection_error_and_its_return_is_picked_up(policy) -> None:
-    first = Running(policy)
+    first = ServerThread(policy)
     remote = RemotePolicy(first.url)
     obs = observation(policy)
     ctx = remote.encode(obs)
     first.stop()
     with pytest.raises(ConnectionError, match=first.url):
         remote.sample(ctx, 2, torch.Generator().manual_seed(0))
-    again = Running(policy, port=first.port)  # the server restarts on the same port
+    again = ServerThread(policy, port=first.port)  # the server restarts on the same port
     try:
         chunks = remote.sample(ctx, 2, torch.Generator().manual_seed(0))
         np.testing.assert_array_equal(chunks, policy.sample(policy.encode(obs), 2, torch.Generator().manual_seed(0)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import shutil
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -54,7 +53,7 @@ def _inside(path: str | Path, folder: str | Path) -> bool:
 def report(args: argparse.Namespace) -> int:
     """Every path is checked before the stores are read; the folder is written beside and renamed into place."""
     from vla_app.store import deduplicate, merge_stores
-    from vla_runtime.io import check_output_dir, check_output_file, make_tmp_sibling, manifest_is, replace_dir
+    from vla_runtime.io import check_output_dir, check_output_file, manifest_is, staged_dir
 
     _stores_exist(args.stores, "result store")
     if args.out is None and args.merged_store is None:
@@ -77,15 +76,10 @@ def report(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out)
     markdown, summary = build_report(records, args.stores, duplicates, conflicts)
-    tmp = make_tmp_sibling(out)
-    try:
+    with staged_dir(out) as tmp:
         (tmp / "report.md").write_text(markdown)
         (tmp / "report.json").write_text(json.dumps({"format": REPORT_FORMAT, **summary}, indent=2) + "\n")
         write_plot(summary["rows"], tmp / "success.png")
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(markdown)
     return 0
 

@@ -4,8 +4,8 @@
 The client draws the noise itself (as the torch backend draws it), so the same generator gives the same
 chunks remotely and in-process. `encode` asks the server for the observation's anchor only (an anchor
 policy latches its first one, `EpisodeEncoder`); `sample` sends the observation, that anchor, n and the
-noise. There is no conditioning token on this side: scorers that read one are refused by the steering
-builder (`provides_token`). A lost connection is re-opened on the next call, so a restarted server is
+noise (the anchor round trip runs only for an episode's first decision). There is no conditioning token on
+this side: scorers that read one are refused by the steering builder (`provides_token`). A lost connection is re-opened on the next call, so a restarted server is
 picked up; the failing call raises ConnectionError naming the server.
 """
 
@@ -121,8 +121,11 @@ class RemotePolicy:
         return request
 
     def encode(self, obs: Observation, anchor: np.ndarray | None = None) -> Context:
-        if self.foreign is not None:  # a foreign server encodes inside each infer
-            return Context(cond=torch.zeros(1, 0), observation=obs)
+        if self.foreign is not None or anchor is not None or not self.config.anchor:
+            # nothing to learn from the server: the episode's anchor is latched already, the policy has
+            # none, or (foreign) it encodes inside each infer. The server encodes in `sample` either way.
+            return Context(cond=torch.zeros(1, 0), observation=obs,
+                           anchor=None if anchor is None else np.asarray(anchor, np.float32).copy())
         reply = self._call({**self._request(obs, anchor), "encode_only": True})
         used = reply.get("anchor")
         return Context(cond=torch.zeros(1, 0), observation=obs,
