@@ -5,8 +5,9 @@ The client draws the noise itself (as the torch backend draws it), so the same g
 chunks remotely and in-process. `encode` asks the server for the observation's anchor only (an anchor
 policy latches its first one, `EpisodeEncoder`); `sample` sends the observation, that anchor, n and the
 noise (the anchor round trip runs only for an episode's first decision). There is no conditioning token on
-this side: scorers that read one are refused by the steering builder (`provides_token`). A lost connection is re-opened on the next call, so a restarted server is
-picked up; the failing call raises ConnectionError naming the server.
+this side: scorers that read one are refused by the steering builder (`provides_token`). A lost connection
+is re-opened on the next call, so a restarted server is picked up; the failing call raises ConnectionError
+naming the server.
 """
 
 from __future__ import annotations
