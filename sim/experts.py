@@ -5,7 +5,11 @@ of grabbing the wrong object or letting go early, so collected data holds the
 failures offline RL needs. `dart` (Laskey et al., DART) executes short bursts of
 perturbed motion but records the expert's clean, corrective action as the label
 (`ScriptedExpert.label`), so behaviour cloning sees off-nominal states and how to
-recover from them: the states a learned policy drifts into.
+recover from them: the states a learned policy drifts into. `recovery` is `dart` plus, per
+episode with `miss_prob`, an induced missed grasp: the executed descent and close go 2-4 cm beside the
+object, while the labels stay the expert's. Every expert notices a closed hand that holds nothing
+(privileged state), reopens, rises, re-centres and grasps again; without such episodes behaviour cloning
+never sees what to do after a miss, and a policy that misses stays stuck with a closed empty hand.
 """
 
 from __future__ import annotations
@@ -20,9 +24,15 @@ from sim.env import ArmEnv
 from sim.scene import OBJECT_HALF
 from sim.tasks import body_pos
 
-QUALITIES = ("expert", "noisy", "dart")
+QUALITIES = ("expert", "noisy", "dart", "recovery")
 CARRY_Z = 0.15
 ABOVE_Z = 0.11
+# An induced miss closes the hand this far (metres) beside the object, across the fingers' closing line, give or
+# take MISS_ALONG along it: nearer, a finger lands on the 4 cm object and the pinch throws it off the table.
+MISS_RANGE = (0.03, 0.04)
+MISS_ALONG = 0.01
+EMPTY_WIDTH = OBJECT_HALF  # fingers closer than half an object's width hold nothing
+GRASPED = ("lift", "hold", "carry", "lower")  # phases that expect the object between the fingers
 
 
 @dataclass(frozen=True)
@@ -34,11 +44,14 @@ class ExpertConfig:
     perturb_prob: float = 0.0  # DART: chance per moving step to start a perturbation burst
     perturb_std: float = 0.0  # DART: metres per step of a burst's constant xy offset (z: half)
     perturb_max_steps: int = 4  # DART: a burst lasts 1..this many steps, so offsets accumulate to cm
+    miss_prob: float = 0.0  # recovery: chance per episode that the first grasp is executed beside the object
+    steady_held: bool = False  # no perturbation while lifting or lowering the object: a yank swings it in the grasp
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
             raise ValueError(f"unknown expert quality {self.quality!r}; known: {QUALITIES}")
-        for name in ("noise_std", "wrong_target_prob", "early_release_prob", "perturb_prob", "perturb_std"):
+        for name in ("noise_std", "wrong_target_prob", "early_release_prob", "perturb_prob", "perturb_std",
+                     "miss_prob"):
             v = getattr(self, name)
             if not 0.0 <= v <= (0.05 if name in ("noise_std", "perturb_std") else 1.0):
                 raise ValueError(f"{name} out of range: {v}")
@@ -53,6 +66,8 @@ class ExpertConfig:
             return cls("noisy", noise_std=0.006, wrong_target_prob=0.2, early_release_prob=0.25)
         if quality == "dart":
             return cls("dart", perturb_prob=0.15, perturb_std=0.015)
+        if quality == "recovery":
+            return cls("recovery", perturb_prob=0.15, perturb_std=0.015, miss_prob=0.5, steady_held=True)
         return cls(quality)
 
 
@@ -71,7 +86,8 @@ class ScriptedExpert:
     """Call `reset(env)` after `env.reset()`, then `act(env)` each step.
 
     `act` returns the action to execute; `label` is the action to record for it (they differ
-    only while a DART perturbation runs).
+    only while a DART perturbation or an induced miss runs). `missed` counts the grasps that left the
+    hand closed and empty, `induced_miss` says whether this episode executed one on purpose.
     """
 
     needs_images = False
@@ -101,6 +117,18 @@ class ScriptedExpert:
         self._offset: np.ndarray | None = None
         self._burst_left = 0
         self._burst = np.zeros(3)
+        self._retry_xy: np.ndarray | None = None  # set after an empty grasp: rise here, then approach again
+        self.missed = 0
+        # Induced miss: drawn only when miss_prob > 0, so the other qualities' rng streams stay as they were.
+        self._miss: np.ndarray | None = None  # (across, along) offset of the executed grasp, in metres
+        self._miss_stage = ""  # "" waiting for the descent, "descend", "close", "done"
+        self._miss_steps = 0
+        self._miss_goal = np.zeros(3)
+        self._miss_yaw: float | None = None
+        self.induced_miss = False
+        if self.config.miss_prob > 0 and inst.task != "push_to" and self.rng.random() < self.config.miss_prob:
+            side = 1.0 if self.rng.random() < 0.5 else -1.0
+            self._miss = np.array([side * self.rng.uniform(*MISS_RANGE), self.rng.uniform(-MISS_ALONG, MISS_ALONG)])
         self.label = None
 
     def resume(self, env: ArmEnv) -> None:
@@ -109,6 +137,7 @@ class ScriptedExpert:
         object held, is the hand above it, has the task succeeded."""
         kept_offset = self._offset  # measured when this grasp settled (an earlier query): a swinging object lies
         self.reset(env)
+        self._miss = None  # a query asks what the expert does from here: it never misses on purpose
         obj = body_pos(env.client, self._obj)
         tpos, tquat = env.target_pose
         tcp = env.arm.tcp_pose()[0]
@@ -144,7 +173,33 @@ class ScriptedExpert:
             if env.arm.gripper_width() > 0.02 and tcp[2] < OBJECT_HALF + 0.015:  # closing, fingers still apart
                 self._phase_idx = names.index("close")
                 return
+        if closed:  # a missed or lost grasp: reopen and rise before approaching again
+            self._retry(env)
+            return
         self._phase_idx = 0  # "above": open the hand and approach from the top
+
+    def _retry(self, env: ArmEnv) -> None:
+        """Start over after an empty grasp: reopen, rise straight up (sliding sideways low could knock the
+        object), then approach and grasp the object where it lies now."""
+        self._retry_xy = env.target_pose[0][:2].copy()
+        self._locked_xy = self._offset = self._grasp_yaw = None
+        self._phase_idx = 0
+        self._phase_steps = 0
+
+    def _empty_grasp(self, env: ArmEnv, phase: str) -> bool:
+        """The hand is commanded closed but, from privileged state, holds nothing: in a phase that wants it
+        open (a miss was executed for us), or in one that carries the object while the fingers touch nothing
+        and have shut past it."""
+        if env.instance.task == "push_to" or env.gripper_command >= 0.5:
+            return False
+        if phase in ("above", "descend"):
+            return True
+        return (phase in GRASPED and env.arm.gripper_width() < EMPTY_WIDTH
+                and not env.arm.in_contact_with(self._obj))
+
+    def episode_stats(self) -> dict:
+        """The runner copies this into the episode summary: did a miss happen, and how many empty grasps."""
+        return {"induced_miss": self.induced_miss, "empty_grasps": self.missed}
 
     def _at_goal(self, env: ArmEnv, obj: np.ndarray) -> bool:
         """place_in / stack: the object lies over its goal (released there, maybe still settling)."""
@@ -174,7 +229,9 @@ class ScriptedExpert:
         xy = self._locked_xy if self._locked_xy is not None else o[:2]
         yaw = self._grasp_yaw_for(env)
         grasp_z = OBJECT_HALF - 0.002
-        pick = [
+        rise = [] if self._retry_xy is None else [_Phase("rise", np.array([*self._retry_xy, ABOVE_Z]), yaw, 1.0,
+                                                         tol=0.01)]
+        pick = rise + [
             _Phase("above", np.array([*o[:2], ABOVE_Z]), yaw, 1.0, tol=0.008),
             _Phase("descend", np.array([*xy, grasp_z]), yaw, 1.0, tol=0.004),
             _Phase("close", np.array([*xy, grasp_z]), yaw, 0.0, hold_steps=4),
@@ -231,8 +288,12 @@ class ScriptedExpert:
     # --- control ---------------------------------------------------------------
     def act(self, env: ArmEnv) -> np.ndarray:
         phases = self._plan(env)
-        idx = min(self._phase_idx, len(phases) - 1)
-        ph = phases[idx]
+        ph = phases[min(self._phase_idx, len(phases) - 1)]
+        if self._empty_grasp(env, ph.name):
+            self.missed += 1
+            self._retry(env)
+            phases = self._plan(env)
+            ph = phases[0]
         tpos, tquat = env.target_pose
         err = ph.pos - tpos
         yaw_err = 0.0 if ph.yaw is None else _wrap(ph.yaw - tcp_yaw(tquat), 2 * np.pi)
@@ -254,7 +315,41 @@ class ScriptedExpert:
             step = np.clip(err, -ph.speed, ph.speed)
             action = self._finish(env, step, float(np.clip(yaw_err, -0.3, 0.3)), ph.gripper)
         self.label = action
-        return self._perturb(env, action) if not ph.hold_steps else action
+        if self._miss_stage == "" and self._miss is not None and ph.name == "descend":
+            self._miss_stage = "descend"  # frozen here: the expert's own plan changes once it sees the miss
+            axis = self._finger_axis(env)
+            across = np.array([-axis[1], axis[0]])
+            self._miss_goal = np.array([*(ph.pos[:2] + self._miss[0] * across + self._miss[1] * axis), ph.pos[2]])
+            self._miss_yaw = ph.yaw
+        if self._miss_stage in ("descend", "close"):
+            return self._induced_miss(env)
+        steady = ph.hold_steps or (self.config.steady_held and ph.name in ("lift", "lower"))
+        return action if steady else self._perturb(env, action)
+
+    def _induced_miss(self, env: ArmEnv) -> np.ndarray:
+        """The executed action of an induced miss: descend beside the object and close there on nothing.
+        Only executed: `label` stays what the expert does from each state (reach the object; once the hand
+        is closed, reopen and rise), so the data never teaches the miss."""
+        self.induced_miss = True
+        tpos, tquat = env.target_pose
+        self._miss_steps += 1
+        if self._miss_stage == "descend":
+            lag = np.linalg.norm(self._miss_goal - env.arm.tcp_pose()[0])
+            if (np.linalg.norm(self._miss_goal - tpos) < 0.004 and lag < 0.006) or self._miss_steps > 15:
+                self._miss_stage, self._miss_steps = "close", 1
+        if self._miss_stage == "close" and self._miss_steps >= 4:  # as long as the expert's own close
+            self._miss_stage = "done"
+        yaw_err = 0.0 if self._miss_yaw is None else _wrap(self._miss_yaw - tcp_yaw(tquat), 2 * np.pi)
+        gripper = 1.0 if self._miss_stage == "descend" else 0.0
+        step = np.clip(self._miss_goal - tpos, -0.03, 0.03)
+        return self._finish(env, step, float(np.clip(yaw_err, -0.3, 0.3)), gripper)
+
+    @staticmethod
+    def _finger_axis(env: ArmEnv) -> np.ndarray:
+        """Unit xy direction the fingers close along (it differs between arms at the same yaw)."""
+        a, b = (np.asarray(p.getLinkState(env.arm.body, link, physicsClientId=env.client)[4][:2])
+                for link in env.arm_spec.gripper.width_links)
+        return (a - b) / (np.linalg.norm(a - b) + 1e-9)
 
     def _perturb(self, env: ArmEnv, action: np.ndarray) -> np.ndarray:
         """DART: a burst of a few steps pushed the same way, so the arm drifts centimetres off course."""
