@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save
 
 from vla_runtime.dataset import EpisodeDataset
 from vla_runtime.io import atomic_write_bytes
-from vla_runtime.policy.model import VLAPolicy, shared_language_encoder
+from vla_runtime.policy.model import VLAPolicy, language_features
 from vla_runtime.policy.steps import load_steps
 
 _ARRAYS = ("cond", "actions", "chunk_mask", "episode", "t", "length", "success", "quality")
@@ -97,9 +97,9 @@ def encode_dataset(policy: VLAPolicy, data: list[str | Path], batch_size: int = 
     table = load_steps(data, cfg, progress=progress)
     ds = EpisodeDataset(data)
     metas = [ds.meta(k) for k in range(len(ds))]
-    lang = shared_language_encoder(cfg.language_model).encode(table.instructions)  # (U, D)
+    lang = language_features(cfg, table.instructions)  # (U, D) or (U, 1 + tokens, D)
     n = len(table.proprio)
-    vis = torch.empty(n, cfg.d_model)
+    vis = torch.empty(n, policy.grounding_dim)
     cond = torch.empty(n, cfg.d_model)
     starts = range(0, n, batch_size)
     if progress:

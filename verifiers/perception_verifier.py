@@ -23,7 +23,7 @@ from verifiers.action_verifier import ActionVerifier, VerifierConfig
 from verifiers.proposals import check_chunks
 from vla_runtime.checkpoint import load_weights, parse_json_file, read_typed_config, require_files, write_checkpoint
 from vla_runtime.policy.config import PolicyConfig
-from vla_runtime.policy.model import VLAPolicy, check_observation, shared_language_encoder
+from vla_runtime.policy.model import VLAPolicy, check_observation, language_features
 from vla_runtime.policy.normalize import Normalizer
 
 CONFIG_TYPE = "vla_steering.perception_verifier"
@@ -98,7 +98,7 @@ class PerceptionVerifier(nn.Module):
             raise ValueError("the perception verifier reads the observation: the decision's Context carries none")
         check_observation(pc, obs)
         images = self.encoder.images_to_tensor(obs.images[pc.camera][None])
-        lang = shared_language_encoder(pc.language_model).encode([obs.instruction])
+        lang = language_features(pc, [obs.instruction])
         token = self.token(images, lang, torch.from_numpy(obs.proprio)[None])
         return self.head(token.expand(len(c), -1), torch.from_numpy(c)).double().numpy()
 

@@ -22,7 +22,7 @@ from verifiers.relabelled import read_decisions
 from verifiers.train_verifier import VerifierTrainConfig, decision_sets, preference_update, rank_scores, subset
 from vla_runtime.checkpoint import is_checkpoint_of
 from vla_runtime.io import check_output_dir
-from vla_runtime.policy.model import VLAPolicy, images_to_tensor, shared_language_encoder
+from vla_runtime.policy.model import VLAPolicy, images_to_tensor, language_features
 from vla_runtime.policy.vision import augment
 from vla_runtime.training import Run
 
@@ -46,10 +46,9 @@ def train_perception_verifier(policy_dir: str | Path, relabelled: list[str | Pat
                               cfg.perturbations, cfg.val_fraction, cfg.seed)
     train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
     val_sets = subset(sets, val)
-    encoder = shared_language_encoder(pc.language_model)
     unique = sorted(set(d.instructions))
-    table = encoder.encode(unique)  # (U, language_dim)
-    lang = table[torch.tensor([unique.index(x) for x in d.instructions])]  # (S, language_dim)
+    table = language_features(pc, unique)  # (U, language_dim) or (U, 1 + tokens, language_dim)
+    lang = table[torch.tensor([unique.index(x) for x in d.instructions])]  # (S, ...)
     images = d.images  # (S, h, w, 3) uint8
     proprio = torch.from_numpy(d.proprio)
     cands = torch.from_numpy(sets.candidates)

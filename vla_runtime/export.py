@@ -1,7 +1,8 @@
 """`vla export onnx`: the policy's and the scorers' graphs as ONNX, with dynamic batch and their metadata.
 
 Graphs (every input/output float32 unless named):
-- `encoder.onnx`: images (B, 3, H, W) in [0, 1] (resized), lang (B, L) the cached instruction embedding,
+- `encoder.onnx`: images (B, 3, H, W) in [0, 1] (resized), lang (B, L) the cached instruction embedding (a
+  role-grounding policy: (B, 1 + tokens, L), `model.language_features`),
   proprio (B, P) raw [, anchor (B, 4) metres and anchor_given (B, 1) 1 = use it, 0 = estimate it: anchor
   policies] -> cond (B, d) [, anchor_used (B, 4)].
 - `denoiser.onnx`: x (B, H, A) noisy normalised chunk, t (B,) int64 timestep, cond (B, d) -> eps (B, H, A).
@@ -33,6 +34,7 @@ from vla_runtime.checkpoint import weights_fingerprint
 from vla_runtime.io import check_output_dir, make_tmp_sibling, manifest_is, replace_dir
 from vla_runtime.policy.config import check_steps
 from vla_runtime.policy.dit import dit_forward_static
+from vla_runtime.policy.language import LANGUAGE_TOKENS
 
 OPSET = 17
 FORMAT = "vla_steering.onnx_export"
@@ -157,8 +159,11 @@ def export_onnx(policy_dir: str | Path, out_dir: str | Path, scorers: dict | Non
     tmp = make_tmp_sibling(out)
     try:
         graphs = {}
-        enc_in: dict[str, tuple] = {"images": ("B", 3, h, w), "lang": ("B", L), "proprio": ("B", P)}
-        args: list[torch.Tensor] = [torch.rand(2, 3, h, w), torch.randn(2, L), torch.randn(2, P)]
+        # lang: (B, L) sentence embeddings, or (B, 1 + tokens, L) with the token states (role grounding)
+        lang_shape = ("B", 1 + LANGUAGE_TOKENS, L) if cfg.role_grounding else ("B", L)
+        enc_in: dict[str, tuple] = {"images": ("B", 3, h, w), "lang": lang_shape, "proprio": ("B", P)}
+        lang = torch.randn(2, 1 + LANGUAGE_TOKENS, L) if cfg.role_grounding else torch.randn(2, L)
+        args: list[torch.Tensor] = [torch.rand(2, 3, h, w), lang, torch.randn(2, P)]
         if cfg.wrist_camera:
             wh, ww = cfg.wrist_image_size
             enc_in["wrist"] = ("B", 3, wh, ww)

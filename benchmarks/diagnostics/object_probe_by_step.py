@@ -19,7 +19,7 @@ import json
 import numpy as np
 import torch
 
-from vla_runtime.policy.model import VLAPolicy, shared_language_encoder
+from vla_runtime.policy.model import VLAPolicy, language_features
 from vla_runtime.policy.steps import load_steps
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     model = VLAPolicy.from_pretrained(args.policy).eval()
     table = load_steps([args.data], model.config, object_label_steps=args.steps, progress=False)
     idx = np.flatnonzero(table.object_mask)  # the first `steps` frames of every episode with a scene record
-    lang = shared_language_encoder(model.config.language_model).encode(table.instructions)
+    lang = language_features(model.config, table.instructions)
     with torch.no_grad():
         images = torch.from_numpy(table.images[idx]).permute(0, 3, 1, 2).float() / 255.0
         lang_b, proprio_b = lang[torch.from_numpy(table.instr[idx])], torch.from_numpy(table.proprio[idx])

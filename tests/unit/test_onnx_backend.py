@@ -32,6 +32,7 @@ SCORE_ATOL = 1e-4  # verifier / value scores
 COND_ATOL = 1e-5  # the conditioning token
 H, A, P, D = TINY.horizon, TINY.action_dim, TINY.proprio_dim, TINY.d_model
 ANCHORED = dataclasses.replace(TINY, anchor=True, aux_object_weight=1.0)
+ROLED = dataclasses.replace(ANCHORED, role_grounding=True)
 CHEAP_STEPS = 3  # the extra sampler graph the fixtures export (cheaper steering candidates)
 
 
@@ -74,6 +75,11 @@ def plain(tmp_path_factory) -> Setup:
 @pytest.fixture(scope="module")
 def anchored(tmp_path_factory) -> Setup:
     return _setup(tmp_path_factory.mktemp("onnx_anchor"), ANCHORED)
+
+
+@pytest.fixture(scope="module")
+def roled(tmp_path_factory) -> Setup:
+    return _setup(tmp_path_factory.mktemp("onnx_roles"), ROLED)
 
 
 def _obs(seed: int = 0, size: int = 16) -> Observation:
@@ -215,6 +221,20 @@ def test_anchor_policy_estimates_then_uses_the_given_anchor(anchored) -> None:
     assert np.abs(got.cond.numpy() - ref.cond.numpy()).max() <= COND_ATOL
     with pytest.raises(ValueError, match="anchor must be finite"):
         onnx_policy.encode(obs, anchor=np.array([np.nan, 0, 0, 0]))
+
+
+def test_role_grounding_policy_exports_its_token_input_and_matches_torch(roled) -> None:
+    onnx_policy = OnnxPolicy(roled.export)
+    graph = onnx.load(str(roled.export / "encoder.onnx"))
+    lang = next(i for i in graph.graph.input if i.name == "lang")
+    assert [d.dim_value or d.dim_param for d in lang.type.tensor_type.shape.dim] == ["B", 33, 384]
+    for seed, text in ((4, "put the red cube on the blue cube"), (5, "put the blue cube on the red cube")):
+        obs = dataclasses.replace(_obs(seed), instruction=text)
+        ref, got = roled.policy.encode(obs), onnx_policy.encode(obs)
+        np.testing.assert_allclose(got.anchor, ref.anchor, atol=COND_ATOL)
+        assert np.abs(got.cond.numpy() - ref.cond.numpy()).max() <= COND_ATOL
+        gen = [torch.Generator().manual_seed(7) for _ in range(2)]
+        assert np.abs(onnx_policy.sample(got, 4, gen[0]) - roled.policy.sample(ref, 4, gen[1])).max() <= ACTION_ATOL
 
 
 @pytest.mark.parametrize("m", [1, 5, 33])

@@ -693,11 +693,11 @@ def test_a_version_1_config_loads_without_its_training_only_keys(policy: VLAPoli
     live in TrainConfig; they load with those keys dropped, and a version-2 config refuses them."""
     out = policy.save_pretrained(tmp_path / "ckpt")
     config = json.loads((out / "config.json").read_text())
-    legacy = {**config, "version": 1, "aux_object_steps": 2, "anchor_noise": 0.01, "random_shift": 4,
-              "color_jitter": 0.15}
+    legacy = {**{k: v for k, v in config.items() if k != "role_grounding"}, "version": 1, "aux_object_steps": 2,
+              "anchor_noise": 0.01, "random_shift": 4, "color_jitter": 0.15}  # role_grounding came in version 3
     (out / "config.json").write_text(json.dumps(legacy))
     assert VLAPolicy.from_pretrained(out).config == policy.config
-    (out / "config.json").write_text(json.dumps({**legacy, "version": CONFIG_VERSION}))
+    (out / "config.json").write_text(json.dumps({**legacy, "version": CONFIG_VERSION, "role_grounding": False}))
     with pytest.raises(ValueError, match=r"unknown config keys: \['anchor_noise', 'aux_object_steps'"):
         VLAPolicy.from_pretrained(out)
     bundled = json.loads((Path(__file__).parents[2] / "models" / "policy" / "config.json").read_text())

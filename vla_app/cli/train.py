@@ -74,6 +74,9 @@ def _policy(p: argparse.ArgumentParser) -> None:
     p.add_argument("--anchor", action="store_true",
                    help="condition every decision on the object head's first-frame target/goal estimate "
                         "(with --init: add it to the parent policy)")
+    p.add_argument("--role-grounding", action="store_true",
+                   help="locate the instruction's target and goal separately: one learned query per role over "
+                        "the language model's token states, each with its own spatial head")
     p.add_argument("--anchor-noise", type=float, default=tc("anchor_noise"), metavar="M",
                    help="metres of noise on the training anchors")
     _run_args(p, TrainConfig)
@@ -87,11 +90,15 @@ def policy(args: argparse.Namespace) -> int:
 
     command = _command_line("train", "policy")
     anchor = {"anchor": True} if args.anchor else {}  # what --init may add to the parent's config
+    if args.init and args.role_grounding:
+        raise ValueError("--role-grounding reshapes the fusion layer, so it cannot be added to an --init parent: "
+                         "train from scratch")
     pcfg = PolicyConfig(image_size=args.image_size, vision_strides=args.vision_strides,
                         wrist_camera=args.wrist_camera, wrist_image_size=args.wrist_image_size,
                         wrist_vision_strides=args.wrist_vision_strides, aux_weight=args.aux_weight,
                         aux_object_weight=args.aux_object_weight, aux_object_input=args.aux_object_input,
-                        proprio_inputs=tuple(args.proprio_inputs.split(",")), **({} if args.init else anchor))
+                        proprio_inputs=tuple(args.proprio_inputs.split(",")), role_grounding=args.role_grounding,
+                        **({} if args.init else anchor))
     tcfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                        grounding_steps=args.grounding_steps, object_label_steps=args.aux_object_steps,
                        anchor_noise=args.anchor_noise, random_shift=args.random_shift, ema_decay=args.ema,

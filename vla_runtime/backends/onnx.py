@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vla_runtime.export import read_manifest, sampler_graphs
-from vla_runtime.policy.model import check_observation, images_to_tensor, read_policy_files, shared_language_encoder
+from vla_runtime.policy.model import check_observation, images_to_tensor, language_features, read_policy_files
 from vla_runtime.policy.protocol import Context
 
 Runner = Callable[..., dict[str, np.ndarray]]
@@ -144,7 +144,7 @@ class OnnxPolicy:
         cfg = self.config
         check_observation(cfg, obs)
         feeds = {"images": images_to_tensor(obs.images[cfg.camera][None], cfg.image_size).numpy(),
-                 "lang": shared_language_encoder(cfg.language_model).encode([obs.instruction]).numpy(),
+                 "lang": language_features(cfg, [obs.instruction]).numpy(),
                  "proprio": obs.proprio[None].astype(np.float32)}
         if cfg.wrist_camera:
             feeds["wrist"] = images_to_tensor(obs.images[cfg.wrist_camera][None], cfg.wrist_image_size).numpy()

@@ -10,10 +10,12 @@ from dataclasses import dataclass, field
 from vla_runtime.types import PROPRIO_NAMES, ActionSpec
 
 CONFIG_TYPE = "vla_steering.policy"
-CONFIG_VERSION = 2
+CONFIG_VERSION = 3
 # Version 1 also held these training-only settings; they moved to `train.TrainConfig`, and a version-1
 # config.json loads with them dropped (they never changed the weights' meaning).
 TRAINING_ONLY_V1 = ("aux_object_steps", "anchor_noise", "random_shift", "color_jitter")
+# Keys added since: a config written before a key existed means the key's default (the behaviour then).
+ADDED_SINCE = {3: {"role_grounding": False}}
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,11 @@ class PolicyConfig:
     # later decision of the episode, as offsets from the end effector (`Context.anchor`, latched by
     # `EpisodeEncoder`).
     anchor: bool = False
+    # Role-aware grounding (`roles.RoleGrounding`): the object head becomes one spatial head per role
+    # (target, goal), each driven by a learned query over the language model's token states, so a
+    # two-object instruction's roles are located separately. The policy's `lang` input is then the token
+    # states (`language.LanguageEncoder.encode_tokens`), not the pooled sentence alone.
+    role_grounding: bool = False
 
     def __post_init__(self) -> None:
         h, w = self.image_size
@@ -111,6 +118,10 @@ class PolicyConfig:
             raise ValueError(f"anchor needs the vision-only object head (aux_object_weight > 0, aux_object_input "
                              f"'vision'), got aux_object_weight={self.aux_object_weight}, "
                              f"aux_object_input={self.aux_object_input!r}")
+        if self.role_grounding and (self.aux_object_weight <= 0 or self.aux_object_input != "vision"):
+            raise ValueError(f"role_grounding trains its heads as the object head: it needs aux_object_weight > 0 "
+                             f"and aux_object_input 'vision', got aux_object_weight={self.aux_object_weight}, "
+                             f"aux_object_input={self.aux_object_input!r}")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
             raise ValueError(f"unknown beta_schedule {self.beta_schedule!r}")
 
@@ -150,10 +161,16 @@ class PolicyConfig:
         kind, version = d.pop("type", None), d.pop("version", None)
         if kind != CONFIG_TYPE:
             raise ValueError(f"config type is {kind!r}, expected {CONFIG_TYPE!r}")
+        if version not in range(1, CONFIG_VERSION + 1) or isinstance(version, bool):
+            raise ValueError(f"config version {version!r} is not supported (expected 1..{CONFIG_VERSION})")
         if version == 1:
             d = {k: v for k, v in d.items() if k not in TRAINING_ONLY_V1}
-        elif version != CONFIG_VERSION:
-            raise ValueError(f"config version {version!r} is not supported (expected 1 or {CONFIG_VERSION})")
+        for since, added in ADDED_SINCE.items():
+            if version < since:
+                for key, default in added.items():
+                    if key in d:
+                        raise ValueError(f"config key {key!r} did not exist in version {version}")
+                    d[key] = default
         known = {f.name for f in dataclasses.fields(cls)}
         unknown, missing = sorted(set(d) - known), sorted(known - set(d))
         if unknown:

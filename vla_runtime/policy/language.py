@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-CACHE_SIZE = 256  # distinct instructions kept (384 floats each); the least recently used goes first
+LANGUAGE_TOKENS = 32  # token states kept per instruction (the tokenizer truncates there)
+CACHE_SIZE = 256  # distinct instructions kept (<= 33 x 384 floats each); the least recently used goes first
 
 
 def default_model_dir() -> Path:
@@ -26,7 +27,8 @@ def default_model_dir() -> Path:
 class LanguageEncoder:
     """Mean-pooled, L2-normalised sentence embeddings (the sentence-transformers recipe)."""
 
-    def __init__(self, model_dir: str | Path = "", max_length: int = 32, cache_size: int = CACHE_SIZE) -> None:
+    def __init__(self, model_dir: str | Path = "", max_length: int = LANGUAGE_TOKENS,
+                 cache_size: int = CACHE_SIZE) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
         from transformers import AutoModel, AutoTokenizer
@@ -41,11 +43,27 @@ class LanguageEncoder:
         self.dim = int(self.model.config.hidden_size)
         self.max_length = max_length
         self.cache_size = cache_size
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     @torch.no_grad()
     def encode(self, texts: list[str]) -> torch.Tensor:
-        """-> (len(texts), dim) float32; cached per string (LRU: a call may hold more strings than the cache)."""
+        """-> (len(texts), dim) float32 sentence embeddings; cached per string (LRU: a call may hold more
+        strings than the cache)."""
+        return torch.stack([sentence for sentence, _ in self._lookup(texts)])
+
+    @torch.no_grad()
+    def encode_tokens(self, texts: list[str]) -> torch.Tensor:
+        """-> (len(texts), 1 + max_length, dim) float32: row 0 the sentence embedding (`encode`), then the
+        token states, zero rows past the instruction's tokens. Role grounding reads which words name the
+        object to move and which the place to put it; one tensor keeps every graph's `lang` input single."""
+        out = torch.zeros(len(texts), 1 + self.max_length, self.dim)
+        for row, (sentence, tokens) in zip(out, self._lookup(texts)):
+            row[0] = sentence
+            row[1:1 + len(tokens)] = tokens
+        return out
+
+    def _lookup(self, texts: list[str]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(sentence (dim,), token states (n_tokens, dim)) per text, embedding the missing ones in one batch."""
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
             tok = self.tokenizer(missing, padding=True, truncation=True, max_length=self.max_length,
@@ -54,9 +72,9 @@ class LanguageEncoder:
             mask = tok["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             emb = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             emb = torch.nn.functional.normalize(emb, dim=-1)
-            for t, e in zip(missing, emb):
-                self._cache[t] = e.clone()
-        out = torch.stack([self._cache[t] for t in texts])
+            for t, e, h, n in zip(missing, emb, hidden, tok["attention_mask"].sum(1).tolist()):
+                self._cache[t] = (e.clone(), h[:n].clone())
+        out = [self._cache[t] for t in texts]
         for t in dict.fromkeys(texts):
             self._cache.move_to_end(t)
         while len(self._cache) > self.cache_size:

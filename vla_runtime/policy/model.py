@@ -22,6 +22,7 @@ from vla_runtime.policy.dit import DiTHead
 from vla_runtime.policy.language import LanguageEncoder
 from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.policy.protocol import Context
+from vla_runtime.policy.roles import ROLES, RoleGrounding
 from vla_runtime.policy.vision import VisionEncoder
 from vla_runtime.types import Observation
 
@@ -36,6 +37,13 @@ def shared_language_encoder(model_dir: str) -> LanguageEncoder:
     if model_dir not in _LANGUAGE:
         _LANGUAGE[model_dir] = LanguageEncoder(model_dir)
     return _LANGUAGE[model_dir]
+
+
+def language_features(config: PolicyConfig, texts: list[str]) -> torch.Tensor:
+    """The policy's `lang` input for each instruction: (B, language_dim) sentence embeddings, or for a
+    role-grounding policy (B, 1 + max_length, language_dim) with the token states (`encode_tokens`)."""
+    encoder = shared_language_encoder(config.language_model)
+    return encoder.encode_tokens(texts) if config.role_grounding else encoder.encode(texts)
 
 
 class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-policy"]):
@@ -57,6 +65,11 @@ class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-
                                            out_dim=d, strides=config.wrist_vision_strides)
                              if config.wrist_camera else None)
         n_parts = 4 if config.wrist_camera else 3
+        self.roles = self.role_proj = None
+        if config.role_grounding:
+            self.roles = RoleGrounding(config.language_dim, config.vision_channels[-1], d)
+            self.role_proj = nn.Linear(len(ROLES) * self.roles.feature_dim, d)
+            n_parts += 1
         self.fuse = nn.Sequential(nn.Linear(n_parts * d, 2 * d), nn.SiLU(), nn.Linear(2 * d, d))
         self.null_cond = nn.Parameter(torch.zeros(1, d))  # the "no condition" token for CFG
         self.register_buffer("proprio_keep", torch.tensor(config.proprio_keep, dtype=torch.float32),
@@ -65,7 +78,7 @@ class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-
         self.aux_head = (nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, config.horizon * config.action_dim))
                          if config.aux_weight > 0 else None)
         self.aux_object_head = (nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, OBJECT_TARGET_DIM))
-                                if config.aux_object_weight > 0 else None)
+                                if config.aux_object_weight > 0 and not config.role_grounding else None)
         self.anchor_mlp = None
         if config.anchor:  # added to the fused token; zero output at init, so fine-tuning starts from the parent
             self.anchor_mlp = nn.Sequential(nn.Linear(2 * OBJECT_TARGET_DIM, d), nn.SiLU(), nn.Linear(d, d))
@@ -92,13 +105,18 @@ class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-
     def action_spec(self):
         return self.config.action_spec
 
+    @property
+    def has_object_head(self) -> bool:
+        """A target/goal xy head exists: the auxiliary head, or the role-grounding heads."""
+        return self.aux_object_head is not None or self.roles is not None
+
     def reset(self) -> None:
         """The `Policy` contract's episode boundary: this model keeps no state between decisions."""
 
     # --- conditioning ------------------------------------------------------------
     def condition(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
                   wrist: torch.Tensor | None = None, anchor: torch.Tensor | None = None) -> torch.Tensor:
-        """images (B, 3, H, W) in [0, 1], lang (B, language_dim), proprio (B, P) raw, wrist (B, 3, h, w)
+        """images (B, 3, H, W) in [0, 1], lang (see `language_features`), proprio (B, P) raw, wrist (B, 3, h, w)
         in [0, 1] when the config names a wrist camera, anchor (B, 4) metres (see `features`)
         -> cond (B, d_model)."""
         return self.features(images, lang, proprio, wrist=wrist, anchor=anchor)[1]
@@ -106,7 +124,8 @@ class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-
     def features(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
                  wrist: torch.Tensor | None = None, anchor: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (main-camera vision features (B, d_model), cond (B, d_model)); the object head reads one of them.
+        """-> (grounding features (B, G), cond (B, d_model)); the object head reads one of them (see
+        `fused_features`).
 
         anchor (B, 4): an anchor policy's target + goal xy; None = this frame's own estimate (what the
         first decision of an episode uses)."""
@@ -131,18 +150,33 @@ class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-
 
     def fused_features(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
                        wrist: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (main-camera vision features (B, d), the fused token before any anchor term (B, d)): the part
-        of `features` the ONNX encoder graph and the scorers' feature cache run on their own."""
+        """-> (grounding features (B, G), the fused token before any anchor term (B, d)): the part of
+        `features` the ONNX encoder graph and the scorers' feature cache run on their own. The grounding
+        features are what the object head reads: the main camera's vision features (G = d), or with role
+        grounding the per-role image points and features (G = `grounding_dim`)."""
         if (wrist is None) != (self.wrist_vision is None):
             raise ValueError(f"this policy's wrist camera is {self.config.wrist_camera!r}: "
                              f"{'pass' if wrist is None else 'do not pass'} wrist images")
-        lang_tok = self.lang_proj(lang)
-        vis = self.vision(images * 2 - 1, lang_tok)
+        want = 3 if self.roles is not None else 2
+        if lang.dim() != want or lang.shape[-1] != self.config.language_dim:
+            raise ValueError(f"lang must be {'(B, 1 + tokens, ' if want == 3 else '(B, '}"
+                             f"{self.config.language_dim}) for this policy (role_grounding="
+                             f"{self.config.role_grounding}; see language_features), got {tuple(lang.shape)}")
+        lang_tok = self.lang_proj(lang[:, 0] if self.roles is not None else lang)
+        vis, fmap = self.vision.features(images * 2 - 1, lang_tok)
         prop = self.proprio_mlp(self.normalizer.normalize_proprio(proprio) * self.proprio_keep)
         parts = [vis, lang_tok, prop]
         if self.wrist_vision is not None:
             parts.append(self.wrist_vision(wrist * 2 - 1, lang_tok))
+        if self.roles is not None:
+            vis = self.roles(lang[:, 1:], fmap).flatten(1)  # (B, R * feature_dim)
+            parts.append(self.role_proj(vis))
         return vis, self.fuse(torch.cat(parts, dim=-1))
+
+    @property
+    def grounding_dim(self) -> int:
+        """G: the width of the grounding features `fused_features` returns."""
+        return len(ROLES) * self.roles.feature_dim if self.roles is not None else self.config.d_model
 
     def images_to_tensor(self, images: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
         """(B, H, W, 3) uint8 -> (B, 3, h, w) float [0, 1] at `size` (default: the main camera's)."""
@@ -152,7 +186,7 @@ class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-
     def encode(self, obs: Observation, anchor: np.ndarray | None = None) -> Context:
         """anchor (4,) metres: the episode's latched anchor (anchor policies; None = estimate it here)."""
         check_observation(self.config, obs)
-        lang = shared_language_encoder(self.config.language_model).encode([obs.instruction])
+        lang = language_features(self.config, [obs.instruction])
         images = self.images_to_tensor(obs.images[self.config.camera][None])
         wrist = (self.images_to_tensor(obs.images[self.config.wrist_camera][None], self.config.wrist_image_size)
                  if self.config.wrist_camera else None)
@@ -172,8 +206,7 @@ class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-
                              f"and {len(anchors)} anchors")
         for obs in observations:
             check_observation(self.config, obs)
-        language = shared_language_encoder(self.config.language_model)
-        lang = torch.cat([language.encode([obs.instruction]) for obs in observations])  # (B, language_dim)
+        lang = torch.cat([language_features(self.config, [obs.instruction]) for obs in observations])
         images = self.images_to_tensor(np.stack([obs.images[self.config.camera] for obs in observations]))
         wrist = (self.images_to_tensor(np.stack([obs.images[self.config.wrist_camera] for obs in observations]),
                                        self.config.wrist_image_size) if self.config.wrist_camera else None)
@@ -292,7 +325,7 @@ class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-
         if self.aux_head is not None:
             sq = (self.aux_head(cond).view_as(target) - target) ** 2
             aux = aux + self.config.aux_weight * (sq * weight).sum() / denom
-        if self.aux_object_head is not None and object_xy is not None and object_mask is not None \
+        if self.has_object_head and object_xy is not None and object_mask is not None \
                 and bool(object_mask.any()):
             aux = aux + self.config.aux_object_weight * self._object_error(vis, cond, object_xy, object_mask)
         if self.training and self.config.cond_dropout > 0:
@@ -306,7 +339,7 @@ class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-
     def object_loss(self, images: torch.Tensor, lang: torch.Tensor, proprio: torch.Tensor,
                     object_xy: torch.Tensor, wrist: torch.Tensor | None = None) -> torch.Tensor:
         """The object-localisation loss alone (unweighted), for grounding pre-training; object_xy (B, 4)."""
-        if self.aux_object_head is None:
+        if not self.has_object_head:
             raise ValueError("this policy has no object head (aux_object_weight=0)")
         vis, cond = self.fused_features(images, lang, proprio, wrist)
         return self._object_error(vis, cond, object_xy, torch.ones(len(object_xy), dtype=torch.bool))
@@ -317,11 +350,12 @@ class VLAPolicy(nn.Module, HubMixin, tags=["vision-language-action", "diffusion-
         return (((self.object_xy(feats[mask]) - object_xy[mask]) / _OBJECT_SCALE) ** 2).mean()
 
     def object_xy(self, feats: torch.Tensor) -> torch.Tensor:
-        """(B, d_model) features named by `aux_object_input` (see `features`) -> (B, 4) the auxiliary
-        head's target-object + goal xy in metres (a probe)."""
-        if self.aux_object_head is None:
+        """Features named by `aux_object_input` (see `features`) -> (B, 4) the object head's target-object +
+        goal xy in metres (the auxiliary head, or the role heads of a role-grounding policy)."""
+        if not self.has_object_head:
             raise ValueError("this policy has no object head (aux_object_weight=0)")
-        return self.aux_object_head(feats) * _OBJECT_SCALE + _object_centre(feats.dtype)
+        xy = self.roles.xy(feats) if self.roles is not None else self.aux_object_head(feats)
+        return xy * _OBJECT_SCALE + _object_centre(feats.dtype)
 
     # --- checkpoints -------------------------------------------------------------
     def save_pretrained(self, out_dir: str | Path, model_card: str = "", state_dict: dict | None = None,

@@ -19,7 +19,7 @@ import torch
 from vla_runtime.checkpoint import is_checkpoint_of
 from vla_runtime.io import check_output_dir
 from vla_runtime.policy.config import CONFIG_TYPE, PolicyConfig
-from vla_runtime.policy.model import VLAPolicy, shared_language_encoder
+from vla_runtime.policy.model import VLAPolicy, language_features
 from vla_runtime.policy.normalize import Normalizer
 from vla_runtime.policy.steps import StepTable, load_steps
 from vla_runtime.policy.vision import augment
@@ -100,7 +100,7 @@ class Trainer:
             normalizer = Normalizer.fit(flat_actions, table.proprio[self.train_idx])
             self.model = VLAPolicy(policy_config, normalizer)
         self.ema = copy.deepcopy(self.model).eval() if cfg.ema_decay > 0 else None
-        self.lang = shared_language_encoder(policy_config.language_model).encode(table.instructions)  # (U, D)
+        self.lang = language_features(policy_config, table.instructions)  # (U, D) or (U, 1 + tokens, D)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.meta = {"train_steps_total": int(len(self.train_idx)), "val_steps": int(len(self.val_idx)),
@@ -186,7 +186,7 @@ class Trainer:
             loss = model.loss(images, lang, proprio, actions, generator=gen, chunk_mask=chunk_mask,
                               wrist=wrist, anchor=anchor)  # no object aux
             vis, cond = model.features(images, lang, proprio, wrist=wrist, anchor=anchor)
-            if model.aux_object_head is not None and bool(object_mask.any()):
+            if model.has_object_head and bool(object_mask.any()):
                 xy = model.object_xy((vis if model.config.aux_object_input == "vision" else cond)[object_mask])
                 out[f"{name}val_object_err_mm"] = float((xy - object_xy[object_mask]).abs().mean() * 1000)
             noise = torch.randn(actions.shape, generator=gen)

@@ -64,10 +64,14 @@ class VisionEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) in [-1, 1], cond (B, cond_dim) -> (B, out_dim)."""
+        return self.features(image, cond)[0]
+
+    def features(self, image: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> ((B, out_dim), the last feature map (B, C, h, w): what role grounding attends over)."""
         h = self.stem(image)
         for block in self.blocks:
             h = block(h, cond)
-        return self.out(torch.cat([self.keypoints(h), h.mean(dim=(2, 3))], dim=1))
+        return self.out(torch.cat([self.keypoints(h), h.mean(dim=(2, 3))], dim=1)), h
 
 
 def augment(images: torch.Tensor, shift: int, jitter: float, generator: torch.Generator | None) -> torch.Tensor:
