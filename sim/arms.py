@@ -1,8 +1,9 @@
 """Simulated arms: what differs between embodiments, behind one end-effector interface.
 
 Every arm exposes the same tool-centre-point (TCP) pose, gripper opening in
-metres and seven arm joints, so tasks, experts and policies never branch on the
-arm. Adding an arm means adding one `ArmSpec`.
+metres and seven proprio joint entries (an arm with fewer joints reports the
+missing ones as 0, see `proprio_joints`), so tasks, experts and policies never
+branch on the arm. Adding an arm means adding one `ArmSpec`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,16 @@ from sim.quiet import c_stdout_silenced
 
 # Gripper pointing straight down with yaw 0: TCP z axis along world -z.
 DOWN_QUAT = p.getQuaternionFromEuler([np.pi, 0.0, 0.0])
+PROPRIO_JOINTS = 7  # q0..q6 in vla_runtime.types.PROPRIO_NAMES
+
+
+def proprio_joints(q: np.ndarray) -> np.ndarray:
+    """The first 7 IK joint positions, zero-padded for arms with fewer (the 6-joint xArm reports q6 = 0), so
+    every arm fills the same proprio layout; extra IK joints (the KUKA's wrist yaw) are not reported."""
+    q = np.asarray(q)
+    if len(q) >= PROPRIO_JOINTS:
+        return q[:PROPRIO_JOINTS]
+    return np.concatenate([q, np.zeros(PROPRIO_JOINTS - len(q), dtype=q.dtype)])
 
 
 @dataclass(frozen=True)
@@ -32,10 +43,19 @@ class GripperSpec:
     pad_offset: float = 0.0
     passive_joints: tuple[int, ...] = ()  # held at 0 with a weak motor (compliant fingertips)
     passive_force: float = 0.0
+    # (leader, follower) joints held equal by a gear constraint: the closed linkages that URDF <mimic> tags
+    # describe and PyBullet ignores. A follower has no motor of its own.
+    mimic: tuple[tuple[int, int], ...] = ()
+    mimic_force: float = 10000.0  # the gears' force limit: far above any grasp, so the linkage never gives
 
     def targets(self, command: float) -> list[tuple[int, float]]:
         g = float(np.clip(command, 0.0, 1.0))
         return [(j, c + g * (o - c)) for j, c, o in zip(self.joints, self.closed, self.opened)]
+
+    def with_followers(self, positions: list[tuple[int, float]]) -> list[tuple[int, float]]:
+        """Driven joint positions plus each mimic follower at its leader's position."""
+        value = dict(positions)
+        return positions + [(f, value[lead]) for lead, f in self.mimic if lead in value]
 
 
 @dataclass(frozen=True)
@@ -44,7 +64,7 @@ class ArmSpec:
 
     name: str
     model: str  # path inside pybullet_data (.urdf or .sdf)
-    arm_joints: tuple[int, ...]  # the 7 joints IK drives and proprio reports
+    arm_joints: tuple[int, ...]  # the joints IK drives and proprio reports (at most 7; fewer are 0-padded)
     extra_ik_joints: tuple[int, ...]  # movable joints IK may use beyond arm_joints (e.g. a wrist yaw)
     base_xyz: tuple[float, float, float]  # mounting point in the table frame
     ik_link: int  # link whose pose IK targets
@@ -98,7 +118,31 @@ KUKA = ArmSpec(
     arm_force=300.0,
 )
 
-ARMS: dict[str, ArmSpec] = {a.name: a for a in (PANDA, KUKA)}
+# UFactory xArm6 with its parallel-linkage gripper: 6 arm joints (proprio q6 is always 0). The two outer
+# knuckles are driven (0 open, ~8.3 cm between the pads; 0.85 closed); the fingers and inner knuckles follow
+# them through gear constraints (the URDF's <mimic> tags, all multipliers 1), which keeps the pads parallel.
+# A weak 5 N m drive: at the Panda-like 50 the squeeze overpowers the gears, the fingers tilt and a cube slips
+# down in the grasp (stack fell to 13/20 expert successes). A shorter arm than the Panda: mounted 10 cm
+# forward so the whole placement area (x 0.34..0.68, |y| <= 0.24) is reachable pointing straight down.
+XARM = ArmSpec(
+    name="xarm",
+    model="xarm/xarm6_with_gripper.urdf",
+    arm_joints=(1, 2, 3, 4, 5, 6),  # joint 0 is the fixed world joint
+    extra_ik_joints=(),
+    base_xyz=(0.1, 0.0, 0.0),
+    ik_link=6,  # link6, the flange; its z axis points along the fingers, y across them (as the Panda's TCP)
+    tcp_offset=(0.0, 0.0, 0.16),  # between the pads, 1.1 cm above their tips when closed on a 4 cm object
+    tcp_yaw_offset=0.0,
+    home_tcp=(0.5, 0.0, 0.25),
+    rest_pose=(0.0, -0.3, -0.9, 0.0, 1.2, 0.0),
+    finger_links=(9, 12),  # left_finger, right_finger
+    gripper=GripperSpec(joints=(8, 11), closed=(0.85, 0.85), opened=(0.0, 0.0), force=5.0,
+                        width_links=(9, 12), pad_offset=0.058, mimic=((8, 9), (8, 10), (11, 12), (11, 13))),
+    max_width=0.083,
+    arm_force=240.0,
+)
+
+ARMS: dict[str, ArmSpec] = {a.name: a for a in (PANDA, KUKA, XARM)}
 
 
 def get_arm_spec(name: str) -> ArmSpec:
@@ -175,8 +219,8 @@ class IKSolver:
         """Finger joint positions (len gripper.joints) -> opening in metres, measured as `Arm.gripper_width`
         does on the simulated robot (here on the shadow model, so a real robot's joint states serve)."""
         g = self.spec.gripper
-        for j, v in zip(g.joints, fingers):
-            p.resetJointState(self.body, j, float(v), physicsClientId=self.client)
+        for j, v in g.with_followers([(j, float(v)) for j, v in zip(g.joints, fingers)]):
+            p.resetJointState(self.body, j, v, physicsClientId=self.client)
         a, b = (np.asarray(p.getLinkState(self.body, link, computeForwardKinematics=True,
                                           physicsClientId=self.client)[4]) for link in g.width_links)
         return float(np.clip(np.linalg.norm(a - b) - g.pad_offset, 0.0, self.spec.max_width))
@@ -232,6 +276,13 @@ class Arm:
         for link in spec.finger_links:
             p.changeDynamics(self.body, link, lateralFriction=2.0, spinningFriction=0.01,
                              rollingFriction=0.0001, frictionAnchor=True, physicsClientId=client)
+        for lead, follower in spec.gripper.mimic:
+            gear = p.createConstraint(self.body, lead, self.body, follower, jointType=p.JOINT_GEAR,
+                                      jointAxis=[1, 0, 0], parentFramePosition=[0, 0, 0],
+                                      childFramePosition=[0, 0, 0], physicsClientId=client)
+            # gearRatio -1 holds the two joint positions equal (measured; +1 mirrors them)
+            p.changeConstraint(gear, gearRatio=-1, erp=0.2, maxForce=spec.gripper.mimic_force, physicsClientId=client)
+            p.setJointMotorControl2(self.body, follower, p.VELOCITY_CONTROL, force=0.0, physicsClientId=client)
         self.home_q, _ = ik.solve(spec.home_tcp, DOWN_QUAT, np.asarray(spec.rest_pose))
         self.reset_joints(self.home_q, gripper=1.0)
 
@@ -254,7 +305,8 @@ class Arm:
     def reset_joints(self, q: np.ndarray, gripper: float) -> None:
         for j, v in zip(self.spec.ik_joints, q):
             p.resetJointState(self.body, j, float(v), physicsClientId=self.client)
-        for j, v in self.spec.gripper.targets(gripper):
+        g = self.spec.gripper
+        for j, v in g.with_followers(g.targets(gripper)):
             p.resetJointState(self.body, j, v, physicsClientId=self.client)
         self.command(q, gripper)
 

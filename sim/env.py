@@ -16,9 +16,10 @@ import gymnasium as gym
 import numpy as np
 import pybullet as p
 
-from sim.arms import DOWN_QUAT, Arm, IKSolver, get_arm_spec
+from sim.arms import DOWN_QUAT, Arm, IKSolver, get_arm_spec, proprio_joints
 from sim.camera import CameraPose, Lighting, camera_info, render
 from sim.control import CartesianTarget, tcp_yaw
+from sim.randomization import randomize
 from sim.scene import SHIFTED_TABLE_RGB, TABLE_RGB, build_container, build_object, build_region, build_table
 from sim.tasks import TaskInstance, WorldHandles, check_task, is_success, sample_task
 from sim.variations import get_variation
@@ -43,12 +44,17 @@ class EnvConfig:
     depth: bool = True
     max_steps: int = 80
     render_images: bool = True  # False: black images, for privileged-state runs (expert checks)
+    randomize: bool = False  # training-time domain randomisation (sim.randomization); `id` variation only
     action_spec: ActionSpec = field(default_factory=ActionSpec)
 
     def __post_init__(self) -> None:
         check_task(self.task)
         var = get_variation(self.variation)
         get_arm_spec(self.arm)
+        if self.randomize and self.variation != "id":
+            # the evaluation splits are held out: randomising on top of one would blur what it measures
+            raise ValueError(f"randomize=True is training-time randomisation of the 'id' variation, "
+                             f"not of variation {self.variation!r}")
         if var.arm is not None and self.arm not in ("panda", var.arm):
             raise ValueError(f"variation {self.variation!r} runs on arm {var.arm!r}, not {self.arm!r}")
         h, w = self.image_size
@@ -104,6 +110,9 @@ class ArmEnv(gym.Env):
         rng = self.np_random
         self.instance = sample_task(self.config.task, rng, self.variation)
         self._camera, self._lighting, table_rgb = self._sample_view(rng)
+        if self.config.randomize:  # drawn after everything above, so an unrandomised reset is unchanged
+            r = randomize(self.instance, self._camera, rng)
+            self.instance, self._camera, self._lighting, table_rgb = r.instance, r.camera, r.lighting, r.table_rgb
         self._build(table_rgb)
         self._steps = 0
         self._done = False
@@ -273,7 +282,7 @@ class ArmEnv(gym.Env):
 
     def proprio(self) -> np.ndarray:
         pos, quat = self.arm.tcp_pose()
-        q = self.arm.joint_positions()[:7]
+        q = proprio_joints(self.arm.joint_positions())
         return np.concatenate([pos, [tcp_yaw(quat), self.arm.gripper_width()], q]).astype(np.float32)
 
     def _observe(self) -> Observation:

@@ -42,6 +42,7 @@ class TaskInstance:
     regions: tuple[RegionSpec, ...] = ()
     goal_region: str | None = None
     meta: dict = field(default_factory=dict)
+    appearance: dict | None = None  # training-time randomisation (lighting, table shade); None otherwise
 
     def to_dict(self) -> dict:
         return {
@@ -52,6 +53,8 @@ class TaskInstance:
             "container": None if self.container is None else self.container.__dict__,
             "regions": [r.__dict__ for r in self.regions],
             "goal_region": self.goal_region,
+            # only when randomised, so unrandomised episodes keep the scene record they always had
+            **({} if self.appearance is None else {"appearance": self.appearance}),
         }
 
 
@@ -140,6 +143,20 @@ def sample_task(task: str, rng: np.random.Generator, var: Variation) -> TaskInst
     template = pool[int(rng.integers(len(pool)))]
     return TaskInstance(task=task, instruction=template.format(**fmt), objects=tuple(objects),
                         base_index=base_index, container=container, regions=regions, goal_region=goal_region)
+
+
+def occupied(inst: TaskInstance) -> list[tuple[float, float, float]]:
+    """(x, y, clearance radius) discs a later addition to the scene must keep out of: every object, the
+    container, the pads and (push_to) the pushing corridor, as `sample_task` reserves them."""
+    taken = [(*o.xy, OBJ_RADIUS + (0.01 if k == inst.base_index else 0.0)) for k, o in enumerate(inst.objects)]
+    if inst.container is not None:
+        taken.append((*inst.container.xy, inst.container.inner_half + 0.03))
+    taken += [(*r.xy, 0.08) for r in inst.regions]
+    if inst.task == "push_to":
+        x, y = inst.objects[0].xy
+        offset = abs(inst.regions[0].xy[1] - inst.regions[1].xy[1]) / 2
+        taken += [(x, y + s, 0.04) for s in np.linspace(-offset - 0.07, offset + 0.07, 9)]
+    return taken
 
 
 def _shift_shade(o: ObjectSpec, rng: np.random.Generator) -> ObjectSpec:
