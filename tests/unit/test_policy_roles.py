@@ -65,7 +65,7 @@ def test_a_role_policy_refuses_sentence_embeddings_and_a_plain_one_token_states(
     with pytest.raises(ValueError, match=r"lang must be \(B, 384\).*got \(1, 33, 384\)"):
         plain.condition(images, tokens, proprio)
     assert roled.condition(images, tokens, proprio).shape == (1, TINY.d_model)
-    assert roled.grounding_dim == 2 * (2 + 2 * TINY.d_model) and roled.aux_object_head is None
+    assert roled.grounding_dim == 2 * (2 + 2 * 64) and roled.aux_object_head is None
 
 
 def test_role_policy_encodes_saves_and_loads(tmp_path) -> None:

@@ -19,37 +19,39 @@ ROLES = ("target", "goal")  # the order of the object head's output: target xy, 
 
 
 class RoleGrounding(nn.Module):
-    def __init__(self, language_dim: int, channels: int, d: int) -> None:
+    def __init__(self, language_dim: int, channels: int, d: int, k: int = 64) -> None:
+        """k: the width roles and pixels are compared in (and the attended features' width): the per-pixel
+        projection is the module's main cost, so it is narrower than the model's d."""
         super().__init__()
-        self.d = d
-        self.queries = nn.Parameter(torch.randn(len(ROLES), d) / math.sqrt(d))  # (R, d)
-        self.key = nn.Linear(language_dim, d)
-        self.value = nn.Linear(language_dim, d)
-        self.pixel = nn.Conv2d(channels, d, 1)
+        self.k = k
+        self.queries = nn.Parameter(torch.randn(len(ROLES), k) / math.sqrt(k))  # (R, k)
+        self.key = nn.Linear(language_dim, k)
+        self.value = nn.Linear(language_dim, k)
+        self.pixel = nn.Conv2d(channels, k, 1)
         self.heads = nn.ModuleList(nn.Sequential(nn.Linear(self.feature_dim, d), nn.SiLU(), nn.Linear(d, 2))
                                    for _ in ROLES)
 
     @property
     def feature_dim(self) -> int:
-        """Per role: image point (2) + attended pixel features (d) + the role's language embedding (d)."""
-        return 2 + 2 * self.d
+        """Per role: image point (2) + attended pixel features (k) + the role's language embedding (k)."""
+        return 2 + 2 * self.k
 
     def forward(self, tokens: torch.Tensor, fmap: torch.Tensor) -> torch.Tensor:
         """tokens (B, L, language_dim), zero rows = padding; fmap (B, C, h, w) -> (B, R, feature_dim)."""
         valid = tokens.abs().sum(-1) > 0  # (B, L): a token state is never exactly zero
-        scale = 1.0 / math.sqrt(self.d)
+        scale = 1.0 / math.sqrt(self.k)
         logits = torch.einsum("rd,bld->brl", self.queries, self.key(tokens)) * scale
         logits = torch.where(valid[:, None, :], logits, torch.full_like(logits, -1e9))
-        role = torch.einsum("brl,bld->brd", logits.softmax(-1), self.value(tokens))  # (B, R, d)
+        role = torch.einsum("brl,bld->brd", logits.softmax(-1), self.value(tokens))  # (B, R, k)
         h, w = fmap.shape[-2:]
-        pixels = self.pixel(fmap).flatten(2)  # (B, d, h*w)
+        pixels = self.pixel(fmap).flatten(2)  # (B, k, h*w)
         where = (torch.einsum("brd,bdn->brn", role, pixels) * scale).softmax(-1)  # (B, R, h*w)
         ys = torch.linspace(-1, 1, h, dtype=fmap.dtype)
         xs = torch.linspace(-1, 1, w, dtype=fmap.dtype)
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=-1)  # (h*w, 2) image x, y in [-1, 1]
         point = where @ grid  # (B, R, 2)
-        seen = torch.einsum("brn,bdn->brd", where, pixels)  # (B, R, d)
+        seen = torch.einsum("brn,bdn->brd", where, pixels)  # (B, R, k)
         return torch.cat([point, seen, role], dim=-1)
 
     def xy(self, feats: torch.Tensor) -> torch.Tensor:
