@@ -45,7 +45,7 @@ class ExpertConfig:
     perturb_std: float = 0.0  # DART: metres per step of a burst's constant xy offset (z: half)
     perturb_max_steps: int = 4  # DART: a burst lasts 1..this many steps, so offsets accumulate to cm
     miss_prob: float = 0.0  # recovery: chance per episode that the first grasp is executed beside the object
-    steady_held: bool = False  # no perturbation while lifting or lowering the object: a yank swings it in the grasp
+    steady_grasp: bool = False  # no bursts while descending to, lifting or lowering the object (see `act`)
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
@@ -67,7 +67,7 @@ class ExpertConfig:
         if quality == "dart":
             return cls("dart", perturb_prob=0.15, perturb_std=0.015)
         if quality == "recovery":
-            return cls("recovery", perturb_prob=0.15, perturb_std=0.015, miss_prob=0.5, steady_held=True)
+            return cls("recovery", perturb_prob=0.15, perturb_std=0.015, miss_prob=0.5, steady_grasp=True)
         return cls(quality)
 
 
@@ -323,7 +323,7 @@ class ScriptedExpert:
             self._miss_yaw = ph.yaw
         if self._miss_stage in ("descend", "close"):
             return self._induced_miss(env)
-        steady = ph.hold_steps or (self.config.steady_held and ph.name in ("lift", "lower"))
+        steady = ph.hold_steps or (self.config.steady_grasp and ph.name in ("descend", "lift", "lower"))
         return action if steady else self._perturb(env, action)
 
     def _induced_miss(self, env: ArmEnv) -> np.ndarray:
