@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ros_nodes.safety_stage import JointLimits
-from sim.arms import IKSolver, get_arm_spec
+from sim.arms import IKSolver, get_arm_spec, proprio_joints
 from sim.control import CartesianTarget, tcp_yaw
 
 
@@ -67,10 +67,10 @@ class ArmCommander:
                            np.full(n, float(acceleration)))
 
     def proprio(self, q_arm: np.ndarray, q_fingers: np.ndarray) -> np.ndarray:
-        """(12,) float32: TCP xyz, TCP yaw, gripper width, the first 7 arm joints (`PROPRIO_NAMES`)."""
+        """(12,) float32: TCP xyz, TCP yaw, gripper width, the first 7 arm joints, 0-padded (`PROPRIO_NAMES`)."""
         pos, quat = self.ik.fk(q_arm)
         width = self.ik.gripper_width(q_fingers)
-        return np.concatenate([pos, [tcp_yaw(quat), width], q_arm[:7]]).astype(np.float32)
+        return np.concatenate([pos, [tcp_yaw(quat), width], proprio_joints(q_arm)]).astype(np.float32)
 
     def sync(self, q_arm: np.ndarray, gripper: float = 1.0) -> None:
         """Restart from the measured pose (activation, reset, after a hold): no jump towards an old target."""

@@ -192,7 +192,7 @@ def target_actions(poses: list[tuple[np.ndarray, np.ndarray]], gripper: np.ndarr
 
 def mcap_to_episode(path: str | Path, cfg: McapEpisodeConfig) -> Episode:
     """One recorder MCAP -> one episode; errors name the file and the topic."""
-    from sim.arms import IKSolver, get_arm_spec
+    from sim.arms import IKSolver, get_arm_spec, proprio_joints
     from sim.control import tcp_yaw
 
     path = Path(path)
@@ -264,7 +264,7 @@ def mcap_to_episode(path: str | Path, cfg: McapEpisodeConfig) -> Episode:
             if set(finger_names) <= set(msg.name):
                 fingers = _joint_positions(msg, finger_names, path, joints)
             pos, quat = ik.fk(q)
-            proprio.append(np.concatenate([pos, [tcp_yaw(quat), ik.gripper_width(fingers)], q[:7]]))
+            proprio.append(np.concatenate([pos, [tcp_yaw(quat), ik.gripper_width(fingers)], proprio_joints(q)]))
     finally:
         ik.close()
 

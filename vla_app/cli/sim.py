@@ -26,9 +26,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     q.add_argument("--task", default="all", help=a.registry_help(TASKS, "task", allow_all=True))
     q.add_argument("--variation", default=a.default_of(CollectConfig, "variation"), choices=list(VARIATIONS))
     q.add_argument("--quality", default=a.default_of(CollectConfig, "quality"), choices=["expert", "noisy", "dart"])
-    q.add_argument("--arm", default=a.default_of(CollectConfig, "arm"), choices=list(ARMS))
+    q.add_argument("--arm", default=",".join(a.default_of(CollectConfig, "arms")),
+                   help=f"comma list of arms ({', '.join(ARMS)}); episode k uses arm (k // n_tasks) % n_arms, so "
+                        f"every task gets every arm evenly (keep kuka for the unseen `embodiment` split)")
+    q.add_argument("--randomize", action="store_true",
+                   help="training-time domain randomisation: lighting, table and object shades, camera pose, "
+                        "0-2 random meshes (variation id only; docs/simulator.md lists the ranges)")
     q.add_argument("--episodes", type=a.positive, default=a.default_of(CollectConfig, "episodes"),
-                   help="total episodes in the folder (round-robin tasks)")
+                   help="total episodes in the folder (round-robin tasks, then arms)")
     q.add_argument("--workers", type=a.positive, default=2)
     q.add_argument("--seed", type=a.nonnegative, default=a.default_of(CollectConfig, "seed"))
     q.add_argument("--out", required=True)
@@ -89,11 +94,13 @@ def tasks(args: argparse.Namespace) -> int:
 
 
 def collect(args: argparse.Namespace) -> int:
+    from sim.arms import ARMS
     from sim.tasks import TASKS
     from vla_app.collect import CollectConfig, collect
 
     cfg = CollectConfig(out=Path(args.out), tasks=a.names(args.task, TASKS, "task", allow_all=True),
-                        variation=args.variation, quality=args.quality, arm=args.arm, episodes=args.episodes,
+                        variation=args.variation, quality=args.quality, arms=a.names(args.arm, ARMS, "arm"),
+                        randomize=args.randomize, episodes=args.episodes,
                         seed=args.seed, image_size=args.image_size, wrist_camera=args.wrist, depth=args.depth,
                         max_steps=args.max_steps)
     result = collect(cfg, workers=args.workers, progress=not args.no_progress)
