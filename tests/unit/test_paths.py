@@ -31,3 +31,15 @@ def test_cli_model_defaults_work_from_another_directory(tmp_path: Path, monkeypa
     assert args.policy == "expert"
     assert Path(args.verifier) == ROOT / "models" / "verifier" and Path(args.value) == ROOT / "models" / "value"
     assert Path(cli.build_parser().parse_args(["demo"]).policy) == ROOT / "models" / "policy"
+
+
+def test_every_commands_help_renders() -> None:
+    """`--help` formats each option's help with %-expansion: a stray % in a help string breaks it."""
+    import argparse
+
+    def walk(parser: argparse.ArgumentParser) -> int:
+        parser.format_help()
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return 1 + sum(walk(p) for s in subs for p in s.choices.values())
+
+    assert sum(walk(cli.build_parser(name)) for name in cli.COMMANDS) > 2 * len(cli.COMMANDS)

@@ -12,6 +12,7 @@ from vla_app.cli import args as a
 
 def configure(p: argparse.ArgumentParser) -> None:
     from sim.arms import ARMS
+    from sim.experts import QUALITIES
     from sim.tasks import TASKS
     from sim.variations import VARIATIONS
     from vla_app.collect import CollectConfig
@@ -25,9 +26,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                        formatter_class=a.Formatter)
     q.add_argument("--task", default="all", help=a.registry_help(TASKS, "task", allow_all=True))
     q.add_argument("--variation", default=a.default_of(CollectConfig, "variation"), choices=list(VARIATIONS))
-    q.add_argument("--quality", default=a.default_of(CollectConfig, "quality"), choices=["expert", "noisy", "dart"])
+    q.add_argument("--quality", default=a.default_of(CollectConfig, "quality"), choices=list(QUALITIES))
     q.add_argument("--arm", default=",".join(a.default_of(CollectConfig, "arms")),
-                   help=f"comma list of arms ({', '.join(ARMS)}); episode k uses arm (k // n_tasks) % n_arms, so "
+                   help=f"comma list of arms ({', '.join(ARMS)}); episode k uses arm (k // n_tasks) %% n_arms, so "
                         f"every task gets every arm evenly (keep kuka for the unseen `embodiment` split)")
     q.add_argument("--randomize", action="store_true",
                    help="training-time domain randomisation: lighting, table and object shades, camera pose, "
