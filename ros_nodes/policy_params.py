@@ -97,7 +97,7 @@ PARAMS: dict[str, Param] = {
     "urdf": Param("", "robot model (URDF file) for IK and joint limits; empty = read robot_description_topic"),
     "robot_description_timeout_s": Param(10.0, "configure waits this long for robot_description_topic when urdf "
                                                "is empty and nothing arrived yet", low=0.0, high=600.0),
-    "arm": Param("panda", "joint layout, TCP and gripper of the arm (sim.arms)", choices=("panda", "kuka")),
+    "arm": Param("panda", "joint layout, TCP and gripper of the arm (sim.arms)", choices=("panda", "kuka", "xarm")),
     "frame_id": Param("panda_link0", "robot base frame of published poses and markers"),
     "seed": Param(0, "seed of the sampling generator (re-seeded on ~/reset)", low=0, high=2**31 - 1),
     "threads": Param(1, "torch intra-op threads", low=1, high=64),

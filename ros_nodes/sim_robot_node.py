@@ -43,7 +43,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "task": ("pick_lift", "task to build (pick_lift, place_in, push_to, stack); applied on ~/reset"),
     "variation": ("id", "scene variation id (see sim/variations.py); applied on ~/reset"),
     "seed": (0, "episode seed: the same task/variation/seed rebuilds the same world; applied on ~/reset"),
-    "arm": ("panda", "arm model (panda, kuka); applied on ~/reset"),
+    "arm": ("panda", "arm model (panda, kuka, xarm); applied on ~/reset"),
     "image_size": ([64, 64], "camera image [height, width] in pixels, 16..1024 each; applied on ~/reset"),
     "depth": (True, "also publish camera/depth (32FC1 metres); applied on ~/reset"),
     "camera_hz": (30.0, "camera publishing rate in Hz (0 < hz <= physics_hz); applied on ~/reset"),

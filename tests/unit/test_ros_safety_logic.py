@@ -274,3 +274,9 @@ def test_joint_states_within_the_margin_pass(commander) -> None:
     commander.check_joints(commander.lower - 0.09, np.array([-0.009, 0.049]))
     with pytest.raises(ValueError, match="margin 0.1"):
         commander.check_joints(commander.upper + 0.11)
+
+
+def test_the_arm_parameter_offers_every_simulated_arm() -> None:
+    from sim.arms import ARMS
+
+    assert set(PARAMS["arm"].choices) == set(ARMS)
