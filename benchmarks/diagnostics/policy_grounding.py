@@ -35,15 +35,15 @@ from sim.scene import OBJECT_HALF
 from sim.tasks import TASKS, body_pos
 
 
-def episode(env: ArmEnv, agent, seed: int, probe_step: int, oracle_anchor=None) -> dict:
-    """One seeded rollout, judged from privileged state."""
+def episode(env: ArmEnv, agent, seed: int, probe_step: int, encoder=None, oracle_anchor: bool = False) -> dict:
+    """One seeded rollout, judged from privileged state. `encoder`: a policy's `EpisodeEncoder` (its anchor)."""
     env.reset(seed=seed)
     agent.reset(env)
     graspable = [o for o, spec in zip(env.world.objects, env.instance.objects) if spec.urdf is None]
     target = graspable[0]
     target_xy = body_pos(env.client, target)[:2]
-    if oracle_anchor is not None:  # pick_lift: the goal is the object itself
-        oracle_anchor.anchor = np.array([*target_xy, *target_xy], np.float32)
+    if oracle_anchor:  # pick_lift: the goal is the object itself
+        encoder.anchor = np.array([*target_xy, *target_xy], np.float32)
     grasps = env.instance.task != "push_to"
     row = {"near": False, "reach_mm": float("nan"), "offset_mm": float("nan"), "miss": False, "moved": False,
            "recovered": False, "anchor_err_mm": None}
@@ -65,16 +65,15 @@ def episode(env: ArmEnv, agent, seed: int, probe_step: int, oracle_anchor=None) 
         if t == probe_step:
             d = [np.linalg.norm(body_pos(env.client, o)[:2] - tcp[:2]) for o in graspable]
             row["near"], row["reach_mm"] = bool(np.argmin(d) == 0), d[0] * 1000
-        anchor = getattr(getattr(agent, "episode", None), "anchor", None)
-        if t == 0 and anchor is not None:
-            row["anchor_err_mm"] = float(np.linalg.norm(anchor[:2] - target_xy) * 1000)
+        if t == 0 and encoder is not None and encoder.anchor is not None:  # latched by the first decision
+            row["anchor_err_mm"] = float(np.linalg.norm(encoder.anchor[:2] - target_xy) * 1000)
         _, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             break
     row["success"] = bool(info["success"])
     row["recovered"] = row["miss"] and (row["recovered"] or row["success"])
     stats = getattr(agent, "episode_stats", None)
-    row["induced_miss"] = bool(stats()["induced_miss"]) if stats is not None else False
+    row["induced_miss"] = bool(stats().get("induced_miss", False)) if stats is not None else False
     return row
 
 
@@ -120,18 +119,16 @@ def main() -> None:
 
         factory = AgentFactory(args.policy)
         options = factory.env_options()
-    latch = None
-    if args.oracle_anchor:
-        if not factory.pipeline().policy.config.anchor:
-            raise SystemExit(f"--oracle-anchor: {args.policy} is not an anchor policy")
-        latch = factory.pipeline().episode
+    encoder = None if args.expert else factory.pipeline().episode
+    if args.oracle_anchor and not factory.pipeline().policy.config.anchor:
+        raise SystemExit(f"--oracle-anchor: {args.policy} is not an anchor policy")
     out = {"agent": f"expert:{args.expert}" if args.expert else args.policy, "tasks": {}}
     t0, n = time.perf_counter(), 0
     for task in tasks:
         env = ArmEnv(EnvConfig(task=task, variation="id", **options))
         rows = []
         for seed in range(args.seed, args.seed + args.episodes):
-            r = episode(env, factory(seed), seed, args.probe_step, latch)
+            r = episode(env, factory(seed), seed, args.probe_step, encoder, args.oracle_anchor)
             rows.append(r)
             print(f"{task} seed {seed}: target nearest at step {args.probe_step}: {r['near']}, grasp offset "
                   f"{r['offset_mm']:.0f} mm, missed {r['miss']}{' (induced)' if r['induced_miss'] else ''}"
