@@ -229,11 +229,11 @@ def _fingerprints(cfg: EvalConfig, factory) -> dict[str, str]:
 
 
 def _aggregate(stats: list[dict]) -> dict:
-    """The task's worst chunk-switch jump (m) and its total held steps, over its episodes."""
-    if not stats:
-        return {}
-    return {"max_boundary_jump": round(max(s["max_boundary_jump"] for s in stats), 5),
-            "idle_steps": sum(s["idle_steps"] for s in stats)}
+    """Over a task's episodes, whatever its agent reports: a policy's worst chunk-switch jump (m, the max)
+    and held steps, a scripted expert's induced misses and empty grasps (counts, summed)."""
+    keys = sorted(set().union(*stats)) if stats else []
+    return {k: round(max(s[k] for s in stats if k in s), 5) if k == "max_boundary_jump"
+            else sum(int(s[k]) for s in stats if k in s) for k in keys}
 
 
 def _write_gifs(record: str, cfg: EvalConfig) -> None:
