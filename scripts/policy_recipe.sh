@@ -10,8 +10,8 @@ OUT=${1:-runs/policy_v6}
 DATA=${DATA:-data}
 WORKERS=${WORKERS:-2}
 VLA=${VLA:-.venv/bin/vla}
-STAGE1_STEPS=${STAGE1_STEPS:-12000}
-STAGE2_STEPS=${STAGE2_STEPS:-5000}
+STAGE1_STEPS=${STAGE1_STEPS:-10000}
+STAGE2_STEPS=${STAGE2_STEPS:-4000}
 # Training sees two arms (the KUKA stays unseen: the `embodiment` split), randomised lighting, shades,
 # camera and distractors (`EnvConfig.randomize`, docs/simulator.md), and recovery from missed grasps.
 COMMON=(--task all --variation id --randomize --arm panda,xarm --image-size 64 --workers "$WORKERS" --no-progress)
