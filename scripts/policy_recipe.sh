@@ -9,7 +9,7 @@ set -euo pipefail
 OUT=${1:-runs/policy_v6}
 DATA=${DATA:-data}
 WORKERS=${WORKERS:-2}
-VLA=${VLA:-.venv/bin/vla}
+read -r -a VLA <<< "${VLA:-.venv/bin/vla}"  # a command of several words works too
 STAGE1_STEPS=${STAGE1_STEPS:-10000}
 STAGE2_STEPS=${STAGE2_STEPS:-4000}
 # Training sees two arms (the KUKA stays unseen: the `embodiment` split), randomised lighting, shades,
@@ -25,14 +25,14 @@ timed() {  # timed NAME CMD...: run CMD, print NAME and its seconds
   echo "recipe: $name took $(( $(date +%s) - t0 )) s"
 }
 
-timed "collect expert" "$VLA" sim collect "${COMMON[@]}" --quality expert --episodes 2000 --seed 0 \
+timed "collect expert" "${VLA[@]}" sim collect "${COMMON[@]}" --quality expert --episodes 2000 --seed 0 \
   --out "$DATA/expert_v6"
-timed "collect recovery" "$VLA" sim collect "${COMMON[@]}" --quality recovery --episodes 1200 --seed 100000 \
+timed "collect recovery" "${VLA[@]}" sim collect "${COMMON[@]}" --quality recovery --episodes 1200 --seed 100000 \
   --out "$DATA/recovery_v6"
-timed "train stage 1" "$VLA" train policy --data "$DATA/expert_v6" "$DATA/recovery_v6" --out "$OUT.stage1" \
+timed "train stage 1" "${VLA[@]}" train policy --data "$DATA/expert_v6" "$DATA/recovery_v6" --out "$OUT.stage1" \
   --role-grounding --proprio-inputs "$PROPRIO" --steps "$STAGE1_STEPS" --grounding-steps 2000 \
   --aux-object-steps 2 --aux-object-input vision --aux-object-weight 2 --batch-size 64 --lr 3e-4 --seed 0 \
   --val-every 1000 --ckpt-every 1000 --no-progress
-timed "train stage 2" "$VLA" train policy --data "$DATA/expert_v6" "$DATA/recovery_v6" --init "$OUT.stage1" \
+timed "train stage 2" "${VLA[@]}" train policy --data "$DATA/expert_v6" "$DATA/recovery_v6" --init "$OUT.stage1" \
   --anchor --out "$OUT" --steps "$STAGE2_STEPS" --lr 2e-4 --batch-size 64 --seed 0 --val-every 1000 \
   --ckpt-every 1000 --no-progress
