@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The v6 policy from nothing, with fixed seeds: two collections (timed apart from training), then one
-# training run with role grounding. Each step prints its seconds. One stage only: on this CPU a step costs
-# about 0.33 s, so 10000 steps fill the 60-minute training budget and v5's second (anchor) stage does not fit.
+# training run with role grounding. Each step prints its seconds. Over budget as it stands: a step costs
+# 0.36-0.56 s on this CPU (benchmarks/train_step_cost.py), so 10000 steps take ~75 minutes, not 60; the
+# pilot was stopped at step 6000 and scored 2% on `id` (benchmarks/results/policy.md, v6).
 #   scripts/policy_recipe.sh [OUT]            OUT defaults to runs/policy_v6
 # Environment: DATA (dataset root, default data), WORKERS (collection processes, default 2),
 #              VLA (the CLI, default .venv/bin/vla), STEPS (the training steps).
