@@ -1,6 +1,7 @@
 """Scripted-expert success per task and arm over seeded `id` episodes, with Wilson 95% intervals.
 
     python benchmarks/expert_success.py [--episodes 50] [--workers 2] [--arms panda,kuka] [--quality expert]
+                                        [--randomize]
 
 Prints a table and, as the last stdout line, one JSON object
 `{"results": [{"task", "arm", "variation", "method", "episodes", "successes", "success_rate", "ci95"}]}`.
@@ -29,11 +30,13 @@ def main() -> None:
     ap.add_argument("--variation", default="id")
     ap.add_argument("--quality", default="expert")
     ap.add_argument("--seed", type=int, default=1000)
+    ap.add_argument("--randomize", action="store_true", help="training-time randomisation (id only)")
     args = ap.parse_args()
     jobs = []
     for arm in args.arms.split(","):
         for task in TASKS:
-            cfg = EnvConfig(task=task, arm=arm, variation=args.variation, depth=False, render_images=False)
+            cfg = EnvConfig(task=task, arm=arm, variation=args.variation, depth=False, render_images=False,
+                            randomize=args.randomize)
             jobs += [EpisodeJob(index=len(jobs), seed=args.seed + k, env=cfg) for k in range(args.episodes)]
     t0 = time.perf_counter()
     wins: dict[tuple[str, str], list[bool]] = defaultdict(list)

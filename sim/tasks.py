@@ -109,10 +109,7 @@ def sample_task(task: str, rng: np.random.Generator, var: Variation) -> TaskInst
         regions = (RegionSpec("left", (x, y + offset)), RegionSpec("right", (x, y - offset)))
         goal_region = "left" if rng.random() < 0.5 else "right"
         target = _obj(names[0], (x, y), rng)
-        taken += [(x, y, OBJ_RADIUS), *[(r.xy[0], r.xy[1], 0.08) for r in regions]]
-        # Keep the pushing corridor (including the pre-push pose) free.
-        for s in np.linspace(-offset - 0.07, offset + 0.07, 9):
-            taken.append((x, y + s, 0.04))
+        taken += [(x, y, OBJ_RADIUS), *[(r.xy[0], r.xy[1], 0.08) for r in regions], *_push_corridor(x, y, offset)]
         fmt["region"] = goal_region
     else:
         target = _obj(names[0], sample_xy(rng, box_x, box_y, taken, OBJ_RADIUS), rng)
@@ -153,10 +150,14 @@ def occupied(inst: TaskInstance) -> list[tuple[float, float, float]]:
         taken.append((*inst.container.xy, inst.container.inner_half + 0.03))
     taken += [(*r.xy, 0.08) for r in inst.regions]
     if inst.task == "push_to":
-        x, y = inst.objects[0].xy
-        offset = abs(inst.regions[0].xy[1] - inst.regions[1].xy[1]) / 2
-        taken += [(x, y + s, 0.04) for s in np.linspace(-offset - 0.07, offset + 0.07, 9)]
+        taken += _push_corridor(*inst.objects[0].xy, abs(inst.regions[0].xy[1] - inst.regions[1].xy[1]) / 2)
     return taken
+
+
+def _push_corridor(x: float, y: float, offset: float) -> list[tuple[float, float, float]]:
+    """Discs keeping the push_to corridor free: the object at (x, y) is pushed up to `offset` either way in y,
+    from a pre-push pose 7 cm beyond."""
+    return [(x, y + s, 0.04) for s in np.linspace(-offset - 0.07, offset + 0.07, 9)]
 
 
 def _shift_shade(o: ObjectSpec, rng: np.random.Generator) -> ObjectSpec:
