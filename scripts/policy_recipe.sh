@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# The v6 policy from nothing, with fixed seeds: two collections (timed apart from training), then one
-# training run with role grounding. Each step prints its seconds. Over budget as it stands: a step costs
-# 0.36-0.56 s on this CPU (benchmarks/train_step_cost.py), so 10000 steps take ~75 minutes, not 60; the
-# pilot was stopped at step 6000 and scored 2% on `id` (benchmarks/results/policy.md, v6).
-#   scripts/policy_recipe.sh [OUT]            OUT defaults to runs/policy_v6
+# The v7 policy from nothing, with fixed seeds: two collections (timed apart from training), then one
+# training run with role grounding and the episode anchor from the first step. Each step prints its
+# seconds. The vision CNN's first block has stride 2 (32x32 feature maps), which makes a step ~0.24 s on
+# this CPU (benchmarks/train_step_cost.py), so 14000 steps fit the 60-minute budget; the v6 pilot (full
+# resolution, no anchor) did not (benchmarks/results/policy.md).
+#   scripts/policy_recipe.sh [OUT]            OUT defaults to runs/policy_v7
 # Environment: DATA (dataset root, default data), WORKERS (collection processes, default 2),
 #              VLA (the CLI, default .venv/bin/vla), STEPS (the training steps).
 # Collections resume where a killed run stopped; the training run again starts over (`--resume` continues it).
 set -euo pipefail
-OUT=${1:-runs/policy_v6}
+OUT=${1:-runs/policy_v7}
 DATA=${DATA:-data}
 WORKERS=${WORKERS:-2}
 read -r -a VLA <<< "${VLA:-.venv/bin/vla}"  # a command of several words works too
-STEPS=${STEPS:-10000}
+STEPS=${STEPS:-14000}
 # Training sees two arms (the KUKA stays unseen: the `embodiment` split), randomised lighting, shades,
 # camera and distractors (`EnvConfig.randomize`, docs/simulator.md), and recovery from missed grasps.
 COMMON=(--task all --variation id --randomize --arm panda,xarm --image-size 64 --workers "$WORKERS" --no-progress)
@@ -31,6 +32,6 @@ timed "collect expert" "${VLA[@]}" sim collect "${COMMON[@]}" --quality expert -
 timed "collect recovery" "${VLA[@]}" sim collect "${COMMON[@]}" --quality recovery --episodes 1200 --seed 100000 \
   --out "$DATA/recovery_v6"
 timed "train" "${VLA[@]}" train policy --data "$DATA/expert_v6" "$DATA/recovery_v6" --out "$OUT" \
-  --role-grounding --proprio-inputs "$PROPRIO" --steps "$STEPS" --grounding-steps 2000 \
+  --role-grounding --anchor --vision-strides 2,1,1 --proprio-inputs "$PROPRIO" --steps "$STEPS" --grounding-steps 2000 \
   --aux-object-steps 2 --aux-object-input vision --aux-object-weight 2 --batch-size 64 --lr 3e-4 --seed 0 \
   --val-every 1000 --ckpt-every 1000 --no-progress
