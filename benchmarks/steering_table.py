@@ -1,10 +1,11 @@
 """Steering results as markdown: one row per variation, one column per method, paired tests against a base.
 
-    python benchmarks/steering_table.py runs/steer/*.json [--base base] [--episodes N]
+    python benchmarks/steering_table.py runs/steer/*.json [--base base] [--episodes N] [--variations V,V]
 
 Each input is a `vla eval --json` file. Cells are the success rate pooled over tasks with its Wilson
 95% interval; rows with the same variation and method are pooled, and `(method, samples)` names a
-column (`base` with `--average 16` is `base avg16`). The last rows are the OOD average (every split
+column (`base` with `--average 16` is `base avg16`; a policy other than models/policy adds its folder name,
+`base avg16 [policy_v7]`, so two policies' runs pair up). The last rows are the OOD average (every split
 but `id`, pooled) and, per method, the exact McNemar test against `--base` on the paired episodes
 (same seeds), listed under the table. Prints both, then one JSON line.
 """
@@ -25,6 +26,9 @@ def column(r: dict) -> str:
     `steps` used the policy's own), ..."""
     words = (f" r{r['rephrasings']}" if r.get("rephrasings") else "") + (f" g{r['margin']}" if r.get("margin") else "")
     words += f" s{r['steps']}" if r.get("steps") else ""
+    policy = Path(r.get("policy", "models/policy"))  # rows from before the field ran models/policy
+    if policy.parts[-2:] != ("models", "policy") and r["method"] != "expert":  # another policy: its folder name
+        words += f" [{policy.name}]"
     if r["method"] == "base":
         return ("base" if r.get("samples", 1) == 1 else f"base avg{r['samples']}") + words
     if r["method"] == "oracle":
@@ -44,11 +48,17 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=None, metavar="N",
                     help="use each row's first N episodes only (seeds seed..seed+N-1): pairs a 25-episode run with "
                          "a longer one on the same seeds")
+    ap.add_argument("--variations", default=None, metavar="V,V",
+                    help="only these splits (default: every split in the inputs); the OOD average pools the "
+                         "chosen splits other than id")
     args = ap.parse_args()
+    keep = None if args.variations is None else set(args.variations.split(","))
     # (variation, column) -> outcomes concatenated in (task, seed) order
     cells: dict[tuple[str, str], list[int]] = defaultdict(list)
     for f in args.files:
         for r in sorted(json.loads(Path(f).read_text())["results"], key=lambda r: r["task"]):
+            if keep is not None and r["variation"] not in keep:
+                continue
             if args.episodes is not None and len(r["outcomes"]) < args.episodes:
                 raise SystemExit(f"{f}: {r['task']} {r['variation']} has {len(r['outcomes'])} episodes, "
                                  f"fewer than --episodes {args.episodes}")

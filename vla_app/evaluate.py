@@ -122,7 +122,7 @@ def evaluate(cfg: EvalConfig, executor=None, progress: bool = True, factory=None
         lo, hi = wilson_interval(sum(v), len(v))
         rows.append({"task": task, "variation": cfg.variation, "method": method, "episodes": len(v),
                      "successes": sum(v), "success_rate": sum(v) / len(v), "ci95": [round(lo, 4), round(hi, 4)],
-                     "arm": cfg.arm, "seed": cfg.seed, **extra,
+                     "arm": cfg.arm, "seed": cfg.seed, "policy": cfg.policy, **extra,
                      **_aggregate(stats[task]),
                      "outcomes": [int(x) for x in v]})  # per episode, seeds seed, seed+1, ...: paired tests
     if cfg.gifs > 0:

@@ -55,6 +55,7 @@ def test_evaluate_policy_rows_schema(checkpoint: Path) -> None:
     row = rows[0]
     assert set(row) >= ROW_KEYS
     assert (row["task"], row["variation"], row["method"], row["episodes"]) == ("pick_lift", "id", "base", 2)
+    assert row["policy"] == str(checkpoint)  # tables tell two policies' rows apart by it
     assert isinstance(row["successes"], int) and 0 <= row["successes"] <= 2
     assert row["success_rate"] == row["successes"] / 2
     lo, hi = wilson_interval(row["successes"], 2)

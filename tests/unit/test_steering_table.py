@@ -1,0 +1,41 @@
+"""benchmarks/steering_table.py: two policies' runs of one method pair up, and --variations picks the splits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "steering_table.py"
+
+
+def _row(variation: str, outcomes: list[int], policy: str | None) -> dict:
+    row = {"task": "pick_lift", "variation": variation, "method": "base", "samples": 16, "outcomes": outcomes}
+    return row if policy is None else {**row, "policy": policy}
+
+
+def _table(tmp_path: Path, *args: str) -> dict:
+    out = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=True,
+                         cwd=tmp_path).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_policies_pair_and_variations_filter(tmp_path: Path) -> None:
+    # rows without a policy field (older files) ran models/policy; another folder gets its own column
+    old = {"results": [_row("id", [0, 0, 1, 0], None), _row("camera", [0, 0, 0, 0], None),
+                       _row("paraphrase", [1, 1, 1, 1], None)]}
+    new = {"results": [_row("id", [1, 1, 1, 0], "runs/policy_v7"), _row("camera", [1, 1, 0, 0], "runs/policy_v7")]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    out = _table(tmp_path, "old.json", "new.json", "--base", "base avg16", "--variations", "id,camera")
+    assert set(out["cells"]) == {"id", "camera"}  # paraphrase filtered out, so the OOD pool pairs
+    assert out["cells"]["id"]["base avg16 [policy_v7]"] == {"successes": 3, "episodes": 4}
+    ood = out["paired_vs_base"]["OOD"]["base avg16 [policy_v7]"]
+    assert ood["points"] == 50.0 and (ood["b_only"], ood["a_only"]) == (2, 0)
+    # without the filter the OOD pools have different lengths: no paired OOD test is claimed
+    assert "OOD" not in _table(tmp_path, "old.json", "new.json", "--base", "base avg16")["paired_vs_base"]
