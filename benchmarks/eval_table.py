@@ -1,8 +1,9 @@
-"""Render a `vla eval --json` file as a markdown table: one row per variation (and method), one column per task.
+"""Render `vla eval --json` files as one markdown table: one row per variation (and method), one column per task.
 
-    python benchmarks/eval_table.py benchmarks/results/policy_eval.json
+    python benchmarks/eval_table.py benchmarks/results/policy_eval.json [MORE.json ...]
 
-Cells are `success% [lo, hi]` (Wilson 95%); the last column pools every task's episodes.
+Cells are `success% [lo, hi]` (Wilson 95%); the last column pools every task's episodes. A mean-of-n run's
+method reads `base avgN`, so one-sample and averaged rows of one split stay apart.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from vla_app.report import pivot_table
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("json_file")
+    ap.add_argument("json_files", nargs="+", metavar="json_file", help="rows of several runs, in this order")
     args = ap.parse_args()
-    with open(args.json_file) as f:
-        print(pivot_table(json.load(f)["results"]))
+    rows = []
+    for name in args.json_files:
+        with open(name) as f:
+            rows += [{**r, "method": r["method"] + (f" avg{r['samples']}" if r.get("samples", 1) > 1 else "")}
+                     for r in json.load(f)["results"]]
+    print(pivot_table(rows))
 
 
 if __name__ == "__main__":

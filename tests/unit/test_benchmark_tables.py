@@ -1,4 +1,5 @@
-"""benchmarks/steering_table.py: two policies' runs of one method pair up, and --variations picks the splits."""
+"""benchmarks/steering_table.py: two policies' runs of one method pair up, and --variations picks the splits;
+benchmarks/eval_table.py: one-sample and mean-of-16 runs of one split stay apart."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from vla_runtime.stats import wilson_interval
+
 pytestmark = pytest.mark.unit
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "steering_table.py"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+SCRIPT = BENCHMARKS / "steering_table.py"
 
 
 def _row(variation: str, outcomes: list[int], policy: str | None) -> dict:
@@ -39,3 +43,18 @@ def test_policies_pair_and_variations_filter(tmp_path: Path) -> None:
     assert ood["points"] == 50.0 and (ood["b_only"], ood["a_only"]) == (2, 0)
     # without the filter the OOD pools have different lengths: no paired OOD test is claimed
     assert "OOD" not in _table(tmp_path, "old.json", "new.json", "--base", "base avg16")["paired_vs_base"]
+
+
+def test_eval_table_keeps_sample_counts_apart(tmp_path: Path) -> None:
+    def run(outcomes: list[int], samples: int) -> dict:  # a `vla eval --json` row as evaluate() writes it
+        k, n = sum(outcomes), len(outcomes)
+        return {"results": [{**_row("id", outcomes, None), "samples": samples, "episodes": n, "successes": k,
+                             "success_rate": k / n, "ci95": [round(x, 4) for x in wilson_interval(k, n)]}]}
+
+    one, avg = run([0, 0, 0, 1], 1), run([1, 1, 1, 0], 16)
+    (tmp_path / "one.json").write_text(json.dumps(one))
+    (tmp_path / "avg.json").write_text(json.dumps(avg))
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "eval_table.py"), "one.json", "avg.json"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    rows = [line for line in out.splitlines() if line.startswith("| id |")]
+    assert len(rows) == 2 and "| id | base | 25%" in rows[0] and "| id | base avg16 | 75%" in rows[1]
