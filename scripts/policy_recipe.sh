@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The v7 policy from nothing, with fixed seeds: two collections (timed apart from training), then one
 # training run with role grounding and the episode anchor from the first step. Each step prints its
-# seconds. The vision CNN's first block has stride 2 (32x32 feature maps), which makes a step ~0.24 s on
-# this CPU (benchmarks/train_step_cost.py), so 14000 steps fit the 60-minute budget; the v6 pilot (full
-# resolution, no anchor) did not (benchmarks/results/policy.md).
+# seconds. The vision CNN's first block has stride 2 (32x32 feature maps), so 14000 steps took 2877 s
+# (48 min) on this CPU. Its result is in benchmarks/results/policy.md (v7): worse than the bundled v5 on
+# `id` (38% vs 57%, mean of 16) and better on `stack` (12% vs 0%) and the unseen arm (31% vs 8%); not bundled.
 #   scripts/policy_recipe.sh [OUT]            OUT defaults to runs/policy_v7
 # Environment: DATA (dataset root, default data), WORKERS (collection processes, default 2),
 #              VLA (the CLI, default .venv/bin/vla), STEPS (the training steps).
