@@ -2,15 +2,18 @@
 
     python benchmarks/eval_table.py benchmarks/results/policy_eval.json [MORE.json ...]
 
-Cells are `success% [lo, hi]` (Wilson 95%); the last column pools every task's episodes. A mean-of-n run's
-method reads `base avgN`, so one-sample and averaged rows of one split stay apart. A last row per method pools
-its splits other than `id`.
+Cells are `success% [lo, hi]` (Wilson 95%); the last column pools every task's episodes. Rows are labelled
+as `steering_table.py` labels its columns: a mean-of-n run reads `base avgN` and a policy other than
+models/policy adds its folder name (`base avg16 [policy_v7]`), so one-sample and averaged runs, or two
+policies' runs, of one split stay apart. A last row per label pools its splits other than `id`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from steering_table import column  # benchmarks/ is on sys.path when this file runs as a script
 
 from vla_app.report import cell, pivot_table, summary_row
 
@@ -22,8 +25,7 @@ def main() -> None:
     rows = []
     for name in args.json_files:
         with open(name) as f:
-            rows += [{**r, "method": r["method"] + (f" avg{r['samples']}" if r.get("samples", 1) > 1 else "")}
-                     for r in json.load(f)["results"]]
+            rows += [{**r, "method": column(r)} for r in json.load(f)["results"]]
     print(pivot_table(rows))
     for method in dict.fromkeys(r["method"] for r in rows):  # every split but id, pooled per method
         ood = [r for r in rows if r["method"] == method and r["variation"] != "id"]

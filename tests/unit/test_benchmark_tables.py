@@ -1,5 +1,5 @@
 """benchmarks/steering_table.py: two policies' runs of one method pair up, and --variations picks the splits;
-benchmarks/eval_table.py: one-sample and mean-of-16 runs of one split stay apart."""
+benchmarks/eval_table.py: one-sample and mean-of-16 runs, or two policies' runs, of one split stay apart."""
 
 from __future__ import annotations
 
@@ -45,16 +45,30 @@ def test_policies_pair_and_variations_filter(tmp_path: Path) -> None:
     assert "OOD" not in _table(tmp_path, "old.json", "new.json", "--base", "base avg16")["paired_vs_base"]
 
 
-def test_eval_table_keeps_sample_counts_apart(tmp_path: Path) -> None:
-    def run(outcomes: list[int], samples: int) -> dict:  # a `vla eval --json` row as evaluate() writes it
-        k, n = sum(outcomes), len(outcomes)
-        return {"results": [{**_row("id", outcomes, None), "samples": samples, "episodes": n, "successes": k,
-                             "success_rate": k / n, "ci95": [round(x, 4) for x in wilson_interval(k, n)]}]}
+def _eval_json(outcomes: list[int], samples: int, policy: str | None = None) -> dict:
+    """A `vla eval --json` file of one row, as evaluate() writes it."""
+    k, n = sum(outcomes), len(outcomes)
+    return {"results": [{**_row("id", outcomes, policy), "samples": samples, "episodes": n, "successes": k,
+                         "success_rate": k / n, "ci95": [round(x, 4) for x in wilson_interval(k, n)]}]}
 
-    one, avg = run([0, 0, 0, 1], 1), run([1, 1, 1, 0], 16)
-    (tmp_path / "one.json").write_text(json.dumps(one))
-    (tmp_path / "avg.json").write_text(json.dumps(avg))
-    out = subprocess.run([sys.executable, str(BENCHMARKS / "eval_table.py"), "one.json", "avg.json"],
-                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout
-    rows = [line for line in out.splitlines() if line.startswith("| id |")]
+
+def _eval_table_id_rows(tmp_path: Path, runs: dict[str, dict]) -> list[str]:
+    for name, run in runs.items():
+        (tmp_path / name).write_text(json.dumps(run))
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "eval_table.py"), *runs], capture_output=True, text=True,
+                         check=True, cwd=tmp_path).stdout
+    return [line for line in out.splitlines() if line.startswith("| id |")]
+
+
+def test_eval_table_keeps_sample_counts_apart(tmp_path: Path) -> None:
+    runs = {"one.json": _eval_json([0, 0, 0, 1], 1), "avg.json": _eval_json([1, 1, 1, 0], 16)}
+    rows = _eval_table_id_rows(tmp_path, runs)
     assert len(rows) == 2 and "| id | base | 25%" in rows[0] and "| id | base avg16 | 75%" in rows[1]
+
+
+def test_eval_table_keeps_policies_apart(tmp_path: Path) -> None:
+    # an ablation and its reference, both mean of 16 on the same split: two rows, never one pooled row
+    rows = _eval_table_id_rows(tmp_path, {"ref.json": _eval_json([1, 1, 1, 0], 16, "runs/policy_v7"),
+                                          "abl.json": _eval_json([0, 0, 0, 1], 16, "runs/abl_noroles")})
+    assert len(rows) == 2
+    assert "| id | base avg16 [policy_v7] | 75%" in rows[0] and "| id | base avg16 [abl_noroles] | 25%" in rows[1]
