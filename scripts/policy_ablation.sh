@@ -11,7 +11,7 @@
 set -euo pipefail
 ITEM=${1:?usage: scripts/policy_ablation.sh none|roles|recovery|randomize|arms [OUT]}
 OUT=${2:-runs/abl_$ITEM}
-WORKERS=${WORKERS:-2}
+export WORKERS=${WORKERS:-2}  # the recipe's collections use the same count
 EPISODES=${EPISODES:-25}
 export VLA=${VLA:-.venv/bin/vla}  # the recipe reads the same command
 read -r -a VLA_ARGV <<< "$VLA"
