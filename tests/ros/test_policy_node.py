@@ -110,18 +110,20 @@ def robot(tmp_path_factory):
         assert graph.poll()["vla_policy"] is None, f"the node died:\n{graph.log('vla_policy')[-3000:]}"
 
 
-def diagnostics(probe: Probe, since: float, timeout: float = 10.0, where=None) -> dict:
-    """The first /diagnostics status from the policy node after `since` that satisfies `where`."""
-    def status():
-        for msg in probe.received("/diagnostics", since):
-            for s in msg.status:
-                values = {kv.key: kv.value for kv in s.values}
-                if s.name.startswith("vla_policy") and (where is None or where(s, values)):
-                    level = s.level[0] if isinstance(s.level, bytes) else int(s.level)  # a `byte` field
-                    return {"level": level, "message": s.message, **values}
-        return None
+def diagnostics_now(probe: Probe, since: float, where=None) -> dict | None:
+    """The first /diagnostics status from the policy node after `since` that satisfies `where`, if any."""
+    for msg in probe.received("/diagnostics", since):
+        for s in msg.status:
+            values = {kv.key: kv.value for kv in s.values}
+            if s.name.startswith("vla_policy") and (where is None or where(s, values)):
+                level = s.level[0] if isinstance(s.level, bytes) else int(s.level)  # a `byte` field
+                return {"level": level, "message": s.message, **values}
+    return None
 
-    return probe.wait_for(status, timeout, "a matching diagnostics status")
+
+def diagnostics(probe: Probe, since: float, timeout: float = 10.0, where=None) -> dict:
+    """diagnostics_now, waited for."""
+    return probe.wait_for(lambda: diagnostics_now(probe, since, where), timeout, "a matching diagnostics status")
 
 
 def commands_after(probe: Probe, t: float) -> list[float]:
@@ -242,18 +244,23 @@ def test_malformed_messages_are_dropped_with_a_diagnostic(robot) -> None:
     short = Image(header=header, height=64, width=64, encoding="rgb8", step=192, data=bytes(100))
     nan_joints = JointState(header=header, name=ARM, position=[float("nan")] * 7)
     strangers = JointState(header=header, name=[f"ur_joint{i}" for i in range(7)], position=[0.0] * 7)
-    t = time.monotonic()
-    for msg in (mono, short):
-        image_pub.publish(msg)
-    for msg in (nan_joints, strangers):
-        joint_pub.publish(msg)
-    robot.instruction_pub.publish(String(data="   "))
+
+    def publish_malformed() -> None:
+        # Joint states are best effort and the good stream keeps flowing, so a malformed message can be
+        # lost in transit or overwritten in a depth-limited queue under load: republish until counted.
+        for msg in (mono, short):
+            image_pub.publish(msg)
+        for msg in (nan_joints, strangers):
+            joint_pub.publish(msg)
+        robot.instruction_pub.publish(String(data="   "))
 
     def dropped(s, v) -> bool:
         return all(int(v.get(f"dropped_{k}", 0)) >= n for k, n in
                    (("image", 2), ("joint_states", 2), ("instruction", 1)))
 
-    status = diagnostics(probe, t, where=dropped)
+    t = time.monotonic()
+    status = probe.wait_for(lambda: diagnostics_now(probe, t, where=dropped), 20.0,
+                            "diagnostics counting the malformed messages", repeat=publish_malformed, every=1.0)
     assert status["state"] == "OK"
     warned = diagnostics(probe, t, where=lambda s, v: s.message.startswith("dropped"))
     assert warned["level"] == 1  # WARN, with the reason of the latest drop
