@@ -188,6 +188,8 @@ def main() -> None:
         "image_to_command_p50_ms": float(status["image_to_command_p50_ms"]),
         "image_to_command_p99_ms": float(status["image_to_command_p99_ms"]),
         "act_p50_ms": float(status["act_p50_ms"]), "act_p99_ms": float(status["act_p99_ms"]),
+        "plan_image_age_p50_ms": float(status["plan_image_age_p50_ms"]),
+        "plan_image_age_p99_ms": float(status["plan_image_age_p99_ms"]),
         "control_tick_p99_ms": float(status["control_tick_p99_ms"]),
         "steps": args.steps, "output_mode": args.output_mode, "plan_ahead": not args.no_plan_ahead,
         "blend_steps": args.blend,
@@ -219,7 +221,8 @@ def main() -> None:
     print(f"  command gaps > 1.5 periods inside episodes: {figures['command_gaps_over_1.5_periods']}/{len(gaps)}")
     print(f"  image-to-command latency p50 {figures['image_to_command_p50_ms']:.0f} ms, "
           f"p99 {figures['image_to_command_p99_ms']:.0f} ms; decision p50 {figures['act_p50_ms']:.0f} ms, "
-          f"p99 {figures['act_p99_ms']:.0f} ms")
+          f"p99 {figures['act_p99_ms']:.0f} ms; the image's age when the decision took it p50 "
+          f"{figures['plan_image_age_p50_ms']:.0f} ms, p99 {figures['plan_image_age_p99_ms']:.0f} ms")
     if stamps:
         print(f"  image stamp to command arrival (from ~/command_stamps, {len(stamps)} commands): p50 "
               f"{figures['image_to_arrival_p50_ms']:.0f} ms, p99 {figures['image_to_arrival_p99_ms']:.0f} ms")

@@ -101,7 +101,9 @@ ESTOP_VOLATILE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  #
 CAMERA_DEPTH = 2  # frames queued per camera subscription: the newest is used, 2 rides out one slow callback
 PLANNER_JOIN_S = 30.0  # a decision takes well under a second; a stuck one is reported, not waited for forever
 WINDOW = 4096  # decisions kept for latency percentiles
-STAGES = (*DECISION_STAGES, "act", "image_to_command", "control_tick")  # the pipeline's, then the node's own
+# the pipeline's, then the node's own; plan_image_age (image stamp -> the planner taking it) is the part of
+# image_to_command that the camera and transport add before the decision starts
+STAGES = (*DECISION_STAGES, "act", "plan_image_age", "image_to_command", "control_tick")
 LATENCY_QUANTILE = 90  # plan ahead from this percentile of recent decision latencies
 LATENCY_WINDOW = 20  # ... over this many decisions
 
@@ -886,6 +888,7 @@ class PolicyNode(LifecycleNode):
                 self._in_flight = False
                 return
             rgb, image_stamp = self._image.value, self._image.stamp
+            image_age_ms = (self._now() - image_stamp) * 1e3
             q_arm, fingers = self._joints.q_arm, self._joints.fingers
             depth = {"static": self._depth.value} if self._depth is not None else {}
             cameras = {"static": self._camera.value} if self._camera is not None else {}
@@ -920,6 +923,7 @@ class PolicyNode(LifecycleNode):
             self._executor.add_chunk(result.chunk, start=start)
             self._chunk_image_stamp = image_stamp
             self._timings["act"].append(act_ms)
+            self._timings["plan_image_age"].append(image_age_ms)
             self._executor.configure(self._executor_config())  # the lead follows the measured latency
             self._decisions += 1
             for stage, ms in result.timings_ms.items():

@@ -284,6 +284,8 @@ def test_bad_parameters_are_rejected_with_a_reason_and_good_ones_apply_live(robo
         t = time.monotonic()
         status = diagnostics(probe, t, where=lambda s, v: v["n"] == "8" and int(v["decisions"]) > 0)
         assert status["m"] == "8"
+        # image_to_command = the image's age when the decision took it + the wait until its tick (ms both)
+        assert 0.0 < float(status["plan_image_age_p50_ms"]) < float(status["image_to_command_p50_ms"])
         assert 8.0 < float(status["control_rate_hz"]) < 12.0
     finally:  # the fixture's values, for whichever test runs next
         assert probe.set_parameters(NODE, n=4, m=4)[0].successful
