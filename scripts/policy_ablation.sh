@@ -6,8 +6,10 @@
 #     none       the v7 recipe itself (the reference the four pair with; SKIP_TRAIN=1 with an existing OUT)
 #     roles | recovery | randomize | arms: ROLES=0 | RECOVERY=0 | RANDOMIZE=0 | ARMS=panda in the recipe
 # Environment: the recipe's (DATA, WORKERS, VLA, RESUME), SKIP_TRAIN (1: evaluate OUT as it is),
-# EPISODES (dev episodes per task, default 25). Pair two results:
-# `vla regress --baseline REF.dev_id_mean16.jsonl --candidate OUT.dev_id_mean16.jsonl`.
+# EPISODES (dev episodes per task, default 25), SPLITS (the variations evaluated, default `id`; the
+# randomisation and second-arm items are about robustness, so also e.g. SPLITS="appearance camera" or
+# "embodiment", with the reference evaluated on the same). Pair two results of one split:
+# `vla regress --baseline REF.dev_SPLIT_mean16.jsonl --candidate OUT.dev_SPLIT_mean16.jsonl`.
 set -euo pipefail
 ITEM=${1:?usage: scripts/policy_ablation.sh none|roles|recovery|randomize|arms [OUT]}
 OUT=${2:-runs/abl_$ITEM}
@@ -26,5 +28,7 @@ esac
 if [ "${SKIP_TRAIN:-0}" != 1 ]; then
   env "${SWITCH[@]}" bash "$(dirname "$0")/policy_recipe.sh" "$OUT"
 fi
-"${VLA_ARGV[@]}" eval --policy "$OUT" --task all --variation id --episodes "$EPISODES" --workers "$WORKERS" --seed 30000 \
-  --average 16 --no-progress --store "$OUT.dev_id_mean16.jsonl" --json "$OUT.dev_id_mean16.json"
+for split in ${SPLITS:-id}; do
+  "${VLA_ARGV[@]}" eval --policy "$OUT" --task all --variation "$split" --episodes "$EPISODES" --workers "$WORKERS" \
+    --seed 30000 --average 16 --no-progress --store "$OUT.dev_${split}_mean16.jsonl" --json "$OUT.dev_${split}_mean16.json"
+done
