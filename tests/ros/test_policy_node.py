@@ -110,20 +110,19 @@ def robot(tmp_path_factory):
         assert graph.poll()["vla_policy"] is None, f"the node died:\n{graph.log('vla_policy')[-3000:]}"
 
 
-def diagnostics_now(probe: Probe, since: float, where=None) -> dict | None:
-    """The first /diagnostics status from the policy node after `since` that satisfies `where`, if any."""
-    for msg in probe.received("/diagnostics", since):
-        for s in msg.status:
-            values = {kv.key: kv.value for kv in s.values}
-            if s.name.startswith("vla_policy") and (where is None or where(s, values)):
-                level = s.level[0] if isinstance(s.level, bytes) else int(s.level)  # a `byte` field
-                return {"level": level, "message": s.message, **values}
-    return None
+def diagnostics(probe: Probe, since: float, timeout: float = 10.0, where=None, repeat=None) -> dict:
+    """The first /diagnostics status from the policy node after `since` that satisfies `where`; `repeat` is
+    called every second meanwhile (republish best-effort input until the node counts it)."""
+    def status():
+        for msg in probe.received("/diagnostics", since):
+            for s in msg.status:
+                values = {kv.key: kv.value for kv in s.values}
+                if s.name.startswith("vla_policy") and (where is None or where(s, values)):
+                    level = s.level[0] if isinstance(s.level, bytes) else int(s.level)  # a `byte` field
+                    return {"level": level, "message": s.message, **values}
+        return None
 
-
-def diagnostics(probe: Probe, since: float, timeout: float = 10.0, where=None) -> dict:
-    """diagnostics_now, waited for."""
-    return probe.wait_for(lambda: diagnostics_now(probe, since, where), timeout, "a matching diagnostics status")
+    return probe.wait_for(status, timeout, "a matching diagnostics status", repeat=repeat, every=1.0)
 
 
 def commands_after(probe: Probe, t: float) -> list[float]:
@@ -259,8 +258,7 @@ def test_malformed_messages_are_dropped_with_a_diagnostic(robot) -> None:
                    (("image", 2), ("joint_states", 2), ("instruction", 1)))
 
     t = time.monotonic()
-    status = probe.wait_for(lambda: diagnostics_now(probe, t, where=dropped), 20.0,
-                            "diagnostics counting the malformed messages", repeat=publish_malformed, every=1.0)
+    status = diagnostics(probe, t, 20.0, where=dropped, repeat=publish_malformed)
     assert status["state"] == "OK"
     warned = diagnostics(probe, t, where=lambda s, v: s.message.startswith("dropped"))
     assert warned["level"] == 1  # WARN, with the reason of the latest drop
