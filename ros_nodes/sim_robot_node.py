@@ -9,8 +9,10 @@ the arm's position target when its segment starts (at `time_from_start` minus on
 from the header stamp, or from arrival when the stamp is zero or past), so a one-point trajectory
 (stream mode) acts at once, as the simulator loop does, and a chunk sent as one trajectory plays out at
 the control rate; a new trajectory replaces the rest of the old one, as joint_trajectory_controller does.
-Physics runs on a wall-clock timer, so
-a slow policy sees the world move on without it, as on hardware. Episode plumbing a real robot lacks is
+Physics keeps to the wall clock: each
+physics tick runs the 1/240 s substeps due since the last one, so a tick delayed by rendering (the
+executor is single-threaded) does not slow the world, and a slow policy sees it move on without it, as
+on hardware. Episode plumbing a real robot lacks is
 kept on the node's private names: `~/reset` rebuilds the world and `~/instruction` / `~/success` say what
 the episode asks and when it is done.
 
@@ -47,7 +49,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "image_size": ([64, 64], "camera image [height, width] in pixels, 16..1024 each; applied on ~/reset"),
     "depth": (True, "also publish camera/depth (32FC1 metres); applied on ~/reset"),
     "camera_hz": (30.0, "camera publishing rate in Hz (0 < hz <= physics_hz); applied on ~/reset"),
-    "physics_hz": (60.0, f"physics tick rate in Hz; {PHYSICS_HZ} must be divisible by it; applied on ~/reset"),
+    "physics_hz": (60.0, f"physics timer rate in Hz (each tick runs the substeps due on the wall clock); "
+                          f"{PHYSICS_HZ} must be divisible by it; applied on ~/reset"),
     "frame_id": ("panda_link0", "robot base frame id, stamped on joint_states"),
     "camera_frame_id": ("camera_optical", "optical frame id stamped on the camera topics"),
 }
@@ -62,6 +65,17 @@ def env_config(values: dict) -> EnvConfig:
         raise ValueError(f"seed must be >= 0, got {values['seed']}")
     return EnvConfig(task=values["task"], variation=values["variation"], arm=values["arm"],
                      image_size=(size[0], size[1]), depth=values["depth"], wrist_camera=False)
+
+
+MAX_CATCH_UP_S = 0.1  # physics one late tick may catch up; a longer stall is dropped (the world pauses)
+
+
+def substeps_due(elapsed_s: float, accounted: int, max_substeps: int) -> tuple[int, int]:
+    """(substeps to run now, substeps to drop) so that physics stays at `elapsed_s` of wall time since
+    the reset, given the substeps `accounted` for so far (run or dropped) and the most one tick may run."""
+    due = math.floor(elapsed_s * PHYSICS_HZ + 1e-9) - accounted
+    run = min(max(due, 0), max_substeps)
+    return run, max(due - run, 0)
 
 
 def check_rates(physics_hz: float, camera_hz: float) -> None:
@@ -141,7 +155,7 @@ class SimRobotNode(Node):
         for timer in self._timers:
             self.destroy_timer(timer)
         physics_hz = values["physics_hz"]
-        self._substeps = round(PHYSICS_HZ / physics_hz)
+        self._physics_t0, self._substeps_accounted = self._now(), 0
         self._timers = [self.create_timer(1.0 / physics_hz, self._on_physics),
                         self.create_timer(1.0 / values["camera_hz"], self._on_camera)]
         instruction = self.env.instance.instruction
@@ -182,7 +196,13 @@ class SimRobotNode(Node):
             if k >= 0 and not np.array_equal(q[k], self._q_target):
                 self._q_target = q[k]
                 self.env.command_joints(self._q_target, self._gripper)
-        success = self.env.advance(self._substeps)
+        run, dropped = substeps_due(self._now() - self._physics_t0, self._substeps_accounted,
+                                    round(MAX_CATCH_UP_S * PHYSICS_HZ))
+        self._substeps_accounted += run + dropped
+        if dropped:
+            self.get_logger().warning(f"physics stalled: {dropped / PHYSICS_HZ * 1e3:.0f} ms of wall time not "
+                                      "simulated", throttle_duration_sec=5.0)
+        success = self.env.advance(run) if run else False
         names, q = self.env.joint_state()
         self.joint_pub.publish(convert.joint_state(names, q, self._header(self.get_parameter("frame_id").value)))
         if success and not self._succeeded:
