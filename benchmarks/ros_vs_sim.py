@@ -5,7 +5,8 @@
 The first file is a `benchmarks/ros_soak.py --json` result (its `per_task` outcomes and `seeds`); the second a
 `vla eval --json` run with `--seed` equal to the soak's first seed (episode k of a task uses seed + k). Only
 the pairs both ran are compared: success of each with its Wilson 95% interval, the difference, and the
-exact McNemar test on the paired episodes.
+exact McNemar test on the paired episodes. The second file may be another soak (two configurations of the
+graph on the same pairs): then the difference is first - second.
 """
 
 from __future__ import annotations
@@ -20,9 +21,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vla_runtime.stats import mcnemar_exact, wilson_interval
 
 
-def paired(soak: dict, rows: list[dict]) -> tuple[list[int], list[int]]:
-    """-> (ROS outcomes, simulator outcomes) over the (task, seed) pairs both ran."""
-    sim = {(r["task"], r["seed"] + k): x for r in rows for k, x in enumerate(r["outcomes"])}
+def soak_outcomes(soak: dict) -> dict[tuple[str, int], bool]:
+    """(task, seed) -> success, from a soak's per-task outcomes and seeds."""
+    return {(task, seed): x for task, outcomes in soak["per_task"].items()
+            for seed, x in zip(soak["seeds"][task], outcomes)}
+
+
+def paired(soak: dict, other: dict) -> tuple[list[int], list[int]]:
+    """-> (ROS outcomes, the other's outcomes) over the (task, seed) pairs both ran; `other` is a
+    `vla eval --json` result (the simulator loop) or another soak."""
+    if "per_task" in other:
+        sim = soak_outcomes(other)
+    else:
+        sim = {(r["task"], r["seed"] + k): x for r in other["results"] for k, x in enumerate(r["outcomes"])}
     ros_out, sim_out = [], []
     for task, outcomes in soak["per_task"].items():
         for seed, x in zip(soak["seeds"][task], outcomes):
@@ -35,17 +46,19 @@ def paired(soak: dict, rows: list[dict]) -> tuple[list[int], list[int]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("soak", type=Path)
-    ap.add_argument("eval", type=Path)
+    ap.add_argument("eval", type=Path, help="a vla eval --json result, or another soak's --json")
     args = ap.parse_args()
-    ros, sim = paired(json.loads(args.soak.read_text()), json.loads(args.eval.read_text())["results"])
+    other = json.loads(args.eval.read_text())
+    ros, sim = paired(json.loads(args.soak.read_text()), other)
     if not ros:
         ap.error("no (task, seed) pair is in both files: run vla eval with the soak's first --seed")
-    for name, xs in (("ROS", ros), ("simulator loop", sim)):
+    names = ("ROS", "simulator loop") if "per_task" not in other else (args.soak.stem, args.eval.stem)
+    for name, xs in zip(names, (ros, sim)):
         lo, hi = wilson_interval(sum(xs), len(xs))
         print(f"{name}: {sum(xs)}/{len(xs)} = {sum(xs) / len(xs):.0%} [{lo:.0%}, {hi:.0%}]")
     t = mcnemar_exact(ros, sim)
-    print(f"ROS - simulator: {(sum(ros) - sum(sim)) / len(ros):+.0%} over {len(ros)} paired episodes "
-          f"(exact McNemar p = {t['p']:.2g}; ROS only {t['a_only']}, simulator only {t['b_only']})")
+    print(f"{names[0]} - {names[1]}: {(sum(ros) - sum(sim)) / len(ros):+.0%} over {len(ros)} paired episodes "
+          f"(exact McNemar p = {t['p']:.2g}; {names[0]} only {t['a_only']}, {names[1]} only {t['b_only']})")
 
 
 if __name__ == "__main__":
