@@ -72,3 +72,21 @@ def test_eval_table_keeps_policies_apart(tmp_path: Path) -> None:
                                           "abl.json": _eval_json([0, 0, 0, 1], 16, "runs/abl_noroles")})
     assert len(rows) == 2
     assert "| id | base avg16 [policy_v7] | 75%" in rows[0] and "| id | base avg16 [abl_noroles] | 25%" in rows[1]
+
+
+def _ros_vs_sim(tmp_path: Path, first: dict, second: dict) -> str:
+    (tmp_path / "a.json").write_text(json.dumps(first))
+    (tmp_path / "b.json").write_text(json.dumps(second))
+    return subprocess.run([sys.executable, str(BENCHMARKS / "ros_vs_sim.py"), "a.json", "b.json"], capture_output=True,
+                          text=True, check=True, cwd=tmp_path).stdout
+
+
+def test_ros_vs_sim_pairs_a_soak_with_the_simulator_loop_or_another_soak(tmp_path: Path) -> None:
+    """Pairs are (task, seed): a soak's seeds per task, an eval row's seed + episode index; unpaired ones drop."""
+    soak = {"per_task": {"pick_lift": [1, 0, 0], "stack": [0]}, "seeds": {"pick_lift": [7, 8, 9], "stack": [7]}}
+    loop = {"results": [{"task": "pick_lift", "seed": 8, "outcomes": [1, 1]}]}  # seeds 8, 9
+    out = _ros_vs_sim(tmp_path, soak, loop)
+    assert "ROS: 0/2" in out and "simulator loop: 2/2" in out and "-100% over 2 paired" in out
+    other = {"per_task": {"pick_lift": [1, 1]}, "seeds": {"pick_lift": [7, 9]}}
+    out = _ros_vs_sim(tmp_path, soak, other)
+    assert "a: 1/2" in out and "b: 2/2" in out and "a - b: -50% over 2 paired" in out
