@@ -9,12 +9,11 @@ the arm's position target when its segment starts (at `time_from_start` minus on
 from the header stamp, or from arrival when the stamp is zero or past), so a one-point trajectory
 (stream mode) acts at once, as the simulator loop does, and a chunk sent as one trajectory plays out at
 the control rate; a new trajectory replaces the rest of the old one, as joint_trajectory_controller does.
-Physics keeps to the wall clock: each
-physics tick runs the 1/240 s substeps due since the last one, so a tick delayed by rendering (the
-executor is single-threaded) does not slow the world, and a slow policy sees it move on without it, as
-on hardware. Episode plumbing a real robot lacks is
-kept on the node's private names: `~/reset` rebuilds the world and `~/instruction` / `~/success` say what
-the episode asks and when it is done.
+Physics keeps to the wall clock: each physics tick runs the 1/240 s substeps due since the last one, so a
+tick delayed by rendering (the executor is single-threaded) does not slow the world, and a slow policy
+sees it move on without it, as on hardware. Episode plumbing a real robot lacks is kept on the node's
+private names: `~/reset` rebuilds the world and `~/instruction` / `~/success` say what the episode asks
+and when it is done.
 
     python -m ros_nodes.sim_robot_node --ros-args -p task:=pick_lift -p image_size:=[64,64]
 """
