@@ -34,13 +34,8 @@ def paired(soak: dict, other: dict) -> tuple[list[int], list[int]]:
         sim = soak_outcomes(other)
     else:
         sim = {(r["task"], r["seed"] + k): x for r in other["results"] for k, x in enumerate(r["outcomes"])}
-    ros_out, sim_out = [], []
-    for task, outcomes in soak["per_task"].items():
-        for seed, x in zip(soak["seeds"][task], outcomes):
-            if (task, seed) in sim:
-                ros_out.append(int(x))
-                sim_out.append(int(sim[(task, seed)]))
-    return ros_out, sim_out
+    pairs = [(int(x), int(sim[key])) for key, x in soak_outcomes(soak).items() if key in sim]
+    return [a for a, _ in pairs], [b for _, b in pairs]
 
 
 def main() -> None:

@@ -67,6 +67,7 @@ def env_config(values: dict) -> EnvConfig:
 
 
 MAX_CATCH_UP_S = 0.1  # physics one late tick may catch up; a longer stall is dropped (the world pauses)
+MAX_CATCH_UP_SUBSTEPS = round(MAX_CATCH_UP_S * PHYSICS_HZ)
 
 
 def substeps_due(elapsed_s: float, accounted: int, max_substeps: int) -> tuple[int, int]:
@@ -189,14 +190,14 @@ class SimRobotNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_physics(self) -> None:
+        now = self._now()
         if self._trajectory is not None:
             starts, q = self._trajectory
-            k = int(np.searchsorted(starts, self._now(), side="right")) - 1
+            k = int(np.searchsorted(starts, now, side="right")) - 1
             if k >= 0 and not np.array_equal(q[k], self._q_target):
                 self._q_target = q[k]
                 self.env.command_joints(self._q_target, self._gripper)
-        run, dropped = substeps_due(self._now() - self._physics_t0, self._substeps_accounted,
-                                    round(MAX_CATCH_UP_S * PHYSICS_HZ))
+        run, dropped = substeps_due(now - self._physics_t0, self._substeps_accounted, MAX_CATCH_UP_SUBSTEPS)
         self._substeps_accounted += run + dropped
         if dropped:
             self.get_logger().warning(f"physics stalled: {dropped / PHYSICS_HZ * 1e3:.0f} ms of wall time not "

@@ -15,9 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+TOPICS = ("/joint_states", "/camera/image_raw")
 
 
 def main() -> None:
@@ -26,31 +32,25 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=25.0)
     args = ap.parse_args()
     os.environ.update(ROS_DOMAIN_ID=str(args.domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
-    import rclpy
     from sensor_msgs.msg import Image, JointState
 
-    rclpy.init()
-    node = rclpy.create_node("topic_rates")
-    seen: dict[str, list[tuple[float, float]]] = {"/joint_states": [], "/camera/image_raw": []}
+    from ros_nodes.probe import Probe
 
-    def recorder(topic: str):
-        return lambda m: seen[topic].append((time.time(), m.header.stamp.sec + m.header.stamp.nanosec * 1e-9))
-
-    node.create_subscription(JointState, "/joint_states", recorder("/joint_states"), 10)
-    node.create_subscription(Image, "/camera/image_raw", recorder("/camera/image_raw"), 10)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < args.seconds:
-        rclpy.spin_once(node, timeout_sec=0.1)
-    node.destroy_node()
-    rclpy.shutdown()
+    with Probe("topic_rates") as probe:
+        for msg_type, topic in zip((JointState, Image), TOPICS):
+            probe.subscribe(msg_type, topic)
+        time.sleep(args.seconds)  # the measurement window itself, not a wait for discovery
+        wall_offset = time.time() - time.monotonic()  # Probe stamps arrivals with time.monotonic()
+        seen = {topic: (probe.arrivals(topic), probe.received(topic)) for topic in TOPICS}
     out = {}
-    for topic, rows in seen.items():
-        if len(rows) < 3:
-            raise SystemExit(f"{topic}: {len(rows)} messages in {args.seconds} s on domain {args.domain}; "
+    for topic, (arrivals, msgs) in seen.items():
+        if len(msgs) < 3:
+            raise SystemExit(f"{topic}: {len(msgs)} messages in {args.seconds} s on domain {args.domain}; "
                              "is the graph running?")
-        a = np.array(rows)  # (messages, [arrival s, stamp s])
-        age = (a[:, 0] - a[:, 1]) * 1e3
-        out[topic] = {"messages": len(rows), "rate_hz": round((len(rows) - 1) / (a[-1, 0] - a[0, 0]), 2),
+        arrived = np.array(arrivals)  # (messages,) monotonic s
+        stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in msgs])  # (messages,) wall s
+        age = (arrived + wall_offset - stamps) * 1e3
+        out[topic] = {"messages": len(msgs), "rate_hz": round((len(msgs) - 1) / (arrived[-1] - arrived[0]), 2),
                       "age_p50_ms": round(float(np.percentile(age, 50)), 1),
                       "age_p99_ms": round(float(np.percentile(age, 99)), 1)}
         print(f"{topic}: {out[topic]['rate_hz']} Hz, age on arrival p50 {out[topic]['age_p50_ms']} ms, "

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from ros_nodes.sim_robot_node import MAX_CATCH_UP_S, PHYSICS_HZ, substeps_due
+from ros_nodes.sim_robot_node import MAX_CATCH_UP_SUBSTEPS as CAP
+from ros_nodes.sim_robot_node import PHYSICS_HZ, substeps_due
 
 pytestmark = pytest.mark.unit
-
-CAP = round(MAX_CATCH_UP_S * PHYSICS_HZ)
 
 
 def test_an_on_time_tick_runs_one_period_of_substeps() -> None:
