@@ -190,6 +190,8 @@ def main() -> None:
         "act_p50_ms": float(status["act_p50_ms"]), "act_p99_ms": float(status["act_p99_ms"]),
         "plan_image_age_p50_ms": float(status["plan_image_age_p50_ms"]),
         "plan_image_age_p99_ms": float(status["plan_image_age_p99_ms"]),
+        **{f"{stage}_{q}_ms": float(status[f"{stage}_{q}_ms"]) for stage in ("image_arrival_age", "landing_to_command")
+           for q in ("p50", "p99") if f"{stage}_{q}_ms" in status},
         "control_tick_p99_ms": float(status["control_tick_p99_ms"]),
         "steps": args.steps, "output_mode": args.output_mode, "plan_ahead": not args.no_plan_ahead,
         "blend_steps": args.blend,
@@ -207,6 +209,7 @@ def main() -> None:
         "success_ci95": [lo, hi],
         "per_task": {t: [int(o[2]) for o in outcomes if o[0] == t] for t in tasks},
         "seeds": {t: [o[1] for o in outcomes if o[0] == t] for t in tasks},
+        "node_status": status,  # the policy node's last diagnostics, every key as it reported them
     }
     limits = urdf_limits()
     counts = [limit_violations(sent, limits, PERIOD) for sent in episode_trajectories]
@@ -223,6 +226,11 @@ def main() -> None:
           f"p99 {figures['image_to_command_p99_ms']:.0f} ms; decision p50 {figures['act_p50_ms']:.0f} ms, "
           f"p99 {figures['act_p99_ms']:.0f} ms; the image's age when the decision took it p50 "
           f"{figures['plan_image_age_p50_ms']:.0f} ms, p99 {figures['plan_image_age_p99_ms']:.0f} ms")
+    if "landing_to_command_p50_ms" in figures:
+        print(f"  of which: the image's age on arrival (camera + transport) p50 "
+              f"{figures['image_arrival_age_p50_ms']:.0f} ms, p99 {figures['image_arrival_age_p99_ms']:.0f} ms; "
+              f"the plan landing to its first command p50 {figures['landing_to_command_p50_ms']:.0f} ms, p99 "
+              f"{figures['landing_to_command_p99_ms']:.0f} ms")
     if stamps:
         print(f"  image stamp to command arrival (from ~/command_stamps, {len(stamps)} commands): p50 "
               f"{figures['image_to_arrival_p50_ms']:.0f} ms, p99 {figures['image_to_arrival_p99_ms']:.0f} ms")

@@ -6,7 +6,8 @@ The first file is a `benchmarks/ros_soak.py --json` result (its `per_task` outco
 `vla eval --json` run with `--seed` equal to the soak's first seed (episode k of a task uses seed + k). Only
 the pairs both ran are compared: success of each with its Wilson 95% interval, the difference, and the
 exact McNemar test on the paired episodes. The second file may be another soak (two configurations of the
-graph on the same pairs): then the difference is first - second.
+graph on the same pairs), and the first a `vla eval --json` result (a variant of the simulator loop, e.g.
+`benchmarks/diagnostics/ros_path_in_sim.py`): then the difference is first - second.
 """
 
 from __future__ import annotations
@@ -27,27 +28,32 @@ def soak_outcomes(soak: dict) -> dict[tuple[str, int], bool]:
             for seed, x in zip(soak["seeds"][task], outcomes)}
 
 
+def outcomes(run: dict) -> dict[tuple[str, int], bool]:
+    """(task, seed) -> success, from a soak's `--json` or a `vla eval --json` result."""
+    if "per_task" in run:
+        return soak_outcomes(run)
+    return {(r["task"], r["seed"] + k): x for r in run["results"] for k, x in enumerate(r["outcomes"])}
+
+
 def paired(soak: dict, other: dict) -> tuple[list[int], list[int]]:
-    """-> (ROS outcomes, the other's outcomes) over the (task, seed) pairs both ran; `other` is a
-    `vla eval --json` result (the simulator loop) or another soak."""
-    if "per_task" in other:
-        sim = soak_outcomes(other)
-    else:
-        sim = {(r["task"], r["seed"] + k): x for r in other["results"] for k, x in enumerate(r["outcomes"])}
-    pairs = [(int(x), int(sim[key])) for key, x in soak_outcomes(soak).items() if key in sim]
+    """-> (the first's outcomes, the other's) over the (task, seed) pairs both ran; each is a soak or a
+    `vla eval --json` result (the simulator loop, or a variant of it)."""
+    sim = outcomes(other)
+    pairs = [(int(x), int(sim[key])) for key, x in outcomes(soak).items() if key in sim]
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("soak", type=Path)
+    ap.add_argument("soak", type=Path, help="a soak's --json, or a vla eval --json result")
     ap.add_argument("eval", type=Path, help="a vla eval --json result, or another soak's --json")
     args = ap.parse_args()
-    other = json.loads(args.eval.read_text())
-    ros, sim = paired(json.loads(args.soak.read_text()), other)
+    first, other = json.loads(args.soak.read_text()), json.loads(args.eval.read_text())
+    ros, sim = paired(first, other)
     if not ros:
         ap.error("no (task, seed) pair is in both files: run vla eval with the soak's first --seed")
-    names = ("ROS", "simulator loop") if "per_task" not in other else (args.soak.stem, args.eval.stem)
+    names = ("ROS", "simulator loop") if "per_task" in first and "per_task" not in other else (
+        args.soak.stem, args.eval.stem)
     for name, xs in zip(names, (ros, sim)):
         lo, hi = wilson_interval(sum(xs), len(xs))
         print(f"{name}: {sum(xs)}/{len(xs)} = {sum(xs) / len(xs):.0%} [{lo:.0%}, {hi:.0%}]")

@@ -4,12 +4,18 @@ Models load in `on_configure`, control starts in `on_activate`, `on_deactivate` 
 `on_cleanup` frees the models. ROS callbacks (sensors, e-stop, services, the control timer) are all short
 and run on a SingleThreadedExecutor; inference runs in its own thread, woken by an event when the chunk
 executor needs a plan. Sensor callbacks only store the newest message, so a plan always starts from the
-newest observation, and the control timer pops one action per period, never waiting for a plan. (rclpy's
-MultiThreadedExecutor with a callback group for inference was the first design: its executor loop polled
-its futures on most of a core and held the GIL, slowing sampling many times over and missing most control
-deadlines.)
+newest observation, and control pops one action per period (`ros_nodes.control_clock`), waiting for a plan
+at most half a period. (rclpy's MultiThreadedExecutor with a callback group for inference was the first
+design: its executor loop polled its futures on most of a core and held the GIL, slowing sampling many
+times over and missing most control deadlines.)
 A chunk planned from an observation taken at step s starts at step s, so the steps executed while it was
 computed are skipped.
+
+Latency (image stamp -> the first command planned from it): with `plan_ahead` a decision starts on a frame
+that has just arrived, timed so that the median decision lands when its chunk takes over; with
+`command_on_landing` the landing wakes the executor (a guard condition) and the first command leaves at
+once, the control grid restarting from there. What is left is the camera's own latency, the decision, and
+a few milliseconds of hand-over.
 
 Safety (`ros_nodes.watchdog`, `ros_nodes.arm_commander`):
 - nothing is commanded until `~/enable` (dry run: decisions, targets and candidates are still published);
@@ -53,6 +59,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -75,6 +82,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ros_nodes import convert
 from ros_nodes.arm_commander import ArmCommander, CommanderConfig
+from ros_nodes.control_clock import ControlClock
 from ros_nodes.node_main import run_node
 from ros_nodes.policy_params import PARAMS, check, missing_folders, parse_pose
 from ros_nodes.safety_stage import INTERVENTIONS, SafetyConfig, SafetyStage
@@ -101,11 +109,14 @@ ESTOP_VOLATILE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)  #
 CAMERA_DEPTH = 2  # frames queued per camera subscription: the newest is used, 2 rides out one slow callback
 PLANNER_JOIN_S = 30.0  # a decision takes well under a second; a stuck one is reported, not waited for forever
 WINDOW = 4096  # decisions kept for latency percentiles
-# the pipeline's, then the node's own; plan_image_age (image stamp -> the planner taking it) is the part of
-# image_to_command that the camera and transport add before the decision starts
-STAGES = (*DECISION_STAGES, "act", "plan_image_age", "image_to_command", "control_tick")
+# the pipeline's, then the node's own. image_to_command = plan_image_age (image stamp -> the planner taking
+# it; of which image_arrival_age is the camera and transport's part, stamp -> arrival here) + the decision +
+# landing_to_command (the plan landing -> its first command leaving)
+STAGES = (*DECISION_STAGES, "act", "image_arrival_age", "plan_image_age", "landing_to_command", "image_to_command",
+          "control_tick")
 LATENCY_QUANTILE = 90  # plan ahead from this percentile of recent decision latencies
 LATENCY_WINDOW = 20  # ... over this many decisions
+FRAME_WINDOW = 16  # image arrivals kept to estimate the camera period
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
@@ -214,9 +225,9 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         with self._lock:
-            self._new_episode("activated")
+            self._new_episode("activated", resync=True)
             self._active = True
-            self._tick0 = None
+            self._steps_clock.restart()
         self.get_logger().info(f"active ({'enabled' if self._enabled else 'dry run: call ~/enable to command'})")
         return super().on_activate(state)
 
@@ -378,11 +389,11 @@ class PolicyNode(LifecycleNode):
                               max_rotation=self._param("max_rotation"), lead_steps=self._lead_steps(),
                               blend_steps=self._param("blend_steps"))
 
-    def _expected_latency(self) -> float:
-        """Seconds a decision is expected to take: a high percentile of the recent ones (the warm-up's
-        before any), plus the margin."""
+    def _expected_latency(self, quantile: float = LATENCY_QUANTILE) -> float:
+        """Seconds a decision is expected to take: this percentile of the recent ones (the warm-up's before
+        any), plus the margin."""
         recent = list(getattr(self, "_timings", {}).get("act", ()))[-LATENCY_WINDOW:] or [self._warm_up_ms]
-        return float(np.percentile(recent, LATENCY_QUANTILE)) / 1e3 + self._param("plan_margin_s")
+        return float(np.percentile(recent, quantile)) / 1e3 + self._param("plan_margin_s")
 
     def _lead_steps(self) -> int:
         """Plan ahead by the control periods a decision spans (0: plan at the replan point)."""
@@ -438,10 +449,16 @@ class PolicyNode(LifecycleNode):
         e += [x for x in (self._traj_pub, self._gripper_pub, self._pose_pub, self._stamp_pub, self._marker_pub,
                           self._diag_pub) if x is not None]
         self._period = 1.0 / float(p("control_rate_hz"))
-        e.append(self.create_timer(self._period, self._on_control_tick))
+        self._steps_clock = dataclasses.replace(self._steps_clock, period_s=self._period)  # the counts carry on
+        self._control_timer = self.create_timer(self._steps_clock.timer_period_s, self._on_control_tick)
+        e.append(self._control_timer)
+        # the inference thread wakes the executor with this when a plan lands (command_on_landing)
+        self._landed = self.create_guard_condition(self._on_plan_landed)
+        e.append(self._landed)
         e.append(self.create_timer(1.0, self._publish_diagnostics))
         self._plan_request = threading.Event()
         self._stop_planner = threading.Event()
+        self._frame_arrived = threading.Event()  # set by each new image: plan ahead starts on a fresh frame
         self._in_flight = False  # a new inference thread: a plan the old one dropped must not block it
         self._planner = threading.Thread(target=self._planner_loop, name="vla_policy_inference", daemon=True)
         self._planner.start()
@@ -464,12 +481,14 @@ class PolicyNode(LifecycleNode):
         if planner is not None:
             self._stop_planner.set()
             self._plan_request.set()
+            self._frame_arrived.set()
             planner.join(timeout=PLANNER_JOIN_S)
             if planner.is_alive():
                 self.get_logger().error(f"the inference thread did not stop within {PLANNER_JOIN_S} s")
             self._planner = None
         destroy = {"Subscription": self.destroy_subscription, "Publisher": self.destroy_publisher,
-                   "LifecyclePublisher": self.destroy_lifecycle_publisher, "Timer": self.destroy_timer}
+                   "LifecyclePublisher": self.destroy_lifecycle_publisher, "Timer": self.destroy_timer,
+                   "GuardCondition": self.destroy_guard_condition}
         for entity in self._entities:
             destroy[type(entity).__name__](entity)
         self._entities.clear()
@@ -483,6 +502,7 @@ class PolicyNode(LifecycleNode):
         self._epoch = 0  # bumps on every reset/hold: a plan started before is discarded
         self._in_flight = False
         self._chunk_image_stamp = None  # image stamp of the newest chunk until its first command
+        self._landed_at = 0.0  # s, when the newest chunk landed
         self._command_image_stamp = None  # image stamp of the chunk being executed
         self._chunk_path = None  # chunk mode: (commands (K, J), safety states, targets, events) being run
         self._path_index = 0
@@ -493,8 +513,10 @@ class PolicyNode(LifecycleNode):
         self._last_command_at = -float("inf")  # s, when the last joint command left
         self._jumps: deque = deque(maxlen=WINDOW)  # m: executed translation change at each chunk switch
         self._episode_t0 = 0.0  # images stamped before this belong to the previous episode
-        self._tick0 = None
-        self._ticks = self._misses = self._starved = 0
+        self._sync_after = 0.0  # joint states stamped before this may show a world since reset or moved
+        self._steps_clock = ControlClock(1.0 / float(self._param("control_rate_hz")))  # when control steps run
+        self._frames: deque = deque(maxlen=FRAME_WINDOW)  # image arrival times, s
+        self._starved = 0
         self._dropped: Counter = Counter()
         self._received: Counter = Counter()  # image / depth callbacks
         self._skew: Counter = Counter()  # "<topic>_stamps_future" / "_past"
@@ -507,16 +529,30 @@ class PolicyNode(LifecycleNode):
         self._last_warning = ""
         self._server_error = ""  # backend remote: why the last decision could not reach the server
 
-    def _new_episode(self, why: str) -> None:
+    def _new_episode(self, why: str, resync: bool = False) -> None:
         """Forget chunks and the latched anchor; restart from the measured pose. The first plan waits for an
         image taken after this moment: an anchor policy latches its episode anchor from that frame, and a
-        frame of the previous scene (a reset just happened) would misplace the whole episode."""
+        frame of the previous scene (a reset just happened) would misplace the whole episode. `resync`
+        (`~/reset`, activation): the world may have been reset or moved meanwhile, see `_resync`; a new
+        instruction alone continues from the commands in flight."""
         self._forget_plan()
         self._episode_t0 = self._now()
+        if resync:
+            self._resync()
         if self._models is not None:
             self._models[1].reset()
         self._chunk_image_stamp = None
         self.get_logger().info(f"new episode ({why})")
+
+    def _resync(self) -> None:
+        """Nothing commanded before this moment describes the arm any more (a simulator reset teleports it;
+        a disabled arm may have been moved by hand): the next command, or hold, starts from a joint state
+        stamped after now, not from the last command or an older measurement. (Before this, a soak's first
+        command of an episode could start from the previous episode's final pose and swing the arm there.)"""
+        self._sync_after = self._now()
+        self._last_command_at = -float("inf")
+        if self._models is not None:
+            self._safety.state = None
 
     def _hold(self, why: str) -> None:
         """Stop: brake from the last command to rest at the acceleration limit (one trajectory); no chunk
@@ -527,7 +563,8 @@ class PolicyNode(LifecycleNode):
         if self._enabled:
             if self._safety.state is None:
                 joints = self._joints
-                if joints is not None and self._now() - joints.received <= self._param("joint_state_timeout_s"):
+                if (joints is not None and joints.stamp >= self._sync_after
+                        and self._now() - joints.received <= self._param("joint_state_timeout_s")):
                     self._safety.reset(joints.q_arm)
             if self._safety.state is not None:
                 q, states = self._safety.brake_path()
@@ -600,6 +637,11 @@ class PolicyNode(LifecycleNode):
             return self._drop(kind, str(e))
         with self._lock:
             setattr(self, f"_{kind}", Sample(value, stamp, received))
+            if kind == "image":
+                self._frames.append(received)
+                self._timings["image_arrival_age"].append((received - stamp) * 1e3)
+        if kind == "image" and getattr(self, "_frame_arrived", None) is not None:
+            self._frame_arrived.set()
         return None
 
     def _on_image(self, msg: Image) -> None:
@@ -668,6 +710,8 @@ class PolicyNode(LifecycleNode):
     # --- services -------------------------------------------------------------------------------------
     def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
         with self._lock:
+            if request.data and not self._enabled:
+                self._resync()
             self._enabled = bool(request.data)
             if self._models is not None:
                 self._commander.target = None  # restart from the measured pose
@@ -691,37 +735,46 @@ class PolicyNode(LifecycleNode):
                 response.success, response.message = True, "reset: e-stop cleared (not configured)"
                 return response
             self._generator = torch.Generator().manual_seed(int(self._param("seed")))
-            self._new_episode("~/reset")
+            self._new_episode("~/reset", resync=True)
         response.success, response.message = True, "reset: e-stop cleared, new episode"
         return response
 
-    # --- control (10 Hz, never waits for inference) ------------------------------------------------------
+    # --- control (10 Hz; `ros_nodes.control_clock` says when a step runs) -----------------------------------
     def _on_control_tick(self) -> None:
         with self._lock:
             if not self._active or self._models is None:
                 return
-            t0 = time.perf_counter()
-            expected = self._count_tick(self._now())
-            self._tick_due = expected
-            self._control_step()
-            if self._now() > expected + self._period:  # the command left after the next tick was due
-                self._misses += 1
-            self._timings["control_tick"].append((time.perf_counter() - t0) * 1e3)
+            now = self._now()
+            due = self._steps_clock.on_timer(now, self._awaiting_plan())
+            if due is not None:
+                self._run_step(now, due)
 
-    def _count_tick(self, now: float) -> float:
-        """Tick k is due at t0 + k * period (the timer keeps that phase and skips ticks it cannot make);
-        a skipped tick or a command published after the next tick was due is a deadline miss. Returns the
-        due time of this tick."""
-        if self._tick0 is None:
-            self._tick0, self._tick_k = now, -1
-        k = self._tick_k + 1
-        while now >= self._tick0 + (k + 1) * self._period:  # tick k never ran
-            self._ticks += 1
-            self._misses += 1
-            k += 1
-        self._tick_k = k
-        self._ticks += 1
-        return self._tick0 + k * self._period
+    def _awaiting_plan(self) -> bool:
+        """command_on_landing: the next step would run the old chunk past its takeover while the plan is in
+        flight (the clock then waits for it, briefly)."""
+        ex = self._executor
+        return (bool(self._param("command_on_landing")) and self._in_flight and not ex.switching
+                and ex.replan_step is not None and ex.step >= ex.replan_step)
+
+    def _on_plan_landed(self) -> None:
+        """A plan landed (the inference thread's guard condition): with command_on_landing its first command
+        leaves now, unless its step is due much later."""
+        with self._lock:
+            if not (self._active and self._models is not None and self._executor.switching
+                    and self._param("command_on_landing")):
+                return
+            now = self._now()
+            due = self._steps_clock.on_landing(now)
+            if due is not None:
+                self._run_step(now, due)
+                self._control_timer.reset()  # the timer keeps the restarted grid's phase
+
+    def _run_step(self, now: float, due: float) -> None:
+        t0 = time.perf_counter()
+        self._tick_due = self._steps_clock.run(now, due)
+        self._control_step()
+        self._steps_clock.finished(self._now(), self._tick_due)
+        self._timings["control_tick"].append((time.perf_counter() - t0) * 1e3)
 
     def _control_step(self) -> None:
         now = self._now()
@@ -729,6 +782,8 @@ class PolicyNode(LifecycleNode):
         joints, image = self._joints, self._image
         if image is not None and image.stamp < self._episode_t0:
             image = None
+        if joints is not None and joints.stamp < self._sync_after:
+            joints = None
         state, reason = self._watchdog.state(now, image and image.stamp, joints and joints.received,
                                              self._instruction, image_received=image and image.received)
         if state != self._state:
@@ -783,7 +838,9 @@ class PolicyNode(LifecycleNode):
             self._publish_gripper(target.gripper)
             self._commands += 1
             if switching and self._command_image_stamp is not None:
-                self._timings["image_to_command"].append((self._now() - self._command_image_stamp) * 1e3)
+                now = self._now()
+                self._timings["image_to_command"].append((now - self._command_image_stamp) * 1e3)
+                self._timings["landing_to_command"].append((now - self._landed_at) * 1e3)
 
     def _chunk_command(self, action: np.ndarray, q_arm: np.ndarray, gi: int, switching: bool,
                        header: Header) -> None:
@@ -831,18 +888,17 @@ class PolicyNode(LifecycleNode):
 
     def _plan_start_time(self) -> float:
         """When the inference thread should take its observation: now, or (plan ahead) the expected decision
-        latency before the tick at which the new chunk takes over, so it plans from the newest image."""
+        latency before the step at which the new chunk takes over. With command_on_landing a plan may land
+        up to half a period off that step (`ControlClock`), so the median decision is aimed at it (the
+        first frame of the camera period before this start is taken: half a frame interval early on
+        average); without it a late plan costs a whole period, so a high percentile plus the margin."""
         takeover = self._executor.replan_step
         if not self._param("plan_ahead") or takeover is None:
             return 0.0
         due = self._tick_due + (takeover - self._executor.step) * self._period
+        if self._param("command_on_landing"):
+            return due - self._expected_latency(50) + self._camera_period() / 2
         return due - self._expected_latency()
-
-    def _measured_rate(self) -> float:
-        """Control ticks per second since activation (0 before the first tick)."""
-        if self._tick0 is None or self._ticks < 2:
-            return 0.0
-        return self._ticks / max(self._now() - self._tick0, 1e-9)
 
     def _apply_live_parameters(self) -> None:
         if not self._pending_live:
@@ -875,11 +931,32 @@ class PolicyNode(LifecycleNode):
                 return
             self._on_plan_request()
 
+    def _camera_period(self) -> float:
+        """The camera's frame interval (median of recent arrivals), at most one control period."""
+        with self._lock:
+            arrivals = np.asarray(self._frames)
+        if len(arrivals) < 3:
+            return self._period
+        return float(min(max(np.median(np.diff(arrivals)), 1e-3), self._period))
+
+    def _wait_for_start(self) -> bool:
+        """Plan ahead: wait until a frame arrives within one camera period before the planned start (or
+        until the start, without one), so the decision takes an image that is only its transport old rather
+        than up to a frame interval more. False when stopped meanwhile."""
+        window = self._camera_period()
+        wait = self._plan_start_at - window - self._now()
+        if wait > 0 and self._stop_planner.wait(min(wait, 1.0)):
+            return False
+        self._frame_arrived.clear()
+        wait = self._plan_start_at - self._now()
+        if wait > 0:
+            self._frame_arrived.wait(min(wait, 1.0))
+        return not self._stop_planner.is_set()
+
     def _on_plan_request(self) -> None:
         from vla_runtime.types import Observation
 
-        wait = self._plan_start_at - self._now()
-        if wait > 0 and self._stop_planner.wait(min(wait, 1.0)):  # plan ahead: the newest image at the right time
+        if self._plan_start_at > 0 and not self._wait_for_start():
             with self._lock:  # stopped while waiting (cleanup): nothing is in flight any more
                 self._in_flight = False
             return
@@ -922,6 +999,8 @@ class PolicyNode(LifecycleNode):
                 return
             self._executor.add_chunk(result.chunk, start=start)
             self._chunk_image_stamp = image_stamp
+            self._landed_at = self._now()
+            self._landed.trigger()
             self._timings["act"].append(act_ms)
             self._timings["plan_image_age"].append(image_age_ms)
             self._executor.configure(self._executor_config())  # the lead follows the measured latency
@@ -946,8 +1025,8 @@ class PolicyNode(LifecycleNode):
         with self._lock:
             values = {"state": self._state, "reason": self._reason, "active": self._active,
                       "enabled": self._enabled, "decisions": self._decisions, "commands": self._commands,
-                      "control_ticks": self._ticks, "deadline_misses": self._misses,
-                      "control_rate_hz": f"{self._measured_rate():.2f}",
+                      "control_ticks": self._steps_clock.ticks, "deadline_misses": self._steps_clock.misses,
+                      "control_rate_hz": f"{self._steps_clock.rate(self._now()):.2f}",
                       "starved_ticks": self._starved, "estops": self._watchdog.estop_count,
                       "steering": self._steering.method, "n": self._steering.n, "m": self._steering.m}
             for stage, xs in self._timings.items():
@@ -995,7 +1074,11 @@ def _autostart(node: PolicyNode) -> None:
             node.trigger_activate()
 
 
+GIL_SWITCH_S = 0.001  # the inference thread's Python stretches hand the GIL to callbacks this often (default 5 ms)
+
+
 def main(args=None) -> None:
+    sys.setswitchinterval(GIL_SWITCH_S)
     run_node(PolicyNode, "vla_policy", args, on_start=_autostart)
 
 

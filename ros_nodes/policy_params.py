@@ -88,7 +88,10 @@ PARAMS: dict[str, Param] = {
     "gripper_max_effort": Param(20.0, "GripperCommand max_effort (N), gripper_interface action", low=0.0,
                                 high=1000.0),
     "plan_ahead": Param(True, "start each decision so it lands when the queue reaches the replan point, from the "
-                              "measured decision latency, on the newest image", live=True),
+                              "measured decision latency, on a frame that has just arrived", live=True),
+    "command_on_landing": Param(True, "a new chunk's first command leaves as its plan lands (at least half a period "
+                                      "after the previous command) and the control ticks follow on from there; "
+                                      "false: at the next tick", live=True),
     "plan_margin_s": Param(0.01, "plan ahead: spare time between a decision's expected end and its takeover tick",
                            live=True, low=0.0, high=1.0),
     "blend_steps": Param(2, "continuity: steps over which a new chunk is cross-faded from the committed one "

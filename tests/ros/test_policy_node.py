@@ -44,8 +44,8 @@ class FakeArm:
     every commanded target."""
 
     def __init__(self, probe: Probe, rgb: np.ndarray, home: np.ndarray) -> None:
-        self.probe, self.rgb, self.q = probe, rgb, home.copy()
-        self.images_on = True
+        self.probe, self.rgb, self.q, self.home = probe, rgb, home.copy(), home.copy()
+        self.images_on = self.joints_on = True
         # reliable, as the node subscribes (best effort loses large frames: see ros_nodes/policy_node.py)
         self.image_pub = probe.publisher(Image, "camera/image_raw", QoSProfile(depth=2))
         self.joint_pub = probe.publisher(JointState, "joint_states", qos_profile_sensor_data)
@@ -64,8 +64,9 @@ class FakeArm:
             self.image_pub.publish(convert.rgb_to_image(self.rgb, self.header()))
 
     def _publish_joints(self) -> None:
-        self.joint_pub.publish(convert.joint_state(ARM + FINGERS, np.concatenate([self.q, [0.04, 0.04]]),
-                                                   self.header()))
+        if self.joints_on:
+                self.joint_pub.publish(convert.joint_state(ARM + FINGERS, np.concatenate([self.q, [0.04, 0.04]]),
+                                                       self.header()))
 
 
 def publish_description(probe: Probe):
@@ -234,6 +235,37 @@ def test_stale_images_hold_until_fresh_ones_arrive(robot) -> None:
     assert diagnostics(probe, t, where=lambda s, v: v["state"] == "OK")["level"] == 0
 
 
+def test_after_a_reset_commands_start_from_joints_measured_after_it(robot) -> None:
+    """A simulator reset teleports the arm while the node still holds a joint state from before (fresh by
+    its arrival): the first command of the new episode must start from the arm where it now is. (It used
+    to start from the old state, commanding the arm back to where the last episode ended.)"""
+    probe = robot.probe
+    ensure_running(robot)
+    old = robot.q.copy()
+    robot.joints_on = False  # the newest joint state the node holds now shows the old pose
+    assert probe.call(SetBool, f"{NODE}/enable", SetBool.Request(data=False)).success
+    moved = robot.home + np.array([0.3, -0.25, 0.2, 0.25, -0.2, 0.3, -0.3])  # the arm, teleported
+    robot.q = moved.copy()
+    assert np.max(np.abs(moved - old)) > 0.2
+    try:
+        assert probe.call(Trigger, f"{NODE}/reset", Trigger.Request()).success
+        t = time.monotonic()
+        assert probe.call(SetBool, f"{NODE}/enable", SetBool.Request(data=True)).success
+        # no joint state since the reset: nothing is commanded, although the old one is younger than the
+        # joint-state timeout (0.5 s)
+        with pytest.raises(TimeoutError):
+            probe.wait_for(lambda: commands_after(probe, t), 0.3, "no command before fresh joint states")
+    finally:
+        robot.joints_on = True
+    probe.wait_for(lambda: commands_after(probe, t), 10.0, "commands once joint states are fresh")
+    offset = probe.node.get_clock().now().nanoseconds * 1e-9 - time.monotonic()
+    first = next(m for m in probe.received("joint_trajectory")
+                 if convert.stamp_seconds(m.header.stamp) > t + offset)
+    q_first = convert.trajectory_targets(first, ARM)[1][0]
+    # one safety-limited step (max_joint_step 0.15 rad) from where the arm is now, not from the old pose
+    assert np.max(np.abs(q_first - moved)) <= 0.15 + 1e-6, (q_first, moved, old)
+
+
 def test_malformed_messages_are_dropped_with_a_diagnostic(robot) -> None:
     probe = robot.probe
     ensure_running(robot)
@@ -282,8 +314,11 @@ def test_bad_parameters_are_rejected_with_a_reason_and_good_ones_apply_live(robo
         t = time.monotonic()
         status = diagnostics(probe, t, where=lambda s, v: v["n"] == "8" and int(v["decisions"]) > 0)
         assert status["m"] == "8"
-        # image_to_command = the image's age when the decision took it + the wait until its tick (ms both)
+        # image_to_command = the image's age when the decision took it + the decision + the hand-over (ms)
         assert 0.0 < float(status["plan_image_age_p50_ms"]) < float(status["image_to_command_p50_ms"])
+        assert float(status["image_arrival_age_p50_ms"]) <= float(status["plan_image_age_p50_ms"])
+        # command_on_landing: a landed plan's first command leaves at once, not at the next tick (up to 100 ms)
+        assert float(status["landing_to_command_p50_ms"]) < 50.0
         assert 8.0 < float(status["control_rate_hz"]) < 12.0
     finally:  # the fixture's values, for whichever test runs next
         assert probe.set_parameters(NODE, n=4, m=4)[0].successful

@@ -81,7 +81,7 @@ def _ros_vs_sim(tmp_path: Path, first: dict, second: dict) -> str:
                           text=True, check=True, cwd=tmp_path).stdout
 
 
-def test_ros_vs_sim_pairs_a_soak_with_the_simulator_loop_or_another_soak(tmp_path: Path) -> None:
+def test_ros_vs_sim_pairs_a_soak_or_an_eval_with_the_simulator_loop_or_another_soak(tmp_path: Path) -> None:
     """Pairs are (task, seed): a soak's seeds per task, an eval row's seed + episode index; unpaired ones drop."""
     soak = {"per_task": {"pick_lift": [1, 0, 0], "stack": [0]}, "seeds": {"pick_lift": [7, 8, 9], "stack": [7]}}
     loop = {"results": [{"task": "pick_lift", "seed": 8, "outcomes": [1, 1]}]}  # seeds 8, 9
@@ -90,3 +90,6 @@ def test_ros_vs_sim_pairs_a_soak_with_the_simulator_loop_or_another_soak(tmp_pat
     other = {"per_task": {"pick_lift": [1, 1]}, "seeds": {"pick_lift": [7, 9]}}
     out = _ros_vs_sim(tmp_path, soak, other)
     assert "a: 1/2" in out and "b: 2/2" in out and "a - b: -50% over 2 paired" in out
+    # a variant of the simulator loop (an eval result) first, against the soak: named by file, first - second
+    out = _ros_vs_sim(tmp_path, loop, soak)
+    assert "a: 2/2" in out and "b: 0/2" in out and "a - b: +100% over 2 paired" in out

@@ -1,0 +1,150 @@
+"""Does the ROS node's commanding path, alone, cost success? The simulator loop with its commands made as
+`policy_node` makes them, and nothing else of ROS (no DDS, no wall clock, no latency).
+
+    python benchmarks/diagnostics/ros_path_in_sim.py --episodes 21 --seed 20000 --json OUT.json [--no-safety]
+    python benchmarks/ros_vs_sim.py OUT.json benchmarks/results/ros_soak_sim_loop.json
+
+Each step, instead of the simulator's own IK on its TCP target, the node's `ArmCommander` (a separate IK
+model, seeded with the measured joints) turns the action into joint targets, and the node's `SafetyStage`
+(the sim graph's limits: `--max-joint-step`, `--max-joint-acceleration`, no blend-in ramp) limits them; after
+an intervention the TCP target is re-anchored to the limited command, as the node does. The policy, steering
+(robomonkey n = m = 16), executor and seeds are those of the soak's simulator loop, so a paired difference
+against `ros_soak_sim_loop.json` is what the commanding path costs. `--no-safety` keeps the commander and
+drops the stage (IK model and seeding only). Writes a `vla eval --json` file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from vla_app.agents import AgentFactory
+
+
+@dataclass(frozen=True)
+class NodePath:
+    """The node's command path's settings (`config/policy_node.yaml` and the sim graph's arguments)."""
+
+    safety: bool = True
+    max_joint_step: float = 0.15  # rad per control period
+    max_joint_acceleration: float = 30.0  # rad/s^2
+    velocity_scale: float = 1.0
+    jump_factor: float = 4.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_joint_step", "max_joint_acceleration", "velocity_scale", "jump_factor"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value}")
+
+
+def install(env, path: NodePath) -> dict:
+    """Replace `env`'s per-step IK with the node's commander (+ safety stage) from the measured pose, for
+    this episode; -> the interventions counter the episode fills."""
+    from ros_nodes.arm_commander import ArmCommander, CommanderConfig
+    from ros_nodes.safety_stage import SafetyConfig, SafetyStage
+    from sim.env import PHYSICS_HZ
+
+    commander = ArmCommander(CommanderConfig(arm=env.config.arm))
+    stage = SafetyStage(commander.joint_limits(path.max_joint_acceleration), SafetyConfig(
+        period_s=1.0 / env.spec_actions.control_hz, velocity_scale=path.velocity_scale,
+        max_joint_step=path.max_joint_step, ramp_s=0.0, jump_factor=path.jump_factor))
+    q0 = env.arm.joint_positions()
+    commander.sync(q0)
+    stage.reset(q0)
+    counts: dict[str, int] = {"commands": 0}
+    substeps = round(PHYSICS_HZ / env.spec_actions.control_hz)
+    gripper_index = env.spec_actions.gripper_index
+
+    def apply(action: np.ndarray) -> None:
+        q_arm = env.arm.joint_positions()
+        q_cmd, _, _ = commander.step(action, q_arm, gripper_index)
+        if path.safety:
+            q_cmd = stage.command(q_cmd)
+            for event in stage.last_events:
+                counts[event] = counts.get(event, 0) + 1
+            if stage.last_events:  # no wind-up, as in the node
+                commander.anchor(q_cmd)
+        target = commander.target
+        env._target.reset(target.pos, target.quat, target.gripper)  # what env.gripper_command reports
+        env.arm.command(q_cmd, target.gripper)
+        counts["commands"] += 1
+        for _ in range(substeps):
+            env.advance(1)
+
+    env._apply = apply  # this episode's env only: reset() builds a new world, install() runs again
+    return counts
+
+
+class _NodePathAgent:
+    def __init__(self, agent, path: NodePath) -> None:
+        self.agent, self.path, self.counts = agent, path, {}
+        self.needs_images = agent.needs_images
+
+    def reset(self, env) -> None:
+        self.agent.reset(env)
+        self.counts = install(env, self.path)
+
+    def act(self, env) -> np.ndarray:
+        return self.agent.act(env)
+
+    def episode_stats(self) -> dict:
+        return {**self.agent.episode_stats(), **{k: v for k, v in self.counts.items() if k != "commands"}}
+
+
+@dataclass(frozen=True)
+class NodePathFactory:
+    """An `AgentFactory` whose episodes command through the node's path (picklable, for the workers)."""
+
+    inner: AgentFactory
+    path: NodePath = field(default_factory=NodePath)
+
+    def __getattr__(self, name: str):  # policy_dir, steering, executor, backend, method, row_fields, ...
+        if name in ("inner", "path"):
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __call__(self, seed: int) -> _NodePathAgent:
+        return _NodePathAgent(self.inner(seed), self.path)
+
+
+def main() -> None:
+    from verifiers.steering import SteeringConfig
+    from vla_app.evaluate import EvalConfig, evaluate, write_json
+    from vla_runtime.execution import ExecutorConfig
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--policy", default="models/policy")
+    ap.add_argument("--episodes", type=int, default=21, help="per task (the soak ran 21 seeds a task)")
+    ap.add_argument("--seed", type=int, default=20000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-safety", action="store_true", help="the commander only: no safety stage")
+    ap.add_argument("--max-joint-step", type=float, default=NodePath.max_joint_step)
+    ap.add_argument("--max-joint-acceleration", type=float, default=NodePath.max_joint_acceleration)
+    ap.add_argument("--json", type=Path, required=True)
+    args = ap.parse_args()
+    path = NodePath(safety=not args.no_safety, max_joint_step=args.max_joint_step,
+                    max_joint_acceleration=args.max_joint_acceleration)
+    inner = AgentFactory(args.policy, SteeringConfig(method="robomonkey"), ExecutorConfig())
+    cfg = EvalConfig(policy=args.policy, tasks=("pick_lift", "place_in", "push_to", "stack"),
+                     episodes=args.episodes, workers=args.workers, seed=args.seed)
+    rows = evaluate(cfg, factory=NodePathFactory(inner, path))
+    for r in rows:
+        r["node_path"] = {"safety": path.safety, "max_joint_step": path.max_joint_step,
+                          "max_joint_acceleration": path.max_joint_acceleration}
+        print(f"{r['task']}: {r['successes']}/{r['episodes']} "
+              f"{ {k: v for k, v in r.items() if k.startswith(('clamped', 'held'))} }")
+    write_json(args.json, rows)
+    total = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
+    print(f"all: {total[0]}/{total[1]} = {total[0] / total[1]:.0%}; wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
