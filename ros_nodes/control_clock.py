@@ -2,12 +2,12 @@
 
 Steps follow a grid one control period apart, checked by a timer `fine_ticks` times a period. Two events move
 the grid, so that a new chunk's first command leaves as its plan lands instead of up to a period later:
-- a plan landing at most `max_early` periods before its step is due runs that step at once, and the grid
-  restarts from the landing;
+- a plan landing at most `max_early` periods before its step is due runs that step at once (unless the
+  running command has not had 1 - max_early periods yet), and the grid restarts from the landing;
 - a takeover step whose plan is still in flight waits for it up to `max_late` periods (then the old chunk
   runs on, and the plan's first command leaves when it lands, if that is `max_early` before the next step).
-So the command before a chunk switch lasts between 1 - max_early and 1 + max_late periods; every other step
-lasts one period. A step that runs after its successor was due, or never runs, is a deadline miss.
+So every command lasts at least 1 - max_early periods, the one before a chunk switch at most 1 + max_late;
+every other step lasts one period. A step that runs after its successor was due, or never runs, is a deadline miss.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class ControlClock:
     fine_ticks: int = 4  # timer callbacks per period
     next_due: float | None = None  # s: when the next step is due
     first: float | None = None  # s: the first step since `restart`
+    last_run: float = -math.inf  # s: when the last step ran
     ticks: int = 0  # steps run or missed
     misses: int = 0
 
@@ -62,6 +63,8 @@ class ControlClock:
         None when its step is due more than `max_early` away (it runs when due)."""
         if self.next_due is None or now < self.next_due - self.max_early * self.period_s:
             return None
+        if now - self.last_run < (1 - self.max_early) * self.period_s:
+            return None  # the running command (a late takeover's fallback) would be cut too short
         return now
 
     def run(self, now: float, due: float) -> float:
@@ -71,7 +74,7 @@ class ControlClock:
             self.misses += 1
             due += self.period_s
         self.ticks += 1
-        self.next_due = due + self.period_s
+        self.next_due, self.last_run = due + self.period_s, now
         return due
 
     def finished(self, now: float, due: float) -> None:

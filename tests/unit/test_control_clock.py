@@ -59,6 +59,10 @@ def test_a_takeover_waits_for_its_plan_at_most_half_a_period() -> None:
     # A plan that does not land within half a period: the old chunk runs on, on the old grid.
     assert clock.on_timer(0.34, awaiting_plan=True) is None
     assert clock.on_timer(0.39, awaiting_plan=True) == pytest.approx(0.34)
+    clock.run(0.39, 0.34)
+    # landing 5 ms after that fallback command: it would last 5 ms, so the plan waits for the next step
+    assert clock.on_landing(0.395) is None
+    assert clock.on_landing(0.445) == pytest.approx(0.445)  # 55 ms after it: past its minimum
 
 
 def test_skipped_steps_and_late_commands_are_deadline_misses() -> None:
