@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vla_app.regress import paired_interval
 from vla_runtime.stats import mcnemar_exact, wilson_interval
 
 
@@ -43,23 +44,42 @@ def paired(soak: dict, other: dict) -> tuple[list[int], list[int]]:
     return [a for a, _ in pairs], [b for _, b in pairs]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("soak", type=Path, help="a soak's --json, or a vla eval --json result")
-    ap.add_argument("eval", type=Path, help="a vla eval --json result, or another soak's --json")
-    args = ap.parse_args()
-    first, other = json.loads(args.soak.read_text()), json.loads(args.eval.read_text())
-    ros, sim = paired(first, other)
-    if not ros:
-        ap.error("no (task, seed) pair is in both files: run vla eval with the soak's first --seed")
-    names = ("ROS", "simulator loop") if "per_task" in first and "per_task" not in other else (
-        args.soak.stem, args.eval.stem)
+def report(names: tuple[str, str], ros: list[int], sim: list[int]) -> None:
     for name, xs in zip(names, (ros, sim)):
         lo, hi = wilson_interval(sum(xs), len(xs))
         print(f"{name}: {sum(xs)}/{len(xs)} = {sum(xs) / len(xs):.0%} [{lo:.0%}, {hi:.0%}]")
     t = mcnemar_exact(ros, sim)
-    print(f"{names[0]} - {names[1]}: {(sum(ros) - sum(sim)) / len(ros):+.0%} over {len(ros)} paired episodes "
-          f"(exact McNemar p = {t['p']:.2g}; {names[0]} only {t['a_only']}, {names[1]} only {t['b_only']})")
+    lo, hi = paired_interval(t["b_only"], t["a_only"], len(ros))
+    print(f"{names[0]} - {names[1]}: {100 * (sum(ros) - sum(sim)) / len(ros):+.1f} points [{100 * lo:+.1f}, "
+          f"{100 * hi:+.1f}] over {len(ros)} paired episodes (exact McNemar p = {t['p']:.2g}; {names[0]} only "
+          f"{t['a_only']}, {names[1]} only {t['b_only']})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("soak", type=Path, help="a soak's --json, or a vla eval --json result")
+    ap.add_argument("eval", type=Path, help="a vla eval --json result, or another soak's --json")
+    ap.add_argument("more", type=Path, nargs="*", help="further (first, second) pairs of files, e.g. the same "
+                                                       "comparison on other seeds: each is reported, then all pooled")
+    args = ap.parse_args()
+    files = [args.soak, args.eval, *args.more]
+    if len(files) % 2:
+        ap.error(f"files come in (first, second) pairs, got {len(files)}")
+    pooled: tuple[list[int], list[int]] = ([], [])
+    for a, b in zip(files[::2], files[1::2]):
+        first, other = json.loads(a.read_text()), json.loads(b.read_text())
+        ros, sim = paired(first, other)
+        if not ros:
+            ap.error(f"no (task, seed) pair is in both {a} and {b}: run vla eval with the soak's first --seed")
+        names = ("ROS", "simulator loop") if "per_task" in first and "per_task" not in other else (a.stem, b.stem)
+        if len(files) > 2:
+            print(f"{a} vs {b}:")
+        report(names, ros, sim)
+        pooled[0].extend(ros)
+        pooled[1].extend(sim)
+    if len(files) > 2:
+        print("pooled:")
+        report(("first", "second"), *pooled)
 
 
 if __name__ == "__main__":

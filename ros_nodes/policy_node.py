@@ -117,6 +117,7 @@ STAGES = (*DECISION_STAGES, "act", "image_arrival_age", "plan_image_age", "landi
 LATENCY_QUANTILE = 90  # plan ahead from this percentile of recent decision latencies
 LATENCY_WINDOW = 20  # ... over this many decisions
 FRAME_WINDOW = 16  # image arrivals kept to estimate the camera period
+GIL_SWITCH_S = 0.001  # the inference thread's Python stretches hand the GIL to callbacks this often (default 5 ms)
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
@@ -1072,9 +1073,6 @@ def _autostart(node: PolicyNode) -> None:
         node.trigger_configure()  # waits for the robot description when `urdf` is empty
         if node._models is not None:
             node.trigger_activate()
-
-
-GIL_SWITCH_S = 0.001  # the inference thread's Python stretches hand the GIL to callbacks this often (default 5 ms)
 
 
 def main(args=None) -> None:

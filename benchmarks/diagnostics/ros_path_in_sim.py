@@ -1,7 +1,7 @@
 """Does the ROS node's commanding path, alone, cost success? The simulator loop with its commands made as
 `policy_node` makes them, and nothing else of ROS (no DDS, no wall clock, no latency).
 
-    python benchmarks/diagnostics/ros_path_in_sim.py --episodes 21 --seed 20000 --json OUT.json [--no-safety]
+    python benchmarks/diagnostics/ros_path_in_sim.py --json OUT.json [--no-safety]
     python benchmarks/ros_vs_sim.py OUT.json benchmarks/results/ros_soak_sim_loop.json
 
 Each step, instead of the simulator's own IK on its TCP target, the node's `ArmCommander` (a separate IK
@@ -15,16 +15,19 @@ drops the stage (IK model and seeding only). Writes a `vla eval --json` file.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from sim_loop_variant import common_args, run
+
+from ros_nodes.safety_stage import INTERVENTIONS
 from vla_app.agents import AgentFactory
 
 
@@ -99,51 +102,19 @@ class _NodePathAgent:
         return {**self.agent.episode_stats(), **{k: v for k, v in self.counts.items() if k != "commands"}}
 
 
-@dataclass(frozen=True)
-class NodePathFactory:
-    """An `AgentFactory` whose episodes command through the node's path (picklable, for the workers)."""
-
-    inner: AgentFactory
-    path: NodePath = field(default_factory=NodePath)
-
-    def __getattr__(self, name: str):  # policy_dir, steering, executor, backend, method, row_fields, ...
-        if name in ("inner", "path"):
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def __call__(self, seed: int) -> _NodePathAgent:
-        return _NodePathAgent(self.inner(seed), self.path)
+def make_agent(inner: AgentFactory, path: NodePath, seed: int) -> _NodePathAgent:
+    return _NodePathAgent(inner(seed), path)
 
 
 def main() -> None:
-    from verifiers.steering import SteeringConfig
-    from vla_app.evaluate import EvalConfig, evaluate, write_json
-    from vla_runtime.execution import ExecutorConfig
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--policy", default="models/policy")
-    ap.add_argument("--episodes", type=int, default=21, help="per task (the soak ran 21 seeds a task)")
-    ap.add_argument("--seed", type=int, default=20000)
-    ap.add_argument("--workers", type=int, default=2)
+    ap = common_args(__doc__)
     ap.add_argument("--no-safety", action="store_true", help="the commander only: no safety stage")
     ap.add_argument("--max-joint-step", type=float, default=NodePath.max_joint_step)
     ap.add_argument("--max-joint-acceleration", type=float, default=NodePath.max_joint_acceleration)
-    ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args()
     path = NodePath(safety=not args.no_safety, max_joint_step=args.max_joint_step,
                     max_joint_acceleration=args.max_joint_acceleration)
-    inner = AgentFactory(args.policy, SteeringConfig(method="robomonkey"), ExecutorConfig())
-    cfg = EvalConfig(policy=args.policy, tasks=("pick_lift", "place_in", "push_to", "stack"),
-                     episodes=args.episodes, workers=args.workers, seed=args.seed)
-    rows = evaluate(cfg, factory=NodePathFactory(inner, path))
-    for r in rows:
-        r["node_path"] = {"safety": path.safety, "max_joint_step": path.max_joint_step,
-                          "max_joint_acceleration": path.max_joint_acceleration}
-        print(f"{r['task']}: {r['successes']}/{r['episodes']} "
-              f"{ {k: v for k, v in r.items() if k.startswith(('clamped', 'held'))} }")
-    write_json(args.json, rows)
-    total = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
-    print(f"all: {total[0]}/{total[1]} = {total[0] / total[1]:.0%}; wrote {args.json}")
+    run(args, path, make_agent, extra=INTERVENTIONS)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,18 @@ The policy, steering (robomonkey n = m = 16) and seeds are those of the soak's s
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from sim_loop_variant import common_args, run
 
 from vla_app.agents import AgentFactory
 
@@ -110,48 +112,19 @@ class _TimedAgent:
         return {"max_boundary_jump": max(jumps) if jumps else 0.0}
 
 
-@dataclass(frozen=True)
-class TimedFactory:
-    inner: AgentFactory
-    timing: ObservationTiming = field(default_factory=ObservationTiming)
-
-    def __getattr__(self, name: str):  # policy_dir, steering, executor, backend, method, row_fields, ...
-        if name in ("inner", "timing"):
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def __call__(self, seed: int) -> _TimedAgent:
-        torch.set_num_threads(1)
-        return _TimedAgent(self.inner, self.timing, seed)
+def make_agent(inner: AgentFactory, timing: ObservationTiming, seed: int) -> _TimedAgent:
+    torch.set_num_threads(1)
+    return _TimedAgent(inner, timing, seed)
 
 
 def main() -> None:
-    from verifiers.steering import SteeringConfig
-    from vla_app.evaluate import EvalConfig, evaluate, write_json
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--policy", default="models/policy")
-    ap.add_argument("--episodes", type=int, default=25, help="per task")
-    ap.add_argument("--seed", type=int, default=20000)
-    ap.add_argument("--workers", type=int, default=2)
+    ap = common_args(__doc__)
     ap.add_argument("--image-ms", type=float, default=0.0)
     ap.add_argument("--proprio-ms", type=float, default=0.0)
     ap.add_argument("--index-back", type=int, default=0)
     ap.add_argument("--blend", type=int, default=2)
-    ap.add_argument("--json", type=Path, required=True)
     args = ap.parse_args()
-    timing = ObservationTiming(args.image_ms, args.proprio_ms, args.index_back, args.blend)
-    inner = AgentFactory(args.policy, SteeringConfig(method="robomonkey"))
-    cfg = EvalConfig(policy=args.policy, tasks=("pick_lift", "place_in", "push_to", "stack"),
-                     episodes=args.episodes, workers=args.workers, seed=args.seed)
-    rows = evaluate(cfg, factory=TimedFactory(inner, timing))
-    for r in rows:
-        r["observation_timing"] = {"image_ms": timing.image_ms, "proprio_ms": timing.proprio_ms,
-                                   "index_back": timing.index_back, "blend": timing.blend}
-        print(f"{r['task']}: {r['successes']}/{r['episodes']}")
-    write_json(args.json, rows)
-    total = sum(r["successes"] for r in rows), sum(r["episodes"] for r in rows)
-    print(f"all: {total[0]}/{total[1]} = {total[0] / total[1]:.0%}; wrote {args.json}")
+    run(args, ObservationTiming(args.image_ms, args.proprio_ms, args.index_back, args.blend), make_agent)
 
 
 if __name__ == "__main__":

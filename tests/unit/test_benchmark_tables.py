@@ -86,10 +86,16 @@ def test_ros_vs_sim_pairs_a_soak_or_an_eval_with_the_simulator_loop_or_another_s
     soak = {"per_task": {"pick_lift": [1, 0, 0], "stack": [0]}, "seeds": {"pick_lift": [7, 8, 9], "stack": [7]}}
     loop = {"results": [{"task": "pick_lift", "seed": 8, "outcomes": [1, 1]}]}  # seeds 8, 9
     out = _ros_vs_sim(tmp_path, soak, loop)
-    assert "ROS: 0/2" in out and "simulator loop: 2/2" in out and "-100% over 2 paired" in out
+    assert "ROS: 0/2" in out and "simulator loop: 2/2" in out and "-100.0 points [" in out and "over 2 paired" in out
     other = {"per_task": {"pick_lift": [1, 1]}, "seeds": {"pick_lift": [7, 9]}}
     out = _ros_vs_sim(tmp_path, soak, other)
-    assert "a: 1/2" in out and "b: 2/2" in out and "a - b: -50% over 2 paired" in out
+    assert "a: 1/2" in out and "b: 2/2" in out and "a - b: -50.0 points [" in out
     # a variant of the simulator loop (an eval result) first, against the soak: named by file, first - second
     out = _ros_vs_sim(tmp_path, loop, soak)
-    assert "a: 2/2" in out and "b: 0/2" in out and "a - b: +100% over 2 paired" in out
+    assert "a: 2/2" in out and "b: 0/2" in out and "a - b: +100.0 points [" in out
+    # more pairs: each reported, then pooled (a.json holds the loop now, b.json the soak)
+    (tmp_path / "c.json").write_text(json.dumps(other))
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "ros_vs_sim.py"), "a.json", "b.json", "c.json", "b.json"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert "a.json vs b.json:" in out and "c.json vs b.json:" in out and "c: 2/2" in out and "b: 1/2" in out
+    assert "pooled:" in out and "first: 4/4" in out and "second: 1/4" in out and "+75.0 points [" in out
