@@ -39,6 +39,11 @@ class ControlClock:
             raise ValueError(f"fine_ticks must be >= 1, got {self.fine_ticks}")
 
     @property
+    def due(self) -> float:
+        """When the step running now (or last run) was due."""
+        return self.next_due - self.period_s
+
+    @property
     def timer_period_s(self) -> float:
         return self.period_s / self.fine_ticks
 

@@ -420,6 +420,7 @@ class PolicyNode(LifecycleNode):
 
     def _create_io(self) -> None:
         p = self._param
+        self._frame_arrived = threading.Event()  # set by each new image: plan ahead starts on a fresh frame
         e = self._entities
         camera = camera_qos(p("image_reliability"))
         hint = f"this node subscribes {p('image_reliability')}, see image_reliability"
@@ -459,7 +460,6 @@ class PolicyNode(LifecycleNode):
         e.append(self.create_timer(1.0, self._publish_diagnostics))
         self._plan_request = threading.Event()
         self._stop_planner = threading.Event()
-        self._frame_arrived = threading.Event()  # set by each new image: plan ahead starts on a fresh frame
         self._in_flight = False  # a new inference thread: a plan the old one dropped must not block it
         self._planner = threading.Thread(target=self._planner_loop, name="vla_policy_inference", daemon=True)
         self._planner.start()
@@ -508,7 +508,6 @@ class PolicyNode(LifecycleNode):
         self._chunk_path = None  # chunk mode: (commands (K, J), safety states, targets, events) being run
         self._path_index = 0
         self._plan_start_at = 0.0  # plan ahead: when the inference thread should take its observation
-        self._tick_due = 0.0
         self._last_gripper = None  # gripper_interface action: the last goal sent
         self._interventions: Counter = Counter()
         self._last_command_at = -float("inf")  # s, when the last joint command left
@@ -641,8 +640,7 @@ class PolicyNode(LifecycleNode):
             if kind == "image":
                 self._frames.append(received)
                 self._timings["image_arrival_age"].append((received - stamp) * 1e3)
-        if kind == "image" and getattr(self, "_frame_arrived", None) is not None:
-            self._frame_arrived.set()
+                self._frame_arrived.set()
         return None
 
     def _on_image(self, msg: Image) -> None:
@@ -772,9 +770,9 @@ class PolicyNode(LifecycleNode):
 
     def _run_step(self, now: float, due: float) -> None:
         t0 = time.perf_counter()
-        self._tick_due = self._steps_clock.run(now, due)
+        due = self._steps_clock.run(now, due)
         self._control_step()
-        self._steps_clock.finished(self._now(), self._tick_due)
+        self._steps_clock.finished(self._now(), due)
         self._timings["control_tick"].append((time.perf_counter() - t0) * 1e3)
 
     def _control_step(self) -> None:
@@ -896,7 +894,7 @@ class PolicyNode(LifecycleNode):
         takeover = self._executor.replan_step
         if not self._param("plan_ahead") or takeover is None:
             return 0.0
-        due = self._tick_due + (takeover - self._executor.step) * self._period
+        due = self._steps_clock.due + (takeover - self._executor.step) * self._period
         if self._param("command_on_landing"):
             return due - self._expected_latency(50) + self._camera_period() / 2
         return due - self._expected_latency()

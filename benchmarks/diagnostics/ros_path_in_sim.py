@@ -79,8 +79,7 @@ def install(env, path: NodePath) -> dict:
         env._target.reset(target.pos, target.quat, target.gripper)  # what env.gripper_command reports
         env.arm.command(q_cmd, target.gripper)
         counts["commands"] += 1
-        for _ in range(substeps):
-            env.advance(1)
+        env.advance(substeps)
 
     env._apply = apply  # this episode's env only: reset() builds a new world, install() runs again
     return counts

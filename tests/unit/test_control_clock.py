@@ -28,6 +28,7 @@ def test_steps_follow_a_fixed_grid_one_period_apart() -> None:
     steps = ticks(clock, 0.0, 0.5)
     assert [t for t, _ in steps] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5])
     assert clock.ticks == 6 and clock.misses == 0
+    assert clock.due == pytest.approx(0.5)  # the step run last was due at 0.5
     assert clock.rate(0.5) == pytest.approx(12.0)  # 6 steps over 0.5 s from the first
 
 
